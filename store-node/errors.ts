@@ -1,0 +1,54 @@
+// One error type for the store: it knows its HTTP status and JSON body, so the server
+// never has to map messages to codes.
+export type StoreErrorCode =
+  | 'InvalidArgument'
+  | 'Forbidden'
+  | 'NoSuchVolume'
+  | 'NoSuchNeedle'
+  | 'CookieMismatch'
+  | 'VolumeExists'
+  | 'VolumeReadOnly'
+  | 'VolumeFull'
+  | 'EntityTooLarge'
+  | 'IncompleteBody'
+  | 'InvalidRange'
+  | 'NeedleCorrupt'
+  | 'MethodNotAllowed'
+  | 'NotFound'
+  | 'Busy'
+  | 'InternalError';
+
+const STATUS: Record<StoreErrorCode, number> = {
+  InvalidArgument: 400,
+  Forbidden: 403,
+  NoSuchVolume: 404,
+  NoSuchNeedle: 404,
+  CookieMismatch: 403,
+  VolumeExists: 409,
+  VolumeReadOnly: 409,
+  VolumeFull: 507,
+  EntityTooLarge: 413,
+  IncompleteBody: 400,
+  InvalidRange: 416,
+  NeedleCorrupt: 500,
+  MethodNotAllowed: 405,
+  NotFound: 404,
+  Busy: 409,
+  InternalError: 500,
+};
+
+export class StoreError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StoreError';
+    this.status = STATUS[code];
+  }
+
+  toJSON(): { error: StoreErrorCode; message: string } {
+    return { error: this.code, message: this.message };
+  }
+}

@@ -1,0 +1,259 @@
+// A store node's volumes: load them all at start, create/seal on request, roll over to a
+// new volume when the writable one fills, and run compaction and scrub in the background.
+import fs from 'node:fs/promises';
+import * as fsx from '../common/fsx.ts';
+import { type CompactResult, compactVolume } from './compaction.ts';
+import { StoreError } from './errors.ts';
+import { type ScrubResult, scrubVolume } from './scrub.ts';
+import {
+  DEFAULT_VOLUME_OPTIONS,
+  type ReadResult,
+  type Volume,
+  type VolumeOptions,
+  type VolumeStats,
+  type WriteResult,
+} from './volume.ts';
+import { createVolume, openVolume, volumePaths } from './volume-load.ts';
+
+export interface StoreOptions extends VolumeOptions {
+  /** Compact a volume when this share of its bytes is garbage… */
+  compactGarbageRatio: number;
+  /** …and the garbage is at least this large. */
+  compactMinGarbageBytes: number;
+  /** How often to look for volumes to compact; 0 disables. */
+  compactCheckMs: number;
+  /** How often to scrub every volume; 0 disables. */
+  scrubIntervalMs: number;
+}
+
+export const DEFAULT_STORE_OPTIONS: StoreOptions = {
+  ...DEFAULT_VOLUME_OPTIONS,
+  compactGarbageRatio: 0.3,
+  compactMinGarbageBytes: 16 * 1024 * 1024,
+  compactCheckMs: 60_000,
+  scrubIntervalMs: 24 * 3600_000,
+};
+
+export interface StoreStatus {
+  capacityBytes: number;
+  freeBytes: number;
+  volumes: VolumeStats[];
+  needles: number;
+  liveBytes: number;
+  garbageBytes: number;
+  indexBytes: number;
+  lastScrub: { at: string; checked: number; corrupt: string[] } | null;
+}
+
+export class Store {
+  private readonly vols = new Map<number, Volume>();
+  private current: number | null = null;
+  private rolling: Promise<void> | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private maintenance: Promise<unknown> = Promise.resolve();
+  lastScrub: { at: Date; results: ScrubResult[] } | null = null;
+
+  private constructor(
+    readonly dir: string,
+    readonly opts: StoreOptions,
+  ) {}
+
+  static async open(dir: string, opts: Partial<StoreOptions> = {}): Promise<Store> {
+    const s = new Store(dir, { ...DEFAULT_STORE_OPTIONS, ...opts });
+    await fs.mkdir(dir, { recursive: true });
+    const ids: number[] = [];
+    for (const name of await fs.readdir(dir)) {
+      const m = /^(\d+)\.(dat|dat\.tmp)$/.exec(name);
+      if (!m) continue;
+      if (m[2] === 'dat.tmp') await fs.rm(`${dir}/${name}`, { force: true });
+      else ids.push(Number(m[1]));
+    }
+    ids.sort((a, b) => a - b);
+    try {
+      for (const id of ids) s.vols.set(id, await openVolume(dir, id, s.opts));
+    } catch (e) {
+      await s.close();
+      throw e;
+    }
+    return s;
+  }
+
+  /** Starts background compaction checks and scrubs (timers do not hold the process). */
+  startMaintenance(): void {
+    if (this.opts.compactCheckMs > 0) {
+      const t = setInterval(
+        () => this.serially(() => this.compactIfNeeded()),
+        this.opts.compactCheckMs,
+      );
+      this.timers.push(t.unref());
+    }
+    if (this.opts.scrubIntervalMs > 0) {
+      const t = setInterval(() => this.serially(() => this.scrub()), this.opts.scrubIntervalMs);
+      this.timers.push(t.unref());
+    }
+  }
+
+  private serially(task: () => Promise<unknown>): void {
+    this.maintenance = this.maintenance.then(task).catch(() => {});
+  }
+
+  volumeIds(): number[] {
+    return [...this.vols.keys()].sort((a, b) => a - b);
+  }
+
+  volume(id: number): Volume {
+    const v = this.vols.get(id);
+    if (!v) throw new StoreError('NoSuchVolume', `volume ${id} does not exist`);
+    return v;
+  }
+
+  async createVolume(id: number): Promise<Volume> {
+    if (!Number.isInteger(id) || id < 1 || id > 0xffff_ffff) {
+      throw new StoreError('InvalidArgument', `volume id ${id} out of range`);
+    }
+    if (this.vols.has(id)) throw new StoreError('VolumeExists', `volume ${id} exists`);
+    const v = await createVolume(this.dir, id, this.opts);
+    this.vols.set(id, v);
+    return v;
+  }
+
+  /** Marks a volume read-only for good (it still accepts deletes). */
+  async seal(id: number): Promise<void> {
+    const v = this.volume(id);
+    if (v.readOnly) return;
+    const fd = await fsx.open(volumePaths(this.dir, id).sealed, 'w');
+    await fsx.close(fd);
+    await fsx.fsyncDir(this.dir);
+    v.readOnly = true;
+  }
+
+  write(vid: number, id: bigint, cookie: number, data: Buffer, ct?: string): Promise<WriteResult> {
+    return this.volume(vid).write(id, cookie, data, ct);
+  }
+
+  read(
+    vid: number,
+    id: bigint,
+    cookie: number,
+    range?: { start: number; end: number },
+  ): Promise<ReadResult> {
+    return this.volume(vid).read(id, cookie, range);
+  }
+
+  head(vid: number, id: bigint, cookie: number): Promise<{ size: number; compressed: boolean }> {
+    return this.volume(vid).head(id, cookie);
+  }
+
+  delete(vid: number, id: bigint, cookie?: number): Promise<void> {
+    return this.volume(vid).delete(id, cookie);
+  }
+
+  /**
+   * Appends to whichever volume is writable, creating the next one when it fills up.
+   * Used when this node places needles itself (embedded mode, benchmarks).
+   */
+  async append(
+    id: bigint,
+    cookie: number,
+    data: Buffer,
+    ct?: string,
+  ): Promise<WriteResult & { volumeId: number }> {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const vid = await this.writableVolume();
+      try {
+        return { ...(await this.write(vid, id, cookie, data, ct)), volumeId: vid };
+      } catch (e) {
+        if (!(e instanceof StoreError) || (e.code !== 'VolumeFull' && e.code !== 'VolumeReadOnly'))
+          throw e;
+        if (this.current === vid) await this.roll(vid);
+      }
+    }
+    throw new StoreError('VolumeFull', 'no writable volume after rolling over');
+  }
+
+  private async writableVolume(): Promise<number> {
+    while (this.rolling) await this.rolling;
+    if (this.current === null) {
+      const writable = this.volumeIds().filter((id) => !this.vols.get(id)!.readOnly);
+      if (writable.length > 0) this.current = writable[writable.length - 1]!;
+      else await this.roll(null);
+    }
+    return this.current!;
+  }
+
+  private async roll(full: number | null): Promise<void> {
+    if (this.rolling) return this.rolling;
+    this.rolling = (async () => {
+      if (full !== null) await this.seal(full);
+      const next = Math.max(0, ...this.volumeIds()) + 1;
+      await this.createVolume(next);
+      this.current = next;
+    })().finally(() => {
+      this.rolling = null;
+    });
+    return this.rolling;
+  }
+
+  compact(vid: number): Promise<CompactResult> {
+    return compactVolume(this.volume(vid));
+  }
+
+  async compactIfNeeded(): Promise<CompactResult[]> {
+    const done: CompactResult[] = [];
+    for (const id of this.volumeIds()) {
+      const v = this.vols.get(id)!;
+      const s = v.stats();
+      if (
+        !v.compacting &&
+        s.garbageRatio >= this.opts.compactGarbageRatio &&
+        s.garbageBytes >= this.opts.compactMinGarbageBytes
+      ) {
+        done.push(await compactVolume(v));
+      }
+    }
+    return done;
+  }
+
+  async scrub(vid?: number): Promise<ScrubResult[]> {
+    const ids = vid === undefined ? this.volumeIds() : [this.volume(vid).id];
+    const results: ScrubResult[] = [];
+    for (const id of ids) results.push(await scrubVolume(this.vols.get(id)!));
+    if (vid === undefined) this.lastScrub = { at: new Date(), results };
+    return results;
+  }
+
+  async status(): Promise<StoreStatus> {
+    const st = await fs.statfs(this.dir);
+    const volumes = this.volumeIds().map((id) => this.vols.get(id)!.stats());
+    const sum = (f: (v: VolumeStats) => number) => volumes.reduce((a, v) => a + f(v), 0);
+    return {
+      capacityBytes: st.blocks * st.bsize,
+      freeBytes: st.bavail * st.bsize,
+      volumes,
+      needles: sum((v) => v.needles),
+      liveBytes: sum((v) => v.liveBytes),
+      garbageBytes: sum((v) => v.garbageBytes),
+      indexBytes: sum((v) => v.indexBytes),
+      lastScrub: this.lastScrub && {
+        at: this.lastScrub.at.toISOString(),
+        checked: this.lastScrub.results.reduce((a, r) => a + r.checked, 0),
+        corrupt: this.lastScrub.results.flatMap((r) =>
+          r.corrupt.map((id) => `${r.volumeId}/${id}`),
+        ),
+      },
+    };
+  }
+
+  ioErrors(): number {
+    let n = 0;
+    for (const v of this.vols.values()) n += v.ioErrors;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    await this.maintenance;
+    for (const v of this.vols.values()) await v.close();
+    this.vols.clear();
+  }
+}

@@ -1,0 +1,388 @@
+// A Haystack volume: one append-only .dat file of needles plus its .idx accelerator.
+// One writer per volume with group commit: every append waiting while the previous batch
+// was being written goes out in one writev and one fdatasync, and no promise resolves
+// before that fdatasync returns. Reads use the in-memory map and one pread; the map only
+// ever points at durable needles, so reads never wait for writes.
+import path from 'node:path';
+import * as fsx from '../common/fsx.ts';
+import { type CompressionMode, decode, maybeCompress } from './codec.ts';
+import { StoreError } from './errors.ts';
+import { IDX_RECORD_SIZE, putIdxRecord, TOMBSTONE_SIZE } from './index-file.ts';
+import {
+  Codec,
+  encodeNeedle,
+  FLAG_COMPRESSED,
+  FLAG_DELETED,
+  NEEDLE_CRC_SIZE,
+  NEEDLE_HEADER_SIZE,
+  needleDataIntact,
+  needleDiskSize,
+  readNeedleHeader,
+  SUPERBLOCK_SIZE,
+} from './needle.ts';
+import { idParts, type NeedleMap } from './needle-map.ts';
+
+/** Offsets are stored /8 in a u32: a volume can never pass 32 GiB. */
+export const HARD_MAX_VOLUME_SIZE = 0xffff_ffff * 8;
+export const TOMBSTONE_DISK_SIZE = needleDiskSize(0);
+
+export interface VolumeOptions {
+  /** Appends that would pass this size fail with VolumeFull (tombstones still fit). */
+  maxSize: number;
+  /** Off only for experiments: acknowledgements then do not mean durable. */
+  fsync: boolean;
+  compression: CompressionMode;
+  maxBatchBytes: number;
+  /** Test hook: called at named steps of compaction so crash tests can kill -9 there. */
+  crashPoint?: (step: string) => void;
+}
+
+export const DEFAULT_VOLUME_OPTIONS: VolumeOptions = {
+  maxSize: 1024 ** 3,
+  fsync: true,
+  compression: 'auto',
+  maxBatchBytes: 8 * 1024 * 1024,
+};
+
+/** The file and the map that describes it; compaction swaps in a new one atomically. */
+export interface Generation {
+  number: number;
+  fd: number;
+  map: NeedleMap;
+  refs: number;
+  retired: boolean;
+}
+
+interface Pending {
+  lo: number;
+  hi: number;
+  buf: Buffer;
+  dataLength: number;
+  tombstone: boolean;
+  resolve: (offset: number) => void;
+  reject: (e: Error) => void;
+}
+
+export interface WriteResult {
+  offset: number;
+  storedLength: number;
+  compressed: boolean;
+}
+
+export interface ReadResult {
+  data: Buffer;
+  /** Length of the whole object, whatever range was asked for. */
+  size: number;
+  compressed: boolean;
+}
+
+export interface VolumeStats {
+  id: number;
+  generation: number;
+  readOnly: boolean;
+  needles: number;
+  fileBytes: number;
+  liveBytes: number;
+  garbageBytes: number;
+  garbageRatio: number;
+  indexBytes: number;
+  compacting: boolean;
+}
+
+export class Volume {
+  /** @internal */ g: Generation;
+  /** @internal durable end of the .dat file */ end: number;
+  /** @internal */ idxFd: number;
+  /** @internal */ idxEnd: number;
+  /** @internal sum of disk sizes of live needles */ liveBytes: number;
+  /** @internal */ compacting = false;
+  readOnly: boolean;
+  ioErrors = 0;
+
+  private queue: Pending[] = [];
+  private flushing: Promise<void> | null = null;
+  private pauseRequested = false;
+  private idxBroken = false;
+
+  constructor(
+    readonly id: number,
+    readonly dir: string,
+    readonly opts: VolumeOptions,
+    state: {
+      g: Generation;
+      end: number;
+      idxFd: number;
+      idxEnd: number;
+      liveBytes: number;
+      readOnly: boolean;
+    },
+  ) {
+    this.g = state.g;
+    this.end = state.end;
+    this.idxFd = state.idxFd;
+    this.idxEnd = state.idxEnd;
+    this.liveBytes = state.liveBytes;
+    this.readOnly = state.readOnly;
+  }
+
+  get datPath(): string {
+    return path.join(this.dir, `${this.id}.dat`);
+  }
+
+  get needleCount(): number {
+    return this.g.map.size;
+  }
+
+  stats(): VolumeStats {
+    const payload = this.end - SUPERBLOCK_SIZE;
+    const garbage = payload - this.liveBytes;
+    return {
+      id: this.id,
+      generation: this.g.number,
+      readOnly: this.readOnly,
+      needles: this.g.map.size,
+      fileBytes: this.end,
+      liveBytes: this.liveBytes,
+      garbageBytes: garbage,
+      garbageRatio: payload > 0 ? garbage / payload : 0,
+      indexBytes: this.g.map.byteLength,
+      compacting: this.compacting,
+    };
+  }
+
+  /** Room left for new needles before the volume counts as full. */
+  get freeBytes(): number {
+    return Math.max(0, this.opts.maxSize - this.end);
+  }
+
+  async write(
+    id: bigint,
+    cookie: number,
+    data: Buffer,
+    contentType?: string,
+  ): Promise<WriteResult> {
+    if (id === 0n) throw new StoreError('InvalidArgument', 'needle id 0 is reserved');
+    if (this.readOnly) throw new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`);
+    const { stored, codec } = maybeCompress(data, this.opts.compression, contentType);
+    const buf = encodeNeedle(
+      {
+        cookie,
+        id,
+        dataLength: stored.length,
+        originalLength: data.length,
+        flags: codec === Codec.None ? 0 : FLAG_COMPRESSED,
+        codec,
+      },
+      stored,
+    );
+    if (buf.length > this.opts.maxSize - SUPERBLOCK_SIZE) {
+      throw new StoreError('EntityTooLarge', `needle of ${buf.length} bytes exceeds volume size`);
+    }
+    const [lo, hi] = idParts(id);
+    const offset = await this.enqueue(lo, hi, buf, stored.length, false);
+    return { offset, storedLength: stored.length, compressed: codec !== Codec.None };
+  }
+
+  /** Tombstones a needle; the cookie, when given, must match the stored one. */
+  async delete(id: bigint, cookie?: number): Promise<void> {
+    const [lo, hi] = idParts(id);
+    if (this.g.map.find(lo, hi) < 0) throw new StoreError('NoSuchNeedle', `needle ${id} not found`);
+    if (cookie !== undefined) await this.readVerified(id, cookie, true);
+    const buf = encodeNeedle(
+      { cookie: cookie ?? 0, id, dataLength: 0, originalLength: 0, flags: FLAG_DELETED, codec: 0 },
+      Buffer.alloc(0),
+    );
+    await this.enqueue(lo, hi, buf, 0, true);
+  }
+
+  async read(
+    id: bigint,
+    cookie: number,
+    range?: { start: number; end: number },
+  ): Promise<ReadResult> {
+    const { data, compressed } = await this.readVerified(id, cookie, false);
+    if (!range) return { data, size: data.length, compressed };
+    if (range.start < 0 || range.end < range.start || range.start >= data.length) {
+      throw new StoreError('InvalidRange', `range ${range.start}-${range.end} of ${data.length}`);
+    }
+    return {
+      data: data.subarray(range.start, Math.min(range.end, data.length - 1) + 1),
+      size: data.length,
+      compressed,
+    };
+  }
+
+  /** Size of the stored object without reading its data. */
+  async head(id: bigint, cookie: number): Promise<{ size: number; compressed: boolean }> {
+    const r = await this.readVerified(id, cookie, true);
+    return { size: r.originalLength, compressed: r.compressed };
+  }
+
+  private async readVerified(
+    id: bigint,
+    cookie: number,
+    headerOnly: boolean,
+  ): Promise<{ data: Buffer; originalLength: number; compressed: boolean }> {
+    const g = this.g;
+    const [lo, hi] = idParts(id);
+    const slot = g.map.find(lo, hi);
+    if (slot < 0) throw new StoreError('NoSuchNeedle', `needle ${id} not found`);
+    const offset = g.map.offsetAt(slot) * 8;
+    const size = g.map.sizeAt(slot);
+    const buf = Buffer.allocUnsafe(
+      headerOnly ? NEEDLE_HEADER_SIZE : NEEDLE_HEADER_SIZE + size + NEEDLE_CRC_SIZE,
+    );
+    g.refs++;
+    let n: number;
+    try {
+      n = await fsx.pread(g.fd, buf, offset);
+    } catch (e) {
+      this.ioErrors++;
+      throw e;
+    } finally {
+      this.release(g);
+    }
+    const h = readNeedleHeader(buf.subarray(0, n), 0);
+    if (typeof h === 'string' || h.id !== id || h.dataLength !== size || h.flags & FLAG_DELETED) {
+      throw new StoreError('NeedleCorrupt', `needle ${id} in volume ${this.id}: bad header`);
+    }
+    if (h.cookie !== cookie) throw new StoreError('CookieMismatch', `needle ${id}: wrong cookie`);
+    const compressed = (h.flags & FLAG_COMPRESSED) !== 0;
+    if (headerOnly) return { data: buf, originalLength: h.originalLength, compressed };
+    if (n < buf.length || !needleDataIntact(buf, 0, size)) {
+      throw new StoreError('NeedleCorrupt', `needle ${id} in volume ${this.id}: checksum mismatch`);
+    }
+    const stored = buf.subarray(NEEDLE_HEADER_SIZE, NEEDLE_HEADER_SIZE + size);
+    try {
+      const data = compressed ? decode(stored, h.codec, h.originalLength) : stored;
+      return { data, originalLength: h.originalLength, compressed };
+    } catch (e) {
+      throw new StoreError('NeedleCorrupt', `needle ${id}: ${(e as Error).message}`);
+    }
+  }
+
+  /** @internal */ acquire(): Generation {
+    this.g.refs++;
+    return this.g;
+  }
+
+  /** @internal */ release(g: Generation): void {
+    if (--g.refs === 0 && g.retired) void fsx.close(g.fd).catch(() => {});
+  }
+
+  private enqueue(
+    lo: number,
+    hi: number,
+    buf: Buffer,
+    dataLength: number,
+    tombstone: boolean,
+  ): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ lo, hi, buf, dataLength, tombstone, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.flushing || this.pauseRequested || this.queue.length === 0) return;
+    this.flushing = this.flushLoop().finally(() => {
+      this.flushing = null;
+      this.kick();
+    });
+  }
+
+  /** @internal Stops the writer after its current batch; used by compaction's swap. */
+  async pauseWriter(): Promise<void> {
+    this.pauseRequested = true;
+    while (this.flushing) await this.flushing;
+  }
+
+  /** @internal */ resumeWriter(): void {
+    this.pauseRequested = false;
+    this.kick();
+  }
+
+  private takeBatch(): Pending[] {
+    let bytes = 0;
+    let k = 0;
+    while (k < this.queue.length && (k === 0 || bytes < this.opts.maxBatchBytes)) {
+      bytes += this.queue[k]!.buf.length;
+      k++;
+    }
+    return this.queue.splice(0, k);
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.queue.length > 0 && !this.pauseRequested) {
+      const batch = this.takeBatch();
+      const accepted: Pending[] = [];
+      const bufs: Buffer[] = [];
+      const offsets: number[] = [];
+      let pos = this.end;
+      for (const p of batch) {
+        const limit = p.tombstone ? HARD_MAX_VOLUME_SIZE : this.opts.maxSize;
+        if (this.readOnly && !p.tombstone) {
+          p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`));
+        } else if (pos + p.buf.length > limit) {
+          p.reject(new StoreError('VolumeFull', `volume ${this.id} is full`));
+        } else {
+          accepted.push(p);
+          bufs.push(p.buf);
+          offsets.push(pos);
+          pos += p.buf.length;
+        }
+      }
+      if (accepted.length === 0) continue;
+      const g = this.g;
+      try {
+        await fsx.pwritev(g.fd, bufs, this.end);
+        if (this.opts.fsync) await fsx.fdatasync(g.fd);
+      } catch (e) {
+        // The tail past `end` is now unknown: stop accepting writes rather than risk
+        // acknowledging needles next to a region the disk may have half-written.
+        this.ioErrors++;
+        this.readOnly = true;
+        for (const p of accepted) p.reject(e as Error);
+        continue;
+      }
+      this.end = pos;
+      const idx = Buffer.allocUnsafe(accepted.length * IDX_RECORD_SIZE);
+      for (let i = 0; i < accepted.length; i++) {
+        const p = accepted[i]!;
+        const off8 = offsets[i]! / 8;
+        if (p.tombstone) {
+          const prev = g.map.delete(p.lo, p.hi);
+          if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
+          putIdxRecord(idx, i, p.lo, p.hi, off8, TOMBSTONE_SIZE);
+        } else {
+          const prev = g.map.set(p.lo, p.hi, off8, p.dataLength);
+          if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
+          this.liveBytes += p.buf.length;
+          putIdxRecord(idx, i, p.lo, p.hi, off8, p.dataLength);
+        }
+      }
+      for (let i = 0; i < accepted.length; i++) accepted[i]!.resolve(offsets[i]!);
+      // No fsync: the .idx is rebuilt from the fsync'd .dat past its last good record.
+      // After a failed append it stays frozen, so the next load rescans from there.
+      if (this.idxBroken) continue;
+      try {
+        await fsx.pwritev(this.idxFd, [idx], this.idxEnd);
+        this.idxEnd += idx.length;
+      } catch {
+        this.ioErrors++;
+        this.idxBroken = true;
+      }
+    }
+  }
+
+  /** Flushes what is queued and closes the files. */
+  async close(): Promise<void> {
+    while (this.flushing || this.queue.length > 0) {
+      this.kick();
+      if (this.flushing) await this.flushing;
+    }
+    this.g.retired = true;
+    if (this.g.refs === 0) await fsx.close(this.g.fd);
+    await fsx.close(this.idxFd);
+  }
+}
