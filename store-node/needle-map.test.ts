@@ -39,7 +39,9 @@ describe('NeedleMap', () => {
           expect([m.offsetAt(slot), m.sizeAt(slot)]).toEqual([off, size]);
         }
         let seen = 0;
-        m.forEach(() => seen++);
+        m.forEach(() => {
+          seen++;
+        });
         expect(seen).toBe(model.size);
       }),
       { numRuns: 60 },
