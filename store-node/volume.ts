@@ -163,6 +163,8 @@ export class Volume {
   ): Promise<WriteResult> {
     if (id === 0n) throw new StoreError('InvalidArgument', 'needle id 0 is reserved');
     if (this.readOnly) throw new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`);
+    const [lo, hi] = idParts(id);
+    if (this.g.map.find(lo, hi) >= 0) await this.checkOverwrite(id, cookie);
     const { stored, codec } = maybeCompress(data, this.opts.compression, contentType);
     const buf = encodeNeedle(
       {
@@ -178,9 +180,23 @@ export class Volume {
     if (buf.length > this.opts.maxSize - SUPERBLOCK_SIZE) {
       throw new StoreError('EntityTooLarge', `needle of ${buf.length} bytes exceeds volume size`);
     }
-    const [lo, hi] = idParts(id);
     const offset = await this.enqueue(lo, hi, buf, stored.length, false);
     return { offset, storedLength: stored.length, compressed: codec !== Codec.None };
+  }
+
+  /**
+   * A needle may be rewritten (a retried write, a repair) only by whoever holds its
+   * cookie; a different cookie means two objects were given one id, which must not
+   * silently replace the first. A needle whose header is corrupt may be replaced.
+   */
+  private async checkOverwrite(id: bigint, cookie: number): Promise<void> {
+    try {
+      await this.readVerified(id, cookie, true);
+    } catch (e) {
+      if (e instanceof StoreError && (e.code === 'NeedleCorrupt' || e.code === 'NoSuchNeedle'))
+        return;
+      throw e;
+    }
   }
 
   /** Tombstones a needle; the cookie, when given, must match the stored one. */

@@ -1,0 +1,31 @@
+// kubestorage <command>: dispatch only; each command lives in its own file.
+const USAGE = `usage: kubestorage <command> [options]
+
+commands:
+  store     run a store node (Haystack volumes)       kubestorage store --help
+  server    embedded all-in-one server (npm start)
+`;
+
+const [command, ...args] = process.argv.slice(2);
+
+switch (command) {
+  case 'store': {
+    const { main } = await import('./store.ts');
+    await main(args);
+    break;
+  }
+  case 'server': {
+    const { main } = await import('./server.ts');
+    await main(args);
+    break;
+  }
+  case undefined:
+  case '-h':
+  case '--help':
+  case 'help':
+    process.stdout.write(USAGE);
+    break;
+  default:
+    process.stderr.write(`kubestorage: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+    process.exitCode = 2;
+}

@@ -1,0 +1,82 @@
+// kubestorage store: one store node serving its volumes over the internal HTTP API.
+import { parseArgs } from 'node:util';
+import { loadConfig, parseSize } from '../common/config.ts';
+import { InternalAuth } from '../common/internal-auth.ts';
+import { createLogger } from '../common/log.ts';
+import { StoreServer } from '../store-node/server.ts';
+import { Store } from '../store-node/store.ts';
+import { clusterSecret, onShutdown, parseListen } from './common.ts';
+
+const HELP = `usage: kubestorage store [--data DIR] [--listen HOST:PORT] [options]
+
+  --data DIR              volume directory (default ./data/store)
+  --listen HOST:PORT      address to serve on (default 127.0.0.1:8080)
+  --config FILE           JSON config file (see README); env KUBESTORAGE_* overrides it
+  --max-volume-size SIZE  roll over to a new volume past this size (default 1GiB)
+  --no-fsync              acknowledge before fdatasync (experiments only: not durable)
+  --compression auto|off  zstd for compressible needles (default auto)
+
+The cluster secret comes from KUBESTORAGE_CLUSTER_SECRET or the config file; without
+one, a secret is generated in DIR/cluster.secret.
+`;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      listen: { type: 'string' },
+      config: { type: 'string' },
+      'max-volume-size': { type: 'string' },
+      'no-fsync': { type: 'boolean' },
+      compression: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const cfg = loadConfig({ file: values.config });
+  const sc = cfg.store;
+  if (values.data) sc.data = values.data;
+  if (values.listen) sc.listen = values.listen;
+  if (values['max-volume-size']) sc.maxVolumeSize = parseSize(values['max-volume-size']);
+  if (values['no-fsync']) sc.fsync = false;
+  if (values.compression) {
+    if (values.compression !== 'auto' && values.compression !== 'off')
+      throw new Error('--compression auto|off');
+    sc.compression = values.compression;
+  }
+  const log = createLogger('store', cfg.logLevel);
+  const { host, port } = parseListen(sc.listen);
+  const auth = new InternalAuth(clusterSecret(cfg.clusterSecret, sc.data, log));
+  const t0 = performance.now();
+  const store = await Store.open(sc.data, {
+    maxSize: sc.maxVolumeSize,
+    fsync: sc.fsync,
+    compression: sc.compression,
+    compactGarbageRatio: sc.compactGarbageRatio,
+    compactMinGarbageBytes: sc.compactMinGarbageBytes,
+    compactCheckMs: sc.compactCheckMs,
+    scrubIntervalMs: sc.scrubIntervalMs,
+  });
+  const status = await store.status();
+  log.info(
+    {
+      volumes: status.volumes.length,
+      needles: status.needles,
+      loadMs: Math.round(performance.now() - t0),
+    },
+    'volumes loaded',
+  );
+  if (!sc.fsync) log.warn('fsync is off: acknowledged writes can be lost on power failure');
+  store.startMaintenance();
+  const server = new StoreServer({ store, auth, maxNeedleSize: sc.maxNeedleSize, logger: log });
+  const addr = await server.listen(host, port);
+  log.info({ url: `http://${addr.address}:${addr.port}`, data: sc.data }, 'store node listening');
+  onShutdown(log, async () => {
+    await server.close();
+    await store.close();
+  });
+}

@@ -1,0 +1,39 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_CONFIG, loadConfig, parseSize } from './config.ts';
+import { tempDir } from './test-util.ts';
+
+describe('config', () => {
+  it('parses sizes with SI and binary units', () => {
+    expect(parseSize('4096')).toBe(4096);
+    expect(parseSize('64MiB')).toBe(64 * 1024 ** 2);
+    expect(parseSize('1g')).toBe(1e9);
+    expect(parseSize('1.5GiB')).toBe(1.5 * 1024 ** 3);
+    expect(() => parseSize('lots')).toThrow(/not a size/);
+    expect(() => parseSize('-1')).toThrow(/not a size/);
+  });
+
+  it('layers defaults, file and environment, env last', () => {
+    const file = path.join(tempDir(), 'c.json');
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ store: { listen: '0.0.0.0:9', maxVolumeSize: '2GiB', fsync: false } }),
+    );
+    const cfg = loadConfig({
+      file,
+      env: { KUBESTORAGE_STORE_MAX_VOLUME_SIZE: '256MiB', KUBESTORAGE_CLUSTER_SECRET: 's3cr3t' },
+    });
+    expect(cfg.store.listen).toBe('0.0.0.0:9');
+    expect(cfg.store.maxVolumeSize).toBe(256 * 1024 ** 2);
+    expect(cfg.store.fsync).toBe(false);
+    expect(cfg.clusterSecret).toBe('s3cr3t');
+    expect(cfg.store.compactGarbageRatio).toBe(DEFAULT_CONFIG.store.compactGarbageRatio);
+  });
+
+  it('rejects values of the wrong type with the variable name', () => {
+    expect(() => loadConfig({ env: { KUBESTORAGE_STORE_FSYNC: 'maybe' } })).toThrow(
+      /KUBESTORAGE_STORE_FSYNC/,
+    );
+  });
+});

@@ -1,0 +1,59 @@
+// Authentication of internal traffic (gateway ↔ directory ↔ store). Every request carries
+// `x-ks-auth: <unix seconds>.<hex HMAC-SHA256(key, ts \n METHOD \n path?query)>` where key
+// is derived from the cluster secret. A token is bound to one method and path and expires
+// after SKEW_SECONDS, so a leaked header is worth little; bodies are not signed (the
+// needle CRC covers integrity, and the internal network is trusted for confidentiality).
+import crypto from 'node:crypto';
+
+export const AUTH_HEADER = 'x-ks-auth';
+const SKEW_SECONDS = 300;
+
+export class InternalAuth {
+  private readonly key: Buffer;
+  /** Static bearer token for Prometheus scrapes of /metrics (read-only data). */
+  readonly metricsToken: string;
+
+  constructor(secret: string) {
+    if (secret.length < 16) throw new Error('cluster secret must be at least 16 characters');
+    this.key = crypto.createHmac('sha256', secret).update('kubestorage-internal-v1').digest();
+    this.metricsToken = crypto.createHmac('sha256', this.key).update('metrics').digest('hex');
+  }
+
+  sign(method: string, pathAndQuery: string, now = Date.now()): string {
+    const ts = Math.floor(now / 1000);
+    return `${ts}.${this.mac(ts, method, pathAndQuery)}`;
+  }
+
+  verify(
+    header: string | undefined,
+    method: string,
+    pathAndQuery: string,
+    now = Date.now(),
+  ): boolean {
+    if (!header) return false;
+    const dot = header.indexOf('.');
+    if (dot <= 0 || header.length - dot - 1 !== 64) return false;
+    const tsText = header.slice(0, dot);
+    if (!/^\d{1,12}$/.test(tsText)) return false;
+    const ts = Number(tsText);
+    if (Math.abs(now / 1000 - ts) > SKEW_SECONDS) return false;
+    const given = Buffer.from(header.slice(dot + 1), 'hex');
+    if (given.length !== 32) return false;
+    const want = Buffer.from(this.mac(ts, method, pathAndQuery), 'hex');
+    return crypto.timingSafeEqual(given, want);
+  }
+
+  verifyMetricsBearer(authorization: string | undefined): boolean {
+    if (!authorization?.startsWith('Bearer ')) return false;
+    const given = Buffer.from(authorization.slice(7));
+    const want = Buffer.from(this.metricsToken);
+    return given.length === want.length && crypto.timingSafeEqual(given, want);
+  }
+
+  private mac(ts: number, method: string, pathAndQuery: string): string {
+    return crypto
+      .createHmac('sha256', this.key)
+      .update(`${ts}\n${method.toUpperCase()}\n${pathAndQuery}`)
+      .digest('hex');
+  }
+}

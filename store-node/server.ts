@@ -1,0 +1,331 @@
+// The store node's HTTP API (internal: only gateways and the directory talk to it).
+// Plain node:http rather than Hono: binary bodies on the needle path, a handful of fixed
+// routes, and no per-request framework allocation on the hottest path of the system.
+//
+//   PUT|GET|HEAD|DELETE /volumes/:vid/needles/:nid?cookie=N   (GET/HEAD honour Range)
+//   POST /volumes/:vid            create     POST /volumes/:vid/seal     seal
+//   POST /volumes/:vid/compact    compact    POST /scrub[?volume=N]      scrub
+//   GET  /status                  JSON       GET  /metrics               Prometheus
+// Every request must carry a valid x-ks-auth token (InternalAuth); /metrics also takes
+// the metrics bearer token. Errors are JSON {error, message} with a 4xx/5xx status.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
+import type { Logger } from '../common/log.ts';
+import { StoreError } from './errors.ts';
+import { StoreMetrics } from './metrics.ts';
+import type { Store } from './store.ts';
+
+export interface StoreServerOptions {
+  store: Store;
+  auth: InternalAuth;
+  /** Largest needle body accepted; larger ones get 413 before any byte is stored. */
+  maxNeedleSize: number;
+  logger?: Logger;
+}
+
+const NEEDLE_RE = /^\/volumes\/([^/]+)\/needles\/([^/]+)$/;
+const VOLUME_RE = /^\/volumes\/([^/]+)(?:\/(seal|compact))?$/;
+const U64_MAX = 2n ** 64n - 1n;
+
+export function parseVolumeId(s: string): number {
+  if (!/^\d{1,10}$/.test(s))
+    throw new StoreError('InvalidArgument', `bad volume id ${JSON.stringify(s)}`);
+  const n = Number(s);
+  if (n < 1 || n > 0xffff_ffff)
+    throw new StoreError('InvalidArgument', `volume id ${s} out of range`);
+  return n;
+}
+
+export function parseNeedleId(s: string): bigint {
+  if (!/^\d{1,20}$/.test(s))
+    throw new StoreError('InvalidArgument', `bad needle id ${JSON.stringify(s)}`);
+  const n = BigInt(s);
+  if (n < 1n || n > U64_MAX) throw new StoreError('InvalidArgument', `needle id ${s} out of range`);
+  return n;
+}
+
+export function parseCookie(s: string | null): number {
+  if (s === null || !/^\d{1,10}$/.test(s)) {
+    throw new StoreError('InvalidArgument', 'cookie must be a decimal u32');
+  }
+  const n = Number(s);
+  if (n > 0xffff_ffff) throw new StoreError('InvalidArgument', 'cookie out of range');
+  return n;
+}
+
+/** Parses a single `bytes=` range against a known size; null when absent. */
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | null {
+  if (header === undefined) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === ''))
+    throw new StoreError('InvalidRange', `bad range ${header}`);
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) throw new StoreError('InvalidRange', 'empty suffix range');
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start)
+      throw new StoreError('InvalidRange', `bad range ${header}`);
+  }
+  if (start >= size) throw new StoreError('InvalidRange', `range starts past the end (${size})`);
+  return { start, end };
+}
+
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  const cl = req.headers['content-length'];
+  let expected = -1;
+  if (cl !== undefined) {
+    if (!/^\d{1,16}$/.test(cl))
+      return Promise.reject(new StoreError('InvalidArgument', 'bad content-length'));
+    expected = Number(cl);
+    if (expected > max) {
+      return Promise.reject(
+        new StoreError('EntityTooLarge', `body of ${expected} bytes exceeds ${max}`),
+      );
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let done = false;
+    const fail = (e: StoreError) => {
+      if (done) return;
+      done = true;
+      reject(e);
+    };
+    req.on('data', (c: Buffer) => {
+      total += c.length;
+      if (total > max) fail(new StoreError('EntityTooLarge', `body exceeds ${max} bytes`));
+      else if (!done) chunks.push(c);
+    });
+    req.on('end', () => {
+      if (done) return;
+      if (expected >= 0 && total !== expected) {
+        fail(new StoreError('IncompleteBody', `got ${total} of ${expected} bytes`));
+        return;
+      }
+      done = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    });
+    req.on('error', () => fail(new StoreError('IncompleteBody', 'request body aborted')));
+    req.on('close', () => {
+      if (!req.complete)
+        fail(new StoreError('IncompleteBody', `connection closed after ${total} bytes`));
+    });
+  });
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+export class StoreServer {
+  readonly server: http.Server;
+  readonly metrics: StoreMetrics;
+
+  constructor(readonly opts: StoreServerOptions) {
+    this.metrics = new StoreMetrics(opts.store);
+    this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+      void this.handle(req, res);
+    });
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = performance.now();
+    const rawUrl = req.url ?? '/';
+    const method = req.method ?? 'GET';
+    let op = 'unknown';
+    try {
+      const q = rawUrl.indexOf('?');
+      const pathname = q < 0 ? rawUrl : rawUrl.slice(0, q);
+      const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
+      const authorized =
+        this.opts.auth.verify(req.headers[AUTH_HEADER] as string | undefined, method, rawUrl) ||
+        (pathname === '/metrics' && this.opts.auth.verifyMetricsBearer(req.headers.authorization));
+      if (!authorized) throw new StoreError('Forbidden', 'missing or invalid internal auth token');
+      op = await this.route(req, res, method, pathname, query);
+    } catch (e) {
+      const err =
+        e instanceof StoreError
+          ? e
+          : new StoreError('InternalError', (e as Error)?.message ?? String(e));
+      if (err.status >= 500) {
+        this.metrics.errors++;
+        this.opts.logger?.error({ err: e, method, url: rawUrl }, 'store request failed');
+      }
+      if (!res.headersSent) {
+        // An unread request body must not be parsed as the next request on this socket.
+        if (!req.complete) res.setHeader('connection', 'close');
+        sendJson(res, err.status, err.toJSON());
+      } else {
+        res.destroy();
+      }
+    } finally {
+      this.metrics.requests.inc({ op, status: String(res.statusCode) });
+      this.metrics.duration.observe({ op }, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async route(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    method: string,
+    pathname: string,
+    query: URLSearchParams,
+  ): Promise<string> {
+    const { store } = this.opts;
+    const n = NEEDLE_RE.exec(pathname);
+    if (n) {
+      const vid = parseVolumeId(n[1]!);
+      const nid = parseNeedleId(n[2]!);
+      const cookie = parseCookie(query.get('cookie'));
+      switch (method) {
+        case 'PUT':
+          return this.put(req, res, vid, nid, cookie);
+        case 'GET':
+        case 'HEAD':
+          return this.get(req, res, vid, nid, cookie, method === 'HEAD');
+        case 'DELETE':
+          await store.delete(vid, nid, cookie);
+          res.writeHead(204).end();
+          return 'delete';
+        default:
+          throw new StoreError('MethodNotAllowed', `${method} not allowed on a needle`);
+      }
+    }
+    const v = VOLUME_RE.exec(pathname);
+    if (v) {
+      if (method !== 'POST') throw new StoreError('MethodNotAllowed', `${method} not allowed here`);
+      const vid = parseVolumeId(v[1]!);
+      if (v[2] === 'seal') {
+        await store.seal(vid);
+        sendJson(res, 200, store.volume(vid).stats());
+        return 'seal';
+      }
+      if (v[2] === 'compact') {
+        sendJson(res, 200, await store.compact(vid));
+        return 'compact';
+      }
+      await store.createVolume(vid);
+      sendJson(res, 201, store.volume(vid).stats());
+      return 'create';
+    }
+    if (pathname === '/status' && method === 'GET') {
+      sendJson(res, 200, {
+        ...(await store.status()),
+        inflightReads: this.metrics.inflightReads,
+        inflightWrites: this.metrics.inflightWrites,
+        errors: { io: store.ioErrors(), requests5xx: this.metrics.errors },
+      });
+      return 'status';
+    }
+    if (pathname === '/metrics' && method === 'GET') {
+      const text = await this.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+      res.end(text);
+      return 'metrics';
+    }
+    if (pathname === '/scrub' && method === 'POST') {
+      const vol = query.get('volume');
+      const results = await store.scrub(vol === null ? undefined : parseVolumeId(vol));
+      sendJson(res, 200, results);
+      return 'scrub';
+    }
+    throw new StoreError('NotFound', `no route for ${method} ${pathname}`);
+  }
+
+  private async put(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    vid: number,
+    nid: bigint,
+    cookie: number,
+  ): Promise<string> {
+    const vol = this.opts.store.volume(vid); // 404 before reading any body
+    this.metrics.inflightWrites++;
+    try {
+      const body = await readBody(req, this.opts.maxNeedleSize);
+      const w = await vol.write(nid, cookie, body, req.headers['content-type']);
+      this.metrics.bytesIn.inc(body.length);
+      sendJson(res, 201, {
+        size: body.length,
+        storedSize: w.storedLength,
+        compressed: w.compressed,
+      });
+      return 'put';
+    } finally {
+      this.metrics.inflightWrites--;
+    }
+  }
+
+  private async get(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    vid: number,
+    nid: bigint,
+    cookie: number,
+    headOnly: boolean,
+  ): Promise<string> {
+    this.metrics.inflightReads++;
+    try {
+      if (headOnly && req.headers.range === undefined) {
+        const h = await this.opts.store.head(vid, nid, cookie);
+        res.writeHead(200, {
+          'content-length': h.size,
+          'accept-ranges': 'bytes',
+          'x-ks-size': h.size,
+        });
+        res.end();
+        return 'head';
+      }
+      const r = await this.opts.store.read(vid, nid, cookie);
+      const range = parseRange(req.headers.range, r.size);
+      const body = range ? r.data.subarray(range.start, range.end + 1) : r.data;
+      const headers: http.OutgoingHttpHeaders = {
+        'content-type': 'application/octet-stream',
+        'content-length': body.length,
+        'accept-ranges': 'bytes',
+        'x-ks-size': r.size,
+      };
+      if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${r.size}`;
+      res.writeHead(range ? 206 : 200, headers);
+      res.end(headOnly ? undefined : body);
+      if (!headOnly) this.metrics.bytesOut.inc(body.length);
+      return headOnly ? 'head' : 'get';
+    } finally {
+      this.metrics.inflightReads--;
+    }
+  }
+}
