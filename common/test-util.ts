@@ -17,13 +17,4 @@ afterEach(() => {
   for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
-/** Deterministic payload for (id, length): tests can re-derive expected bytes. */
-export function payload(id: bigint, length: number, ascii = false): Buffer {
-  const buf = Buffer.allocUnsafe(length);
-  let x = Number(id % 2147483647n) * 48271 + 1;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    buf[i] = ascii ? 32 + ((x >>> 16) % 95) : x >>> 24;
-  }
-  return buf;
-}
+export { payload } from './payload.ts';

@@ -166,8 +166,9 @@ export async function compactVolume(v: Volume): Promise<CompactResult> {
     if (dfd >= 0) await fsx.close(dfd).catch(() => {});
     if (xfd >= 0) await fsx.close(xfd).catch(() => {});
     if (!committed) {
-      await fs.rm(p.cpd, { force: true });
+      // .cpx first: a lone .cpx would read as a committed compaction at the next load.
       await fs.rm(p.cpx, { force: true });
+      await fs.rm(p.cpd, { force: true });
     }
     v.release(old);
     v.compacting = false;

@@ -85,12 +85,33 @@ async function settleCompaction(dir: string, id: number): Promise<void> {
   const p = volumePaths(dir, id);
   if (await exists(p.cpd)) {
     // The new .dat was never renamed over the old one: the old pair is intact.
-    await fs.rm(p.cpd, { force: true });
     await fs.rm(p.cpx, { force: true });
+    await fs.rm(p.cpd, { force: true });
   } else if (await exists(p.cpx)) {
-    // The .dat rename (the commit point) happened; finish with the matching .idx.
-    await fs.rename(p.cpx, p.idx);
+    // The .dat rename (the commit point) happened; finish with the matching .idx, if it
+    // really is the one written for this .dat's generation.
+    const [sb, hdr] = await Promise.all([
+      readHead(p.dat, SUPERBLOCK_SIZE),
+      readHead(p.cpx, IDX_HEADER_SIZE),
+    ]);
+    let generation = -1;
+    try {
+      generation = decodeSuperblock(sb).generation;
+    } catch {}
+    if (decodeIdxHeader(hdr)?.generation === generation) await fs.rename(p.cpx, p.idx);
+    else await fs.rm(p.cpx, { force: true });
     await fsx.fsyncDir(dir);
+  }
+}
+
+async function readHead(file: string, n: number): Promise<Buffer> {
+  const fd = await fsx.open(file, 'r');
+  try {
+    const b = Buffer.alloc(n);
+    await fsx.pread(fd, b, 0);
+    return b;
+  } finally {
+    await fsx.close(fd);
   }
 }
 
@@ -159,7 +180,7 @@ export async function openVolume(dir: string, id: number, opts: VolumeOptions): 
       await fsx.pwritev(idxFd, tail.records, idxEnd);
       for (const r of tail.records) idxEnd += r.length;
     }
-    await fsx.fsync(idxFd);
+    // The .idx is not synced here either: a lost tail is rebuilt again at the next load.
     return new Volume(id, dir, opts, {
       g: { number: sb.generation, fd, map: replay.map, refs: 0, retired: false },
       end: tail.end,

@@ -1,0 +1,12 @@
+// Deterministic payloads for tests, benchmarks and crash children: the bytes for (id,
+// length) can be re-derived anywhere, so a verifier needs no copy of what was written.
+// No test-framework imports here: child processes load this file too.
+export function payload(id: bigint, length: number, ascii = false): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  let x = Number(id % 2147483647n) * 48271 + 1;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    buf[i] = ascii ? 32 + ((x >>> 16) % 95) : x >>> 24;
+  }
+  return buf;
+}
