@@ -1,0 +1,94 @@
+// Latency percentiles and a concurrency-limited driver with a time cap and progress lines.
+import { performance } from 'node:perf_hooks';
+
+export interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+/** Percentiles (nearest-rank) of the first `n` samples; sorts a copy. */
+export function percentiles(samples: Float64Array, n: number): Percentiles {
+  if (n === 0) return { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 };
+  const s = samples.slice(0, n).sort();
+  const at = (p: number) => s[Math.min(n - 1, Math.max(0, Math.ceil(p * n) - 1))]!;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += s[i]!;
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: s[n - 1]!, mean: sum / n };
+}
+
+export interface RunResult {
+  /** Operations that completed. */
+  done: number;
+  seconds: number;
+  /** CPU time of the whole process (all threads, user + system) during the phase. */
+  cpuSeconds: number;
+  /** True when the time cap stopped the phase before all operations ran. */
+  capped: boolean;
+}
+
+/**
+ * Runs op(0..total-1) with `concurrency` in flight until all are done or `capSeconds`
+ * pass (operations already started still finish). Per-op latency in ms goes to
+ * `latencies[k]` for the k-th completion. A progress line goes to stderr every few seconds.
+ */
+export async function runConcurrent(opts: {
+  label: string;
+  total: number;
+  concurrency: number;
+  capSeconds: number;
+  latencies: Float64Array;
+  op: (i: number) => Promise<void>;
+  progressEveryMs?: number;
+}): Promise<RunResult> {
+  const { label, total, concurrency, latencies, op } = opts;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const deadline = t0 + opts.capSeconds * 1000;
+  let next = 0;
+  let done = 0;
+  let capped = false;
+  let failed: unknown = null;
+  const timer = setInterval(() => {
+    const s = (performance.now() - t0) / 1000;
+    const pct = ((100 * done) / total).toFixed(1);
+    progress(`[${label}] ${done}/${total} (${pct}%) ${fmtInt(done / s)}/s after ${s.toFixed(0)} s`);
+  }, opts.progressEveryMs ?? 5000);
+  timer.unref();
+  const worker = async () => {
+    while (next < total && failed === null) {
+      if (performance.now() >= deadline) {
+        capped = true;
+        return;
+      }
+      const i = next++;
+      const start = performance.now();
+      try {
+        await op(i);
+      } catch (e) {
+        failed ??= e;
+        return;
+      }
+      latencies[done++] = performance.now() - start;
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, total)) }, worker));
+  } finally {
+    clearInterval(timer);
+  }
+  if (failed !== null) throw failed;
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { done, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, capped };
+}
+
+export function progress(line: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+}
+
+export function fmtInt(x: number): string {
+  return Math.round(x).toLocaleString('en-US');
+}
