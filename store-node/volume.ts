@@ -10,13 +10,14 @@ import { StoreError } from './errors.ts';
 import { IDX_RECORD_SIZE, putIdxRecord, TOMBSTONE_SIZE } from './index-file.ts';
 import {
   Codec,
-  encodeNeedle,
+  encodeNeedleInto,
   FLAG_COMPRESSED,
   FLAG_DELETED,
   NEEDLE_CRC_SIZE,
   NEEDLE_HEADER_SIZE,
   needleDataIntact,
   needleDiskSize,
+  needleDiskSizeLarge,
   readNeedleHeader,
   SUPERBLOCK_SIZE,
 } from './needle.ts';
@@ -25,6 +26,7 @@ import { idParts, type NeedleMap } from './needle-map.ts';
 /** Offsets are stored /8 in a u32: a volume can never pass 32 GiB. */
 export const HARD_MAX_VOLUME_SIZE = 0xffff_ffff * 8;
 export const TOMBSTONE_DISK_SIZE = needleDiskSize(0);
+const EMPTY = Buffer.alloc(0);
 
 export interface VolumeOptions {
   /** Appends that would pass this size fail with VolumeFull (tombstones still fit). */
@@ -54,10 +56,16 @@ export interface Generation {
 }
 
 interface Pending {
+  id: bigint;
   lo: number;
   hi: number;
-  buf: Buffer;
-  dataLength: number;
+  cookie: number;
+  /** Stored bytes (compressed or not); empty for a tombstone. */
+  stored: Buffer;
+  originalLength: number;
+  flags: number;
+  codec: Codec;
+  diskSize: number;
   tombstone: boolean;
   resolve: (offset: number) => void;
   reject: (e: Error) => void;
@@ -166,21 +174,23 @@ export class Volume {
     const [lo, hi] = idParts(id);
     if (this.g.map.find(lo, hi) >= 0) await this.checkOverwrite(id, cookie);
     const { stored, codec } = maybeCompress(data, this.opts.compression, contentType);
-    const buf = encodeNeedle(
-      {
-        cookie,
-        id,
-        dataLength: stored.length,
-        originalLength: data.length,
-        flags: codec === Codec.None ? 0 : FLAG_COMPRESSED,
-        codec,
-      },
-      stored,
-    );
-    if (buf.length > this.opts.maxSize - SUPERBLOCK_SIZE) {
-      throw new StoreError('EntityTooLarge', `needle of ${buf.length} bytes exceeds volume size`);
+    const diskSize = needleDiskSizeLarge(stored.length);
+    if (diskSize > this.opts.maxSize - SUPERBLOCK_SIZE) {
+      throw new StoreError('EntityTooLarge', `needle of ${diskSize} bytes exceeds volume size`);
     }
-    const offset = await this.enqueue(lo, hi, buf, stored.length, false);
+    const flags = codec === Codec.None ? 0 : FLAG_COMPRESSED;
+    const offset = await this.enqueue({
+      id,
+      lo,
+      hi,
+      cookie,
+      stored,
+      originalLength: data.length,
+      flags,
+      codec,
+      diskSize,
+      tombstone: false,
+    });
     return { offset, storedLength: stored.length, compressed: codec !== Codec.None };
   }
 
@@ -204,11 +214,18 @@ export class Volume {
     const [lo, hi] = idParts(id);
     if (this.g.map.find(lo, hi) < 0) throw new StoreError('NoSuchNeedle', `needle ${id} not found`);
     if (cookie !== undefined) await this.readVerified(id, cookie, true);
-    const buf = encodeNeedle(
-      { cookie: cookie ?? 0, id, dataLength: 0, originalLength: 0, flags: FLAG_DELETED, codec: 0 },
-      Buffer.alloc(0),
-    );
-    await this.enqueue(lo, hi, buf, 0, true);
+    await this.enqueue({
+      id,
+      lo,
+      hi,
+      cookie: cookie ?? 0,
+      stored: EMPTY,
+      originalLength: 0,
+      flags: FLAG_DELETED,
+      codec: Codec.None,
+      diskSize: TOMBSTONE_DISK_SIZE,
+      tombstone: true,
+    });
   }
 
   async read(
@@ -286,15 +303,9 @@ export class Volume {
     if (--g.refs === 0 && g.retired) void fsx.close(g.fd).catch(() => {});
   }
 
-  private enqueue(
-    lo: number,
-    hi: number,
-    buf: Buffer,
-    dataLength: number,
-    tombstone: boolean,
-  ): Promise<number> {
+  private enqueue(p: Omit<Pending, 'resolve' | 'reject'>): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ lo, hi, buf, dataLength, tombstone, resolve, reject });
+      this.queue.push({ ...p, resolve, reject });
       this.kick();
     });
   }
@@ -322,7 +333,7 @@ export class Volume {
     let bytes = 0;
     let k = 0;
     while (k < this.queue.length && (k === 0 || bytes < this.opts.maxBatchBytes)) {
-      bytes += this.queue[k]!.buf.length;
+      bytes += this.queue[k]!.diskSize;
       k++;
     }
     return this.queue.splice(0, k);
@@ -332,26 +343,43 @@ export class Volume {
     while (this.queue.length > 0 && !this.pauseRequested) {
       const batch = this.takeBatch();
       const accepted: Pending[] = [];
-      const bufs: Buffer[] = [];
       const offsets: number[] = [];
       let pos = this.end;
       for (const p of batch) {
         const limit = p.tombstone ? HARD_MAX_VOLUME_SIZE : this.opts.maxSize;
         if (this.readOnly && !p.tombstone) {
           p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`));
-        } else if (pos + p.buf.length > limit) {
+        } else if (pos + p.diskSize > limit) {
           p.reject(new StoreError('VolumeFull', `volume ${this.id} is full`));
         } else {
           accepted.push(p);
-          bufs.push(p.buf);
           offsets.push(pos);
-          pos += p.buf.length;
+          pos += p.diskSize;
         }
       }
       if (accepted.length === 0) continue;
+      // One contiguous buffer per batch: a single iovec is several times cheaper for the
+      // kernel than hundreds of small ones, and saves an allocation per needle.
+      const out = Buffer.allocUnsafe(pos - this.end);
+      for (let i = 0; i < accepted.length; i++) {
+        const p = accepted[i]!;
+        encodeNeedleInto(
+          out,
+          offsets[i]! - this.end,
+          {
+            cookie: p.cookie,
+            id: p.id,
+            dataLength: p.stored.length,
+            originalLength: p.originalLength,
+            flags: p.flags,
+            codec: p.codec,
+          },
+          p.stored,
+        );
+      }
       const g = this.g;
       try {
-        await fsx.pwritev(g.fd, bufs, this.end);
+        await fsx.pwritev(g.fd, [out], this.end);
         if (this.opts.fsync) await fsx.fdatasync(g.fd);
       } catch (e) {
         // The tail past `end` is now unknown: stop accepting writes rather than risk
@@ -371,10 +399,10 @@ export class Volume {
           if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
           putIdxRecord(idx, i, p.lo, p.hi, off8, TOMBSTONE_SIZE);
         } else {
-          const prev = g.map.set(p.lo, p.hi, off8, p.dataLength);
+          const prev = g.map.set(p.lo, p.hi, off8, p.stored.length);
           if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
-          this.liveBytes += p.buf.length;
-          putIdxRecord(idx, i, p.lo, p.hi, off8, p.dataLength);
+          this.liveBytes += p.diskSize;
+          putIdxRecord(idx, i, p.lo, p.hi, off8, p.stored.length);
         }
       }
       for (let i = 0; i < accepted.length; i++) accepted[i]!.resolve(offsets[i]!);
