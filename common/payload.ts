@@ -10,3 +10,15 @@ export function payload(id: bigint, length: number, ascii = false): Buffer {
   }
   return buf;
 }
+
+/** Compressible text (JSON lines) of exactly `length` bytes. */
+export function textPayload(length: number): Buffer {
+  const lines: string[] = [];
+  let n = 0;
+  for (let i = 0; n < length; i++) {
+    const line = `{"id":${i},"name":"user${i}","ok":${i % 3 === 0}}\n`;
+    lines.push(line);
+    n += line.length;
+  }
+  return Buffer.from(lines.join('')).subarray(0, length);
+}

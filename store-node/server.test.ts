@@ -3,6 +3,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
+import { textPayload } from '../common/payload.ts';
 import { payload, tempDir } from '../common/test-util.ts';
 import { StoreClient } from './client.ts';
 import { StoreServer } from './server.ts';
@@ -72,7 +73,7 @@ function errorOf(r: Reply): string {
 describe('store server', () => {
   it('stores and serves needles through StoreClient, with ranges, HEAD and DELETE', async () => {
     const ref = { volumeId: 1, needleId: 2n ** 63n + 5n, cookie: 0xdeadbeef };
-    const data = payload(5n, 20_000, true);
+    const data = textPayload(20_000);
     const put = await client.put(ref, data, 'text/plain');
     expect(put).toEqual({ size: 20_000, storedSize: expect.any(Number), compressed: true });
     expect((await client.get(ref)).data.equals(data)).toBe(true);

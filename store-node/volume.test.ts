@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { textPayload } from '../common/payload.ts';
 import { payload, tempDir } from '../common/test-util.ts';
 import { StoreError } from './errors.ts';
 import { IDX_HEADER_SIZE } from './index-file.ts';
@@ -55,7 +56,7 @@ describe('volume engine', () => {
   it('checks cookies and serves byte ranges', async () => {
     await withStore(tempDir(), async (s) => {
       await s.createVolume(3);
-      const data = payload(9n, 10_000, true);
+      const data = textPayload(10_000);
       const w = await s.write(3, 9n, 77, data, 'text/plain');
       expect(w.compressed).toBe(true);
       expect(w.storedLength).toBeLessThan(data.length);
