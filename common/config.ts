@@ -6,6 +6,19 @@ export interface Config {
   /** Shared by every node of a cluster; derives the internal request tokens. */
   clusterSecret: string;
   logLevel: string;
+  /** The embedded server (kubestorage server / npm start). */
+  server: {
+    data: string;
+    listen: string;
+    rootAccessKey: string;
+    rootSecretKey: string;
+  };
+  gateway: {
+    region: string;
+    /** Virtual-host style base domain; empty = path style only. */
+    domain: string;
+    maxObjectSize: number;
+  };
   store: {
     data: string;
     listen: string;
@@ -23,6 +36,17 @@ export interface Config {
 export const DEFAULT_CONFIG: Config = {
   clusterSecret: '',
   logLevel: 'info',
+  server: {
+    data: './data',
+    listen: '127.0.0.1:9000',
+    rootAccessKey: '',
+    rootSecretKey: '',
+  },
+  gateway: {
+    region: 'us-east-1',
+    domain: '',
+    maxObjectSize: 5 * 1024 ** 3,
+  },
   store: {
     data: './data/store',
     listen: '127.0.0.1:8080',

@@ -1,0 +1,154 @@
+// The gateway's HTTP front: Hono (on @hono/node-server) receives the request; this file
+// turns it into an S3Request — bucket and key from path or virtual host, identity from
+// SigV4/SigV2, a body decoder matching the payload mode — runs the routed handler, and
+// renders every failure as S3 error XML with a request id.
+import crypto from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import { MetadataError } from '../directory/api.ts';
+import { StoreError } from '../store-node/errors.ts';
+import { chunkedOptionsFor, decodeAwsChunked } from './chunked.ts';
+import type { S3Request, Services } from './context.ts';
+import { S3Error } from './error.ts';
+import { route } from './router.ts';
+import { type AuthResult, authenticate, parseQuery } from './sigv4.ts';
+
+export function splitTarget(
+  rawUrl: string,
+  host: string | undefined,
+  domain: string | undefined,
+): { rawPath: string; rawQuery: string; bucket: string; key: string } {
+  const q = rawUrl.indexOf('?');
+  const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
+  let path: string;
+  try {
+    path = decodeURIComponent(rawPath);
+  } catch {
+    throw new S3Error('InvalidURI', 'Could not parse the specified URI.', { status: 400 });
+  }
+  const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+  if (domain && hostname.endsWith(`.${domain}`)) {
+    return { rawPath, rawQuery, bucket: hostname.slice(0, -domain.length - 1), key: path.slice(1) };
+  }
+  const rest = path.slice(1);
+  const slash = rest.indexOf('/');
+  if (slash < 0) return { rawPath, rawQuery, bucket: rest, key: '' };
+  return { rawPath, rawQuery, bucket: rest.slice(0, slash), key: rest.slice(slash + 1) };
+}
+
+function toS3Error(e: unknown, services: Services): S3Error {
+  if (e instanceof S3Error) return e;
+  if (e instanceof MetadataError) {
+    switch (e.code) {
+      case 'NoSuchBucket':
+        return new S3Error('NoSuchBucket', 'The specified bucket does not exist');
+      case 'Unavailable':
+        return new S3Error('ServiceUnavailable', 'Please reduce your request rate.');
+      default:
+        return new S3Error(e.code, e.message, { status: 409 });
+    }
+  }
+  if (e instanceof StoreError && (e.code === 'Busy' || e.code === 'VolumeFull')) {
+    return new S3Error('SlowDown', 'Please reduce your request rate.');
+  }
+  services.log.error({ err: e }, 'internal error');
+  return new S3Error('InternalError', 'We encountered an internal error. Please try again.');
+}
+
+function errorResponse(
+  err: S3Error,
+  requestId: string,
+  resource: string,
+  method: string,
+): Response {
+  const headers: Record<string, string> = {
+    'x-amz-request-id': requestId,
+    'content-type': 'application/xml',
+    ...err.headers,
+  };
+  if (!err.resource) err.resource = resource;
+  const body = method === 'HEAD' || err.status === 304 ? null : err.toXML(requestId);
+  return new Response(body, { status: err.status, headers });
+}
+
+export function createApp(services: Services): Hono<{ Bindings: HttpBindings }> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.all('*', async (c) => {
+    const incoming = c.env.incoming;
+    const requestId = crypto.randomBytes(8).toString('hex').toUpperCase();
+    const method = incoming.method ?? 'GET';
+    let resource = '/';
+    try {
+      const t = splitTarget(incoming.url ?? '/', incoming.headers.host, services.config.domain);
+      resource = t.key ? `/${t.bucket}/${t.key}` : `/${t.bucket}`;
+      const pairs = parseQuery(t.rawQuery);
+      const vhost =
+        services.config.domain && t.bucket && !t.rawPath.startsWith(`/${t.bucket}`)
+          ? t.bucket
+          : undefined;
+      const auth = await authenticate(
+        {
+          method,
+          rawPath: t.rawPath,
+          query: pairs,
+          headers: incoming.headersDistinct,
+          virtualHostBucket: vhost,
+        },
+        async (accessKey: string) => {
+          const k = await services.meta.getKey(accessKey);
+          return k ? { secretKey: k.secretKey, userId: k.userId } : null;
+        },
+      );
+      if (auth.anonymous) throw new S3Error('AccessDenied', 'Access Denied');
+      const decoded = bodyDecoder(incoming, auth);
+      const sha = auth.contentSha256;
+      const req: S3Request = {
+        services,
+        requestId,
+        method,
+        bucket: t.bucket,
+        key: t.key,
+        query: new URLSearchParams(pairs),
+        headers: incoming.headers,
+        incoming,
+        userId: auth.userId,
+        body: decoded.body,
+        trailers: decoded.trailers,
+        declaredSha256: /^[0-9a-f]{64}$/.test(sha) ? sha : null,
+      };
+      const res = await route(req)(req);
+      res.headers.set('x-amz-request-id', requestId);
+      return res;
+    } catch (e) {
+      return errorResponse(toS3Error(e, services), requestId, resource, method);
+    }
+  });
+  return app;
+}
+
+function bodyDecoder(
+  incoming: IncomingMessage,
+  auth: AuthResult,
+): Pick<S3Request, 'body' | 'trailers'> {
+  if (auth.streaming === 'none') {
+    return { body: () => incoming, trailers: async () => ({}) };
+  }
+  // destroyOnReturn false: a decoder that stops early must not destroy the request,
+  // or the error response could not be sent on it.
+  const decoded = decodeAwsChunked(
+    incoming.iterator({ destroyOnReturn: false }),
+    chunkedOptionsFor(auth, incoming.headersDistinct),
+  );
+  return { body: () => decoded.body, trailers: () => decoded.trailers() };
+}
+
+/** An http.Server running the gateway (not yet listening). */
+export function createGatewayServer(services: Services): Server {
+  const app = createApp(services);
+  const server = createAdaptorServer({ fetch: app.fetch, autoCleanupIncoming: true }) as Server;
+  // Node answers unknown Expect values with 417 by itself; let S3 semantics decide.
+  server.on('checkExpectation', (req, res) => server.emit('request', req, res));
+  return server;
+}

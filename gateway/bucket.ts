@@ -1,0 +1,120 @@
+// Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation.
+import { MetadataError } from '../directory/api.ts';
+import { readSmallBody, type S3Request } from './context.ts';
+import { S3Error } from './error.ts';
+import { empty, xmlResponse } from './response.ts';
+import { escapeXml, isoDate, parseXmlBody, S3_NS } from './xml.ts';
+
+/** S3's naming rules for new buckets (existing names are only looked up). */
+export function validateBucketName(name: string): void {
+  const bad = (why: string) =>
+    new S3Error('InvalidBucketName', `The specified bucket is not valid: ${why}.`, {
+      extra: { BucketName: name },
+    });
+  if (name.length < 3 || name.length > 63) throw bad('length must be 3 to 63');
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name))
+    throw bad('lowercase letters, digits, dots and hyphens; start and end with a letter or digit');
+  if (/\.\.|\.-|-\./.test(name)) throw bad('no adjacent dots or dot-hyphen pairs');
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(name)) throw bad('must not look like an IP address');
+  if (name.startsWith('xn--') || name.endsWith('-s3alias') || name.endsWith('--ol-s3'))
+    throw bad('reserved prefix or suffix');
+}
+
+export function owner(userId: string) {
+  return { ID: userId, DisplayName: userId };
+}
+
+export async function listBuckets(req: S3Request): Promise<Response> {
+  const userId = req.userId!;
+  const buckets = await req.services.meta.listBuckets(userId);
+  return xmlResponse('ListAllMyBucketsResult', {
+    Owner: owner(userId),
+    Buckets: { Bucket: buckets.map((b) => ({ Name: b.name, CreationDate: isoDate(b.createdAt) })) },
+  });
+}
+
+export async function createBucket(req: S3Request): Promise<Response> {
+  validateBucketName(req.bucket);
+  const body = await readSmallBody(req, 64 * 1024);
+  let region = req.services.config.region;
+  if (body.length > 0) {
+    const doc = parseXmlBody(body.toString('utf8'), 'CreateBucketConfiguration');
+    const constraint = doc.LocationConstraint;
+    if (typeof constraint === 'string' && constraint !== '') region = constraint;
+  }
+  try {
+    await req.services.meta.createBucket({
+      name: req.bucket,
+      owner: req.userId!,
+      createdAt: Date.now(),
+      region,
+    });
+  } catch (e) {
+    if (e instanceof MetadataError && e.code === 'BucketAlreadyOwnedByYou') {
+      throw new S3Error(
+        'BucketAlreadyOwnedByYou',
+        'Your previous request to create the named bucket succeeded and you already own it.',
+        {
+          resource: `/${req.bucket}`,
+          extra: { BucketName: req.bucket },
+        },
+      );
+    }
+    if (e instanceof MetadataError && e.code === 'BucketAlreadyExists') {
+      throw new S3Error(
+        'BucketAlreadyExists',
+        'The requested bucket name is not available. Please select a different name and try again.',
+        {
+          resource: `/${req.bucket}`,
+          extra: { BucketName: req.bucket },
+        },
+      );
+    }
+    throw e;
+  }
+  return empty(200, { location: `/${req.bucket}` });
+}
+
+export async function deleteBucket(req: S3Request): Promise<Response> {
+  await requireBucket(req);
+  try {
+    await req.services.meta.deleteBucket(req.bucket);
+  } catch (e) {
+    if (e instanceof MetadataError && e.code === 'BucketNotEmpty') {
+      throw new S3Error('BucketNotEmpty', 'The bucket you tried to delete is not empty.', {
+        extra: { BucketName: req.bucket },
+      });
+    }
+    throw e;
+  }
+  return empty(204);
+}
+
+export async function headBucket(req: S3Request): Promise<Response> {
+  const b = await requireBucket(req);
+  return empty(200, { 'x-amz-bucket-region': b.region });
+}
+
+export async function getBucketLocation(req: S3Request): Promise<Response> {
+  const b = await requireBucket(req);
+  // us-east-1 is reported as an empty constraint, as AWS does.
+  const loc = b.region === 'us-east-1' ? '' : b.region;
+  return new Response(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="${S3_NS}">${escapeXml(loc)}</LocationConstraint>`,
+    { headers: { 'content-type': 'application/xml' } },
+  );
+}
+
+/** The bucket record, after checking it exists and that the caller may use it. */
+export async function requireBucket(req: S3Request) {
+  const b = await req.services.meta.getBucket(req.bucket);
+  if (!b) {
+    throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', {
+      resource: `/${req.bucket}`,
+      extra: { BucketName: req.bucket },
+    });
+  }
+  if (b.owner !== req.userId)
+    throw new S3Error('AccessDenied', 'Access Denied', { resource: `/${req.bucket}` });
+  return b;
+}

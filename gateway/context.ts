@@ -1,0 +1,59 @@
+// What every S3 handler receives: the parsed request, who sent it, and the services.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Logger } from '../common/log.ts';
+import type { MetadataStore } from '../directory/api.ts';
+import type { ObjectData } from './data.ts';
+import { S3Error } from './error.ts';
+
+export interface GatewayConfig {
+  region: string;
+  /** Virtual-host style: requests to <bucket>.<domain> address that bucket. */
+  domain?: string;
+  /** Largest single PUT / part (S3: 5 GiB). */
+  maxObjectSize: number;
+}
+
+export interface Services {
+  meta: MetadataStore;
+  data: ObjectData;
+  config: GatewayConfig;
+  log: Logger;
+}
+
+export interface S3Request {
+  services: Services;
+  requestId: string;
+  method: string;
+  /** Decoded bucket and key ('' when absent). */
+  bucket: string;
+  key: string;
+  query: URLSearchParams;
+  headers: IncomingHttpHeaders;
+  /** The raw node request: its body is read by the handler (after auth decides how). */
+  incoming: IncomingMessage;
+  /** The authenticated user id, or null for an anonymous request. */
+  userId: string | null;
+  /** Decoded request body (aws-chunked already removed, signature checked per chunk). */
+  body: () => AsyncIterable<Buffer>;
+  /** Verifies trailing checksums after the body was consumed (streaming uploads). */
+  trailers: () => Promise<Record<string, string>>;
+  /** SHA-256 the client declared for the payload, when it is a real hash. */
+  declaredSha256: string | null;
+}
+
+export function header(req: S3Request, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+/** Reads the whole (small) body, e.g. an XML document, with a hard size cap. */
+export async function readSmallBody(req: S3Request, max = 1024 * 1024): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const p of req.body()) {
+    n += p.length;
+    if (n > max) throw new S3Error('EntityTooLarge', `Request body exceeds ${max} bytes.`);
+    parts.push(p);
+  }
+  return Buffer.concat(parts, n);
+}

@@ -1,0 +1,211 @@
+// GetObject and HeadObject: conditional requests, single byte ranges, partNumber reads,
+// response-* overrides, and a streamed body read chunk by chunk from the stores.
+import type { ObjectRecord } from '../directory/api.ts';
+import { requireBucket } from './bucket.ts';
+import { header, type S3Request } from './context.ts';
+import { S3Error } from './error.ts';
+import { empty } from './response.ts';
+
+export function httpDate(ms: number): string {
+  return new Date(ms).toUTCString();
+}
+
+function parseHttpDate(s: string | undefined): number | null {
+  if (!s) return null;
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? null : t;
+}
+
+function etagMatches(list: string, etag: string): boolean {
+  return list.split(',').some((t) => {
+    const v = t.trim().replace(/^W\//, '');
+    return v === '*' || v === `"${etag}"` || v === etag;
+  });
+}
+
+/**
+ * RFC 7232 order as S3 applies it: If-Match beats If-Unmodified-Since, If-None-Match
+ * beats If-Modified-Since. `prefix` selects the header family (x-amz-copy-source-).
+ */
+export function checkConditions(
+  req: S3Request,
+  obj: ObjectRecord,
+  prefix = '',
+): 'ok' | 'not-modified' {
+  const ifMatch = header(req, `${prefix}if-match`);
+  const ifNoneMatch = header(req, `${prefix}if-none-match`);
+  const ifModifiedSince = parseHttpDate(header(req, `${prefix}if-modified-since`));
+  const ifUnmodifiedSince = parseHttpDate(header(req, `${prefix}if-unmodified-since`));
+  // HTTP dates have second precision: compare on whole seconds.
+  const mtime = Math.floor(obj.lastModified / 1000) * 1000;
+  const failed = () =>
+    new S3Error(
+      'PreconditionFailed',
+      'At least one of the pre-conditions you specified did not hold',
+      { extra: { Condition: prefix ? 'x-amz-copy-source-If-Match' : 'If-Match' } },
+    );
+  if (ifMatch !== undefined) {
+    if (!etagMatches(ifMatch, obj.etag)) throw failed();
+  } else if (ifUnmodifiedSince !== null && mtime > ifUnmodifiedSince) {
+    throw failed();
+  }
+  if (ifNoneMatch !== undefined) {
+    if (etagMatches(ifNoneMatch, obj.etag)) {
+      if (prefix) throw failed();
+      return 'not-modified';
+    }
+  } else if (
+    ifModifiedSince !== null &&
+    mtime <= ifModifiedSince &&
+    ifModifiedSince <= Date.now()
+  ) {
+    if (prefix) throw failed();
+    return 'not-modified';
+  }
+  return 'ok';
+}
+
+/** A single `bytes=` range against `size`; null for none (or one S3 would ignore). */
+export function parseRange(
+  value: string | undefined,
+  size: number,
+): { start: number; end: number } | null {
+  if (value === undefined) return null;
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(value);
+  if (!m || (m[1] === '' && m[2] === '')) return null; // malformed or multi-range: whole object
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) throw rangeError(size);
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return null;
+  }
+  if (start >= size) throw rangeError(size);
+  return { start, end };
+}
+
+function rangeError(size: number): S3Error {
+  return new S3Error('InvalidRange', 'The requested range is not satisfiable', {
+    extra: { ActualObjectSize: String(size) },
+    headers: { 'content-range': `bytes */${size}` },
+  });
+}
+
+export function objectHeaders(obj: ObjectRecord, req: S3Request): Record<string, string> {
+  const h: Record<string, string> = {
+    etag: `"${obj.etag}"`,
+    'last-modified': httpDate(obj.lastModified),
+    'accept-ranges': 'bytes',
+    'content-type': obj.contentType ?? 'binary/octet-stream',
+  };
+  if (obj.contentEncoding) h['content-encoding'] = obj.contentEncoding;
+  if (obj.contentDisposition) h['content-disposition'] = obj.contentDisposition;
+  if (obj.contentLanguage) h['content-language'] = obj.contentLanguage;
+  if (obj.cacheControl) h['cache-control'] = obj.cacheControl;
+  if (obj.expires) h.expires = obj.expires;
+  for (const [k, v] of Object.entries(obj.userMeta)) h[`x-amz-meta-${k}`] = v;
+  if (obj.partSizes) h['x-amz-mp-parts-count'] = String(obj.partSizes.length);
+  // A whole-object checksum describes the whole object only: never sent with a range.
+  const ranged = req.headers.range !== undefined || req.query.has('partNumber');
+  if (!ranged && header(req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && obj.checksums) {
+    for (const [algo, v] of Object.entries(obj.checksums)) h[`x-amz-checksum-${algo}`] = v;
+  }
+  const overrides: [string, string][] = [
+    ['response-content-type', 'content-type'],
+    ['response-content-language', 'content-language'],
+    ['response-expires', 'expires'],
+    ['response-cache-control', 'cache-control'],
+    ['response-content-disposition', 'content-disposition'],
+    ['response-content-encoding', 'content-encoding'],
+  ];
+  for (const [q, name] of overrides) {
+    const v = req.query.get(q);
+    if (v !== null) h[name] = v;
+  }
+  return h;
+}
+
+export async function loadObject(req: S3Request): Promise<ObjectRecord> {
+  await requireBucket(req);
+  const obj = await req.services.meta.getObject(req.bucket, req.key);
+  if (!obj) {
+    throw new S3Error('NoSuchKey', 'The specified key does not exist.', {
+      resource: `/${req.bucket}/${req.key}`,
+      extra: { Key: req.key },
+    });
+  }
+  return obj;
+}
+
+function partRange(obj: ObjectRecord, raw: string): { start: number; end: number } {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 10000) {
+    throw new S3Error(
+      'InvalidArgument',
+      'Part number must be an integer between 1 and 10000, inclusive',
+      {
+        extra: { ArgumentName: 'partNumber', ArgumentValue: raw },
+      },
+    );
+  }
+  const sizes = obj.partSizes ?? [obj.size];
+  if (n > sizes.length)
+    throw new S3Error('InvalidPart', 'The requested partnumber is not satisfiable');
+  let start = 0;
+  for (let i = 0; i < n - 1; i++) start += sizes[i]!;
+  return { start, end: start + sizes[n - 1]! - 1 };
+}
+
+export async function getObject(req: S3Request, head: boolean): Promise<Response> {
+  const obj = await loadObject(req);
+  const headers = objectHeaders(obj, req);
+  if (checkConditions(req, obj) === 'not-modified') {
+    return empty(304, { etag: headers.etag!, 'last-modified': headers['last-modified']! });
+  }
+  const partNumber = req.query.get('partNumber');
+  const range =
+    partNumber !== null ? partRange(obj, partNumber) : parseRange(header(req, 'range'), obj.size);
+  const start = range ? range.start : 0;
+  const end = range ? range.end : obj.size - 1;
+  headers['content-length'] = String(range ? end - start + 1 : obj.size);
+  if (range) headers['content-range'] = `bytes ${start}-${end}/${obj.size}`;
+  const status = range ? 206 : 200;
+  if (head || obj.size === 0) return new Response(null, { status, headers });
+  const it = req.services.data.read(obj.chunks, start, end)[Symbol.asyncIterator]();
+  // The first chunk is read before answering, so a store failure becomes an error
+  // response rather than a cut connection; a small object is then already complete.
+  const first = await it.next();
+  const length = end - start + 1;
+  if (first.done) throw new S3Error('InternalError', 'object data missing');
+  if (first.value.length === length) return new Response(first.value, { status, headers });
+  let pending: Buffer | null = first.value;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      if (pending) {
+        ctrl.enqueue(pending);
+        pending = null;
+        return;
+      }
+      try {
+        const r = await it.next();
+        if (r.done) ctrl.close();
+        else ctrl.enqueue(r.value);
+      } catch (e) {
+        req.services.log.error(
+          { err: e, bucket: req.bucket, key: req.key },
+          'read failed mid-body',
+        );
+        ctrl.error(e);
+      }
+    },
+    async cancel() {
+      await it.return?.(undefined);
+    },
+  });
+  return new Response(body, { status, headers });
+}

@@ -1,0 +1,335 @@
+// Multipart uploads. Parts are stored as needles like any object data; completing an
+// upload writes one object record that refers to the parts' needles in order — no data
+// is copied. Parts not named in the completion are freed.
+import crypto from 'node:crypto';
+import {
+  MetadataError,
+  type ObjectRecord,
+  type PartRecord,
+  type UploadRecord,
+} from '../directory/api.ts';
+import { owner, requireBucket } from './bucket.ts';
+import { header, readSmallBody, type S3Request } from './context.ts';
+import { copyData, loadCopySource } from './copy.ts';
+import { S3Error } from './error.ts';
+import { validateKey } from './keys.ts';
+import { preconditionFailed } from './put.ts';
+import { empty, xmlResponse } from './response.ts';
+import { checksumHeaders, objectAttributes, receiveBody } from './upload.ts';
+import { isoDate, parseXmlBody } from './xml.ts';
+
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+
+function noSuchUpload(req: S3Request): S3Error {
+  return new S3Error(
+    'NoSuchUpload',
+    'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+    {
+      extra: { UploadId: req.query.get('uploadId') ?? '' },
+    },
+  );
+}
+
+async function loadUpload(req: S3Request): Promise<UploadRecord> {
+  await requireBucket(req);
+  const u = await req.services.meta.getUpload(req.bucket, req.key, req.query.get('uploadId') ?? '');
+  if (!u) throw noSuchUpload(req);
+  return u;
+}
+
+function partNumber(req: S3Request): number {
+  const raw = req.query.get('partNumber') ?? '';
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > MAX_PARTS) {
+    throw new S3Error(
+      'InvalidArgument',
+      'Part number must be an integer between 1 and 10000, inclusive',
+      {
+        extra: { ArgumentName: 'partNumber', ArgumentValue: raw },
+      },
+    );
+  }
+  return n;
+}
+
+function mapMeta(req: S3Request, e: unknown): never {
+  if (e instanceof MetadataError && e.code === 'NoSuchUpload') throw noSuchUpload(req);
+  if (e instanceof MetadataError && e.code === 'InvalidPart') {
+    throw new S3Error(
+      'InvalidPart',
+      "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+    );
+  }
+  if (e instanceof MetadataError && e.code === 'PreconditionFailed') throw preconditionFailed();
+  throw e;
+}
+
+export async function createUpload(req: S3Request): Promise<Response> {
+  await requireBucket(req);
+  validateKey(req.key);
+  const { userMeta, ...rest } = objectAttributes(req);
+  // Time-ordered ids: uploads of one key then list in initiation order.
+  const uploadId = `${Date.now().toString(36).padStart(9, '0')}${crypto.randomBytes(12).toString('hex')}`;
+  await req.services.meta.createUpload({
+    uploadId,
+    bucket: req.bucket,
+    key: req.key,
+    initiated: Date.now(),
+    owner: req.userId!,
+    object: { ...rest, userMeta, owner: req.userId! },
+  });
+  return xmlResponse('InitiateMultipartUploadResult', {
+    Bucket: req.bucket,
+    Key: req.key,
+    UploadId: uploadId,
+  });
+}
+
+async function storePart(req: S3Request, part: PartRecord): Promise<void> {
+  let replaced: PartRecord | null;
+  try {
+    replaced = await req.services.meta.putPart(
+      req.bucket,
+      req.key,
+      req.query.get('uploadId')!,
+      part,
+    );
+  } catch (e) {
+    await req.services.data.free(part.chunks);
+    mapMeta(req, e);
+  }
+  if (replaced) await req.services.data.free(replaced.chunks);
+}
+
+export async function uploadPart(req: S3Request): Promise<Response> {
+  const n = partNumber(req);
+  const upload = await loadUpload(req);
+  const body = await receiveBody(req, upload.object.contentType);
+  await storePart(req, {
+    partNumber: n,
+    etag: body.md5,
+    size: body.size,
+    lastModified: Date.now(),
+    chunks: body.chunks,
+    checksums: Object.keys(body.checksums).length > 0 ? body.checksums : undefined,
+  });
+  return empty(200, { etag: `"${body.md5}"`, ...checksumHeaders(body.checksums) });
+}
+
+export async function uploadPartCopy(req: S3Request): Promise<Response> {
+  const n = partNumber(req);
+  await loadUpload(req);
+  const src = await loadCopySource(req);
+  let start = 0;
+  let end = src.obj.size - 1;
+  const range = header(req, 'x-amz-copy-source-range');
+  if (range !== undefined) {
+    const m = /^bytes=(\d+)-(\d+)$/.exec(range.trim());
+    if (!m || Number(m[2]) < Number(m[1]) || Number(m[2]) >= src.obj.size) {
+      throw new S3Error('InvalidRange', 'The requested range is not satisfiable', {
+        extra: { ActualObjectSize: String(src.obj.size) },
+      });
+    }
+    start = Number(m[1]);
+    end = Number(m[2]);
+  }
+  const data = await copyData(req, src.obj, start, end);
+  const now = Date.now();
+  await storePart(req, {
+    partNumber: n,
+    etag: data.md5,
+    size: data.size,
+    lastModified: now,
+    chunks: data.chunks,
+  });
+  return xmlResponse('CopyPartResult', { LastModified: isoDate(now), ETag: `"${data.md5}"` });
+}
+
+interface Requested {
+  n: number;
+  etag: string;
+}
+
+function parseCompletion(xml: string): Requested[] {
+  const doc = parseXmlBody(xml, 'CompleteMultipartUpload');
+  const parts = doc.Part;
+  if (!Array.isArray(parts) || parts.length === 0) {
+    throw new S3Error(
+      'MalformedXML',
+      'The XML you provided was not well-formed or did not validate against our published schema.',
+    );
+  }
+  return parts.map((p: Record<string, unknown>) => {
+    const n = Number(p.PartNumber);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_PARTS || typeof p.ETag !== 'string') {
+      throw new S3Error('MalformedXML', 'Each Part needs a PartNumber (1–10000) and an ETag.');
+    }
+    return { n, etag: p.ETag.replace(/^"+|"+$/g, '').replace(/^&quot;|&quot;$/g, '') };
+  });
+}
+
+export async function completeUpload(req: S3Request): Promise<Response> {
+  const upload = await loadUpload(req);
+  const requested = parseCompletion((await readSmallBody(req, 4 * 1024 * 1024)).toString('utf8'));
+  for (let i = 1; i < requested.length; i++) {
+    if (requested[i]!.n <= requested[i - 1]!.n) {
+      throw new S3Error(
+        'InvalidPartOrder',
+        'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
+      );
+    }
+  }
+  const stored = new Map<number, PartRecord>();
+  for (let marker = 0; ; ) {
+    const page = await req.services.meta.listParts(req.bucket, req.key, upload.uploadId, {
+      marker,
+      max: 1000,
+    });
+    for (const p of page.parts) stored.set(p.partNumber, p);
+    if (!page.isTruncated || page.parts.length === 0) break;
+    marker = page.parts[page.parts.length - 1]!.partNumber;
+  }
+  const used: PartRecord[] = [];
+  for (const [i, r] of requested.entries()) {
+    const p = stored.get(r.n);
+    if (!p || p.etag !== r.etag) mapMeta(req, new MetadataError('InvalidPart', `part ${r.n}`));
+    if (i < requested.length - 1 && p.size < MIN_PART_SIZE) {
+      throw new S3Error(
+        'EntityTooSmall',
+        'Your proposed upload is smaller than the minimum allowed object size.',
+        {
+          extra: {
+            PartNumber: String(r.n),
+            ProposedSize: String(p.size),
+            MinSizeAllowed: String(MIN_PART_SIZE),
+          },
+        },
+      );
+    }
+    used.push(p);
+  }
+  const etag = `${crypto
+    .createHash('md5')
+    .update(Buffer.concat(used.map((p) => Buffer.from(p.etag, 'hex'))))
+    .digest('hex')}-${used.length}`;
+  const rec: ObjectRecord = {
+    key: req.key,
+    size: used.reduce((a, p) => a + p.size, 0),
+    etag,
+    lastModified: Date.now(),
+    ...upload.object,
+    chunks: used.flatMap((p) => p.chunks),
+    partSizes: used.map((p) => p.size),
+    owner: upload.owner,
+  };
+  let result: { previous: ObjectRecord | null; unused: PartRecord[] };
+  try {
+    result = await req.services.meta.completeUpload(
+      req.bucket,
+      req.key,
+      upload.uploadId,
+      rec,
+      used.map((p) => p.partNumber),
+    );
+  } catch (e) {
+    mapMeta(req, e);
+  }
+  if (result.previous) await req.services.data.free(result.previous.chunks);
+  for (const p of result.unused) await req.services.data.free(p.chunks);
+  return xmlResponse('CompleteMultipartUploadResult', {
+    Location: `/${req.bucket}/${encodeURIComponent(req.key)}`,
+    Bucket: req.bucket,
+    Key: req.key,
+    ETag: `"${etag}"`,
+  });
+}
+
+export async function abortUpload(req: S3Request): Promise<Response> {
+  await loadUpload(req);
+  let parts: PartRecord[];
+  try {
+    parts = await req.services.meta.abortUpload(req.bucket, req.key, req.query.get('uploadId')!);
+  } catch (e) {
+    mapMeta(req, e);
+  }
+  for (const p of parts) await req.services.data.free(p.chunks);
+  return empty(204);
+}
+
+function intParam(req: S3Request, name: string, def: number, max: number): number {
+  const raw = req.query.get(name);
+  if (raw === null) return def;
+  if (!/^\d+$/.test(raw)) {
+    throw new S3Error(
+      'InvalidArgument',
+      `Provided ${name} not an integer or within integer range`,
+      {
+        extra: { ArgumentName: name, ArgumentValue: raw },
+      },
+    );
+  }
+  return Math.min(Number(raw), max);
+}
+
+export async function listParts(req: S3Request): Promise<Response> {
+  const upload = await loadUpload(req);
+  const max = intParam(req, 'max-parts', 1000, 1000);
+  const marker = intParam(req, 'part-number-marker', 0, MAX_PARTS);
+  const page = await req.services.meta.listParts(req.bucket, req.key, upload.uploadId, {
+    marker,
+    max,
+  });
+  const last = page.parts[page.parts.length - 1];
+  return xmlResponse('ListPartsResult', {
+    Bucket: req.bucket,
+    Key: req.key,
+    UploadId: upload.uploadId,
+    Initiator: owner(upload.owner),
+    Owner: owner(upload.owner),
+    StorageClass: 'STANDARD',
+    PartNumberMarker: marker,
+    NextPartNumberMarker: last ? last.partNumber : marker,
+    MaxParts: max,
+    IsTruncated: page.isTruncated,
+    Part: page.parts.map((p) => ({
+      PartNumber: p.partNumber,
+      LastModified: isoDate(p.lastModified),
+      ETag: `"${p.etag}"`,
+      Size: p.size,
+    })),
+  });
+}
+
+export async function listUploads(req: S3Request): Promise<Response> {
+  await requireBucket(req);
+  const max = intParam(req, 'max-uploads', 1000, 1000);
+  const delimiter = req.query.get('delimiter') ?? '';
+  const r = await req.services.meta.listUploads(req.bucket, {
+    prefix: req.query.get('prefix') ?? '',
+    delimiter: delimiter || undefined,
+    keyMarker: req.query.get('key-marker') ?? undefined,
+    uploadIdMarker: req.query.get('upload-id-marker') ?? undefined,
+    maxUploads: max,
+  });
+  return xmlResponse('ListMultipartUploadsResult', {
+    Bucket: req.bucket,
+    KeyMarker: req.query.get('key-marker') ?? '',
+    UploadIdMarker: req.query.get('upload-id-marker') ?? '',
+    NextKeyMarker: r.nextKeyMarker ?? '',
+    NextUploadIdMarker: r.nextUploadIdMarker ?? '',
+    Prefix: req.query.get('prefix') ?? '',
+    Delimiter: delimiter || undefined,
+    MaxUploads: max,
+    IsTruncated: r.isTruncated,
+    Upload: r.uploads.map((u) => ({
+      Key: u.key,
+      UploadId: u.uploadId,
+      Initiator: owner(u.owner),
+      Owner: owner(u.owner),
+      StorageClass: 'STANDARD',
+      Initiated: isoDate(u.initiated),
+    })),
+    CommonPrefixes: r.commonPrefixes.map((p) => ({ Prefix: p })),
+  });
+}

@@ -1,0 +1,63 @@
+// PutObject: data first (fsync'd needles), then the metadata commit; the replaced
+// object's needles are freed only after the new record is committed.
+import { MetadataError, type ObjectRecord } from '../directory/api.ts';
+import { requireBucket } from './bucket.ts';
+import { header, type S3Request } from './context.ts';
+import { S3Error } from './error.ts';
+import { validateKey } from './keys.ts';
+import { empty } from './response.ts';
+import { checksumHeaders, objectAttributes, receiveBody } from './upload.ts';
+
+export function preconditionFailed(): S3Error {
+  return new S3Error(
+    'PreconditionFailed',
+    'At least one of the pre-conditions you specified did not hold',
+    {
+      extra: { Condition: 'If-None-Match' },
+    },
+  );
+}
+
+/** Commits a record, frees what it replaced; frees the new data if the commit fails. */
+export async function commitObject(
+  req: S3Request,
+  rec: ObjectRecord,
+  cond?: { ifNoneMatch?: boolean; ifMatch?: string },
+): Promise<void> {
+  let previous: ObjectRecord | null;
+  try {
+    previous = await req.services.meta.putObject(req.bucket, rec, cond);
+  } catch (e) {
+    await req.services.data.free(rec.chunks);
+    if (e instanceof MetadataError && e.code === 'PreconditionFailed') throw preconditionFailed();
+    throw e;
+  }
+  if (previous) await req.services.data.free(previous.chunks);
+}
+
+export async function putObject(req: S3Request): Promise<Response> {
+  await requireBucket(req);
+  validateKey(req.key);
+  const attrs = objectAttributes(req);
+  const ifNoneMatch = header(req, 'if-none-match');
+  const ifMatch = header(req, 'if-match');
+  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') {
+    throw new S3Error('NotImplemented', 'If-None-Match on PUT supports only "*".');
+  }
+  // Fail before storing any data when the outcome is already known.
+  if (ifNoneMatch && (await req.services.meta.getObject(req.bucket, req.key)))
+    throw preconditionFailed();
+  const body = await receiveBody(req, attrs.contentType);
+  const rec: ObjectRecord = {
+    key: req.key,
+    size: body.size,
+    etag: body.md5,
+    lastModified: Date.now(),
+    ...attrs,
+    checksums: Object.keys(body.checksums).length > 0 ? body.checksums : undefined,
+    chunks: body.chunks,
+    owner: req.userId!,
+  };
+  await commitObject(req, rec, { ifNoneMatch: ifNoneMatch !== undefined, ifMatch });
+  return empty(200, { etag: `"${body.md5}"`, ...checksumHeaders(body.checksums) });
+}

@@ -1,0 +1,65 @@
+// An embedded gateway on a random loopback port, for tests: real LevelDB metadata, a
+// real volume store, the real HTTP stack.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { createLogger } from '../common/log.ts';
+import { LevelMetadata } from '../directory/meta-level.ts';
+import { LocalNeedleStore } from '../store-node/api.ts';
+import { Store } from '../store-node/store.ts';
+import { createGatewayServer } from './app.ts';
+import { ObjectData } from './data.ts';
+import { EmbeddedPlacement } from './placement.ts';
+import { ensureRootCredentials } from './users.ts';
+
+export interface TestServer {
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  meta: LevelMetadata;
+  store: Store;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(
+  dir: string,
+  opts: { chunkSize?: number; maxVolumeSize?: number; domain?: string } = {},
+): Promise<TestServer> {
+  const meta = await LevelMetadata.open(path.join(dir, 'meta'));
+  const store = await Store.open(path.join(dir, 'store'), {
+    compactCheckMs: 0,
+    scrubIntervalMs: 0,
+    maxSize: opts.maxVolumeSize ?? 256 * 1024 * 1024,
+  });
+  const needles = new LocalNeedleStore(store);
+  const log = createLogger('test-gateway', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent');
+  const data = new ObjectData(needles, new EmbeddedPlacement(meta, needles), opts.chunkSize, log);
+  const creds = await ensureRootCredentials(
+    meta,
+    'KSTESTACCESSKEY00001',
+    'test-secret-key-0123456789abcdefghijklmn',
+  );
+  const server: Server = createGatewayServer({
+    meta,
+    data,
+    log,
+    config: { region: 'us-east-1', domain: opts.domain, maxObjectSize: 5 * 1024 ** 3 },
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    accessKey: creds.accessKey,
+    secretKey: creds.secretKey,
+    meta,
+    store,
+    async close() {
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+      await store.close();
+      await meta.close();
+    },
+  };
+}

@@ -1,0 +1,98 @@
+// S3 XML: responses are rendered by a small string builder (fast, predictable element
+// order, no schema surprises); request bodies are parsed with fast-xml-parser, and any
+// parse failure or unexpected shape becomes MalformedXML.
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { S3Error } from './error.ts';
+
+export const S3_NS = 'http://s3.amazonaws.com/doc/2006-03-01/';
+
+export function escapeXml(s: string): string {
+  return s.replace(/[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) => {
+    switch (c) {
+      case '&':
+        return '&amp;';
+      case '<':
+        return '&lt;';
+      case '>':
+        return '&gt;';
+      case '"':
+        return '&quot;';
+      case "'":
+        return '&apos;';
+      default:
+        // Control characters are not allowed in XML 1.0 even escaped; S3 emits them as
+        // numeric references, which SDKs accept.
+        return `&#${c.charCodeAt(0)};`;
+    }
+  });
+}
+
+export type XmlValue = string | number | boolean | null | undefined | XmlNode | XmlValue[];
+export interface XmlNode {
+  [name: string]: XmlValue;
+}
+
+function render(name: string, v: XmlValue, out: string[]): void {
+  if (v === undefined || v === null) return;
+  if (Array.isArray(v)) {
+    for (const item of v) render(name, item, out);
+    return;
+  }
+  if (typeof v === 'object') {
+    out.push(`<${name}>`);
+    for (const [k, child] of Object.entries(v)) render(k, child, out);
+    out.push(`</${name}>`);
+    return;
+  }
+  out.push(`<${name}>${escapeXml(String(v))}</${name}>`);
+}
+
+/** `<?xml…?><Root xmlns=…>…</Root>` from a plain object; arrays repeat the element. */
+export function toXml(root: string, body: XmlNode, ns: string | null = S3_NS): string {
+  const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>\n'];
+  out.push(ns ? `<${root} xmlns="${ns}">` : `<${root}>`);
+  for (const [k, v] of Object.entries(body)) render(k, v, out);
+  out.push(`</${root}>`);
+  return out.join('');
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: true,
+  removeNSPrefix: true,
+  parseTagValue: false,
+  trimValues: true,
+  processEntities: true,
+  isArray: (name) => ['Part', 'Object', 'Tag', 'CORSRule'].includes(name),
+});
+
+/** Parses a request body; the root element must be `root`. */
+export function parseXmlBody(text: string, root: string): Record<string, unknown> {
+  if (text.trim() === '') throw new S3Error('MalformedXML', 'The XML you provided was empty.');
+  if (XMLValidator.validate(text) !== true) {
+    throw new S3Error(
+      'MalformedXML',
+      'The XML you provided was not well-formed or did not validate against our published schema.',
+    );
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parser.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new S3Error(
+      'MalformedXML',
+      'The XML you provided was not well-formed or did not validate against our published schema.',
+    );
+  }
+  const top = doc[root];
+  if (top === undefined) {
+    throw new S3Error(
+      'MalformedXML',
+      `The XML you provided did not have ${root} as its root element.`,
+    );
+  }
+  return top === '' ? {} : (top as Record<string, unknown>);
+}
+
+export function isoDate(ms: number): string {
+  return new Date(ms).toISOString();
+}
