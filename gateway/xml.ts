@@ -2,30 +2,11 @@
 // order, no schema surprises); request bodies are parsed with fast-xml-parser, and any
 // parse failure or unexpected shape becomes MalformedXML.
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { S3Error } from './error.ts';
+import { xmlEscape as escapeXml, S3Error } from './error.ts';
 
 export const S3_NS = 'http://s3.amazonaws.com/doc/2006-03-01/';
 
-export function escapeXml(s: string): string {
-  return s.replace(/[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) => {
-    switch (c) {
-      case '&':
-        return '&amp;';
-      case '<':
-        return '&lt;';
-      case '>':
-        return '&gt;';
-      case '"':
-        return '&quot;';
-      case "'":
-        return '&apos;';
-      default:
-        // Control characters are not allowed in XML 1.0 even escaped; S3 emits them as
-        // numeric references, which SDKs accept.
-        return `&#${c.charCodeAt(0)};`;
-    }
-  });
-}
+export { escapeXml };
 
 export type XmlValue = string | number | boolean | null | undefined | XmlNode | XmlValue[];
 export interface XmlNode {
