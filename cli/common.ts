@@ -2,7 +2,9 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
+import type { StoreOptions } from '../store-node/store.ts';
 
 export function parseListen(s: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
@@ -50,4 +52,17 @@ export function onShutdown(log: Logger, stop: () => Promise<void>): void {
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
+}
+
+/** Store options from the store section of the config. */
+export function storeOptions(sc: Config['store']): Partial<StoreOptions> {
+  return {
+    maxSize: sc.maxVolumeSize,
+    fsync: sc.fsync,
+    compression: sc.compression,
+    compactGarbageRatio: sc.compactGarbageRatio,
+    compactMinGarbageBytes: sc.compactMinGarbageBytes,
+    compactCheckMs: sc.compactCheckMs,
+    scrubIntervalMs: sc.scrubIntervalMs,
+  };
 }

@@ -5,7 +5,7 @@ import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
-import { clusterSecret, onShutdown, parseListen } from './common.ts';
+import { clusterSecret, onShutdown, parseListen, storeOptions } from './common.ts';
 
 const HELP = `usage: kubestorage store [--data DIR] [--listen HOST:PORT] [options]
 
@@ -52,15 +52,7 @@ export async function main(argv: string[]): Promise<void> {
   const { host, port } = parseListen(sc.listen);
   const auth = new InternalAuth(clusterSecret(cfg.clusterSecret, sc.data, log));
   const t0 = performance.now();
-  const store = await Store.open(sc.data, {
-    maxSize: sc.maxVolumeSize,
-    fsync: sc.fsync,
-    compression: sc.compression,
-    compactGarbageRatio: sc.compactGarbageRatio,
-    compactMinGarbageBytes: sc.compactMinGarbageBytes,
-    compactCheckMs: sc.compactCheckMs,
-    scrubIntervalMs: sc.scrubIntervalMs,
-  });
+  const store = await Store.open(sc.data, storeOptions(sc));
   const status = await store.status();
   log.info(
     {

@@ -22,3 +22,15 @@ export function textPayload(length: number): Buffer {
   }
   return Buffer.from(lines.join('')).subarray(0, length);
 }
+
+/** Seeded PRNG (mulberry32) returning floats in [0, 1): repeatable test and bench runs. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -15,7 +15,7 @@
 //   E <code> <message>                       an operation failed (the parent decides if allowed)
 // A delete's `d` line is handed to the pipe before the delete is issued: a tombstone
 // that reached the file without its ack being reported must not look like a lost write.
-import { payload } from '../common/payload.ts';
+import { mulberry32, payload } from '../common/payload.ts';
 import { StoreError } from './errors.ts';
 import { idFromParts } from './needle-map.ts';
 import { Store } from './store.ts';
@@ -24,17 +24,6 @@ const CRASH_MAX_VOLUME = 4 * 1024 * 1024;
 const IN_FLIGHT = 48;
 const FILL_TO = 3 * 1024 * 1024;
 const MAX_LEN = 20_000;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../common/payload.ts';
 import { payload } from '../common/test-util.ts';
 import { StoreError } from './errors.ts';
 import { Store } from './store.ts';
@@ -39,16 +40,6 @@ const SAMPLE_PER_TRIAL = 200;
 
 const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 1_000_000_007);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = mulberry32(SEED);
 const between = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
 
