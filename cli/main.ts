@@ -3,29 +3,40 @@ const USAGE = `usage: kubestorage <command> [options]
 
 commands:
   store     run a store node (Haystack volumes)       kubestorage store --help
-  server    embedded all-in-one server (npm start)
+  server    embedded all-in-one server (npm start)  kubestorage server --help
+  admin     users and access keys of a running server kubestorage admin --help
 `;
 
 const [command, ...args] = process.argv.slice(2);
 
-switch (command) {
-  case 'store': {
-    const { main } = await import('./store.ts');
-    await main(args);
-    break;
+try {
+  switch (command) {
+    case 'store': {
+      const { main } = await import('./store.ts');
+      await main(args);
+      break;
+    }
+    case 'server': {
+      const { main } = await import('./server.ts');
+      await main(args);
+      break;
+    }
+    case 'admin': {
+      const { main } = await import('./admin.ts');
+      await main(args);
+      break;
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      break;
+    default:
+      process.stderr.write(`kubestorage: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      process.exitCode = 2;
   }
-  case 'server': {
-    const { main } = await import('./server.ts');
-    await main(args);
-    break;
-  }
-  case undefined:
-  case '-h':
-  case '--help':
-  case 'help':
-    process.stdout.write(USAGE);
-    break;
-  default:
-    process.stderr.write(`kubestorage: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-    process.exitCode = 2;
+} catch (e) {
+  process.stderr.write(`kubestorage: ${(e as Error).message}\n`);
+  process.exitCode = 1;
 }

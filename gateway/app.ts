@@ -7,6 +7,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { MetadataError } from '../directory/api.ts';
+import { ADMIN_PREFIX, handleAdmin } from './admin.ts';
 import { StoreError } from '../store-node/errors.ts';
 import { chunkedOptionsFor, decodeAwsChunked } from './chunked.ts';
 import type { S3Request, Services } from './context.ts';
@@ -102,6 +103,11 @@ export function createApp(services: Services): Hono<{ Bindings: HttpBindings }> 
         },
       );
       if (auth.anonymous) throw new S3Error('AccessDenied', 'Access Denied');
+      if (t.rawPath.startsWith(ADMIN_PREFIX)) {
+        const res = await handleAdmin(services.meta, auth.userId, method, t.rawPath, new URLSearchParams(pairs));
+        res.headers.set('x-amz-request-id', requestId);
+        return res;
+      }
       const decoded = bodyDecoder(incoming, auth);
       const sha = auth.contentSha256;
       const req: S3Request = {
