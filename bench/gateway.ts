@@ -1,0 +1,374 @@
+// End-to-end S3 benchmark of the gateway: small-object PUT then GET over keep-alive HTTP.
+//
+//   npm run bench:gateway -- --workers 2 --objects 20000 --json /tmp/gw2.json
+//   npm run bench:gateway -- --endpoint http://host:9000 --access-key K --secret-key S
+//
+// Without --endpoint it starts `kubestorage server --workers N` as a child process on a
+// fresh temp data dir (loopback, fsync on, default settings), creates a bucket, PUTs
+// --objects objects of --size bytes with --concurrency requests in flight on as many
+// keep-alive connections (undici Pool), then GETs them all back (length checked).
+// Requests are SigV4-signed (gateway/sigv4.ts signRequest; the derived signing key is
+// cached per day) with x-amz-content-sha256 UNSIGNED-PAYLOAD by default (--payload-hash
+// sha256 hashes every body). Before that it measures the load generator's own ceiling
+// against a null HTTP server (a child process answering 200 at once) with the same
+// signing and connection settings, and flags results close to it as generator-bound.
+import { type ChildProcess, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { sha256Hex, signRequest, UNSIGNED_PAYLOAD } from '../gateway/sigv4.ts';
+import { fmtInt, type Percentiles, percentiles, progress, runConcurrent } from './lib/stats.ts';
+
+const USAGE = `usage: npm run bench:gateway -- [options]
+  --workers N           start kubestorage server --workers N (default 1; 0/auto = cores)
+  --endpoint URL        benchmark a running server instead (needs --access-key, --secret-key)
+  --access-key K        --secret-key S   credentials for --endpoint
+  --region R            SigV4 region (default us-east-1)
+  --objects N           objects to PUT and then GET (default 20000)
+  --size BYTES          object size (default 4096)
+  --concurrency C       requests in flight = keep-alive connections (default 50)
+  --payload-hash unsigned|sha256   x-amz-content-sha256 of PUTs (default unsigned)
+  --null-requests N     requests per phase against the null server (default = objects; 0 skips)
+  --duration-cap SEC    each phase stops after this long (default 120)
+  --dir DIR             data dir for the started server (default: fresh temp dir, removed)
+  --json FILE           write the results as JSON`;
+
+const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
+const BUCKET = 'bench';
+
+interface PhaseResult {
+  op: string;
+  requests: number;
+  ok: number;
+  errors: number;
+  firstError?: string;
+  seconds: number;
+  reqPerSec: number;
+  mbPerSec: number;
+  latencyMs: Percentiles;
+  generatorCpuSeconds: number;
+  capped: boolean;
+}
+
+function parse() {
+  const { values } = parseArgs({
+    options: {
+      workers: { type: 'string', default: '1' },
+      endpoint: { type: 'string' },
+      'access-key': { type: 'string' },
+      'secret-key': { type: 'string' },
+      region: { type: 'string', default: 'us-east-1' },
+      objects: { type: 'string', default: '20000' },
+      size: { type: 'string', default: '4096' },
+      concurrency: { type: 'string', default: '50' },
+      'payload-hash': { type: 'string', default: 'unsigned' },
+      'null-requests': { type: 'string' },
+      'duration-cap': { type: 'string', default: '120' },
+      dir: { type: 'string' },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (values.endpoint && !(values['access-key'] && values['secret-key'])) {
+    throw new Error('--endpoint needs --access-key and --secret-key');
+  }
+  if (values['payload-hash'] !== 'unsigned' && values['payload-hash'] !== 'sha256') {
+    throw new Error('--payload-hash is unsigned or sha256');
+  }
+  const objects = Number(values.objects);
+  return {
+    workers: values.workers,
+    endpoint: values.endpoint,
+    accessKey: values['access-key'] ?? 'BENCHKEY00000000',
+    secretKey: values['secret-key'] ?? 'benchsecret0000000000000000000000000000',
+    region: values.region,
+    objects,
+    size: Number(values.size),
+    concurrency: Number(values.concurrency),
+    payloadHash: values['payload-hash'] as 'unsigned' | 'sha256',
+    nullRequests: values['null-requests'] === undefined ? objects : Number(values['null-requests']),
+    capSeconds: Number(values['duration-cap']),
+    dir: values.dir,
+    json: values.json,
+  };
+}
+type Args = ReturnType<typeof parse>;
+
+/** Waits for a line matching `re` on the child's stdout. */
+function waitFor(child: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${what}: nothing in 30 s: ${out}`)), 30_000);
+    const onData = (c: Buffer) => {
+      out += c.toString();
+      const m = re.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout!.off('data', onData);
+        child.stdout!.resume();
+        resolve(m);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${out}`)));
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    child.once('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+}
+
+const NULL_SERVER = `
+const http = require('node:http');
+const body = Buffer.alloc(Number(process.argv[1]), 97);
+const s = http.createServer({ keepAliveTimeout: 65000 }, (req, res) => {
+  req.resume();
+  req.on('end', () => {
+    if (req.method === 'GET') res.writeHead(200, { 'content-length': body.length }).end(body);
+    else res.writeHead(200, { 'content-length': 0 }).end();
+  });
+});
+s.listen(0, '127.0.0.1', () => console.log('null server on ' + s.address().port));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+class S3Load {
+  readonly pool: Pool;
+  private readonly host: string;
+
+  constructor(
+    endpoint: string,
+    private readonly a: Args,
+  ) {
+    const u = new URL(endpoint);
+    this.host = u.host;
+    this.pool = new Pool(u.origin, {
+      connections: a.concurrency,
+      pipelining: 1,
+      keepAliveTimeout: 60_000,
+    });
+  }
+
+  private sign(method: string, rawPath: string, body?: Buffer): Record<string, string> {
+    const headers: Record<string, string> = { host: this.host };
+    if (body) headers['content-length'] = String(body.length);
+    const payloadHash =
+      body && this.a.payloadHash === 'sha256' ? sha256Hex(body) : UNSIGNED_PAYLOAD;
+    return signRequest({
+      method,
+      rawPath,
+      headers,
+      accessKey: this.a.accessKey,
+      secretKey: this.a.secretKey,
+      region: this.a.region,
+      payloadHash,
+    }).headers;
+  }
+
+  async request(method: string, rawPath: string, body?: Buffer): Promise<Buffer> {
+    const res = await this.pool.request({
+      method: method as 'GET',
+      path: rawPath,
+      headers: this.sign(method, rawPath, body),
+      body,
+    });
+    const data = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode >= 300) {
+      throw new Error(
+        `${method} ${rawPath}: HTTP ${res.statusCode} ${data.toString().slice(0, 200)}`,
+      );
+    }
+    return data;
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+async function phase(
+  label: string,
+  a: Args,
+  total: number,
+  op: (i: number) => Promise<void>,
+): Promise<PhaseResult> {
+  const latencies = new Float64Array(total);
+  let errors = 0;
+  let firstError: string | undefined;
+  const r = await runConcurrent({
+    label,
+    total,
+    concurrency: a.concurrency,
+    capSeconds: a.capSeconds,
+    latencies,
+    op: async (i) => {
+      try {
+        await op(i);
+      } catch (e) {
+        errors++;
+        firstError ??= (e as Error)?.message ?? String(e);
+      }
+    },
+  });
+  const ok = r.done - errors;
+  const res: PhaseResult = {
+    op: label,
+    requests: r.done,
+    ok,
+    errors,
+    firstError,
+    seconds: r.seconds,
+    reqPerSec: r.done / r.seconds,
+    mbPerSec: (ok * a.size) / r.seconds / 1e6,
+    latencyMs: percentiles(latencies, r.done),
+    generatorCpuSeconds: r.cpuSeconds,
+    capped: r.capped,
+  };
+  const l = res.latencyMs;
+  progress(
+    `${label}: ${fmtInt(res.reqPerSec)} req/s, p50 ${l.p50.toFixed(2)} ms, p90 ${l.p90.toFixed(2)} ms, ` +
+      `p99 ${l.p99.toFixed(2)} ms, max ${l.max.toFixed(1)} ms, errors ${errors}` +
+      `${firstError ? ` (first: ${firstError})` : ''}, generator CPU ${(
+        (100 * r.cpuSeconds) / r.seconds
+      ).toFixed(0)}%${r.capped ? ' [time cap]' : ''}`,
+  );
+  return res;
+}
+
+const keyPath = (i: number) => `/${BUCKET}/obj/${i.toString(16).padStart(8, '0')}`;
+
+async function main(): Promise<void> {
+  const a = parse();
+  const payload = crypto.randomBytes(a.size);
+  const results: Record<string, unknown> = {
+    command: `npm run bench:gateway -- ${process.argv.slice(2).join(' ')}`.trim(),
+    date: new Date().toISOString(),
+    machine: {
+      cores: os.availableParallelism?.() ?? os.cpus().length,
+      cpu: os.cpus()[0]?.model,
+      memGiB: +(os.totalmem() / 1024 ** 3).toFixed(1),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      loadAvgAtStart: os.loadavg().map((x) => +x.toFixed(2)),
+    },
+    settings: {
+      objects: a.objects,
+      size: a.size,
+      concurrency: a.concurrency,
+      connections: a.concurrency,
+      payloadHash: a.payloadHash === 'sha256' ? 'sha256 of each body' : UNSIGNED_PAYLOAD,
+      signing: 'SigV4 Authorization header, signing key cached per day',
+      capSeconds: a.capSeconds,
+      target: a.endpoint ?? 'kubestorage server child process on loopback (fsync on)',
+      workers: a.endpoint ? undefined : a.workers,
+    },
+  };
+
+  // 1. The generator's own ceiling against a null server.
+  let nullCeiling: { put: PhaseResult; get: PhaseResult } | undefined;
+  if (a.nullRequests > 0) {
+    const ns = spawn(process.execPath, ['-e', NULL_SERVER, String(a.size)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const m = await waitFor(ns, /null server on (\d+)/, 'null server');
+      const load = new S3Load(`http://127.0.0.1:${m[1]}`, a);
+      const put = await phase('null PUT', a, a.nullRequests, async (i) => {
+        await load.request('PUT', keyPath(i), payload);
+      });
+      const get = await phase('null GET', a, a.nullRequests, async (i) => {
+        await load.request('GET', keyPath(i));
+      });
+      await load.close();
+      nullCeiling = { put, get };
+    } finally {
+      await stopChild(ns);
+    }
+    results.generatorCeiling = nullCeiling;
+  }
+
+  // 2. The gateway.
+  let server: ChildProcess | undefined;
+  let dataDir: string | undefined;
+  let endpoint = a.endpoint;
+  try {
+    if (!endpoint) {
+      dataDir = a.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ks-bench-gw-'));
+      server = spawn(
+        process.execPath,
+        [BIN, 'server', '--workers', a.workers, '--data', dataDir, '--listen', '127.0.0.1:0'],
+        {
+          env: {
+            ...process.env,
+            KUBESTORAGE_ROOT_ACCESS_KEY: a.accessKey,
+            KUBESTORAGE_ROOT_SECRET_KEY: a.secretKey,
+            KUBESTORAGE_LOG_LEVEL: process.env.KUBESTORAGE_LOG_LEVEL ?? 'warn',
+          },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      endpoint = (await waitFor(server, /S3 endpoint: (http:\/\/\S+)/, 'kubestorage server'))[1]!;
+      progress(`kubestorage server --workers ${a.workers} on ${endpoint}, data in ${dataDir}`);
+    }
+    const load = new S3Load(endpoint, a);
+    try {
+      await load.request('PUT', `/${BUCKET}`);
+    } catch (e) {
+      if (!/BucketAlreadyOwnedByYou/.test((e as Error).message)) throw e;
+    }
+    const put = await phase('PUT', a, a.objects, async (i) => {
+      await load.request('PUT', keyPath(i), payload);
+    });
+    const get = await phase('GET', a, put.requests, async (i) => {
+      const data = await load.request('GET', keyPath(i));
+      if (data.length !== a.size) throw new Error(`GET ${i}: ${data.length} bytes`);
+    });
+    await load.close();
+    results.put = put;
+    results.get = get;
+    if (nullCeiling) {
+      const flags: string[] = [];
+      for (const [name, r, c] of [
+        ['PUT', put, nullCeiling.put],
+        ['GET', get, nullCeiling.get],
+      ] as const) {
+        const ratio = r.reqPerSec / c.reqPerSec;
+        if (ratio > 0.7) flags.push(`${name} at ${(100 * ratio).toFixed(0)}% of generator ceiling`);
+      }
+      results.generatorBound = flags;
+      progress(
+        flags.length > 0
+          ? `WARNING: results near the load generator's own limit: ${flags.join('; ')}`
+          : `generator ceiling: PUT ${fmtInt(nullCeiling.put.reqPerSec)} req/s, GET ${fmtInt(
+              nullCeiling.get.reqPerSec,
+            )} req/s (results are well below it)`,
+      );
+    }
+  } finally {
+    if (server) {
+      const code = await stopChild(server);
+      results.serverExitCode = code;
+      if (code !== 0) progress(`kubestorage server exited with ${code}`);
+    }
+    if (dataDir && !a.dir) fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+  (results.machine as Record<string, unknown>).loadAvgAtEnd = os
+    .loadavg()
+    .map((x) => +x.toFixed(2));
+  const text = JSON.stringify(results, null, 2);
+  if (a.json) fs.writeFileSync(a.json, `${text}\n`);
+  process.stdout.write(`${text}\n`);
+}
+
+await main();

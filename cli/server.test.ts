@@ -1,0 +1,149 @@
+// `kubestorage server --workers 2` as a real process: S3 traffic through the cluster
+// workers, SIGTERM shutdown, then a single-process restart on the same data.
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../common/test-util.ts';
+import { parseWorkers } from './server.ts';
+
+const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
+const children: ChildProcess[] = [];
+
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+interface Running {
+  child: ChildProcess;
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  output: () => string;
+}
+
+async function start(data: string, workers: string[]): Promise<Running> {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'server', '--data', data, '--listen', '127.0.0.1:0', ...workers],
+    {
+      env: {
+        ...process.env,
+        KUBESTORAGE_LOG_LEVEL: 'info',
+        KUBESTORAGE_ROOT_ACCESS_KEY: 'TESTKEY0123456789',
+        KUBESTORAGE_ROOT_SECRET_KEY: 'testsecret0123456789testsecret0123456789',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  children.push(child);
+  let out = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no endpoint in 20 s: ${out}`)), 20_000);
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /S3 endpoint: (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+  });
+  return {
+    child,
+    endpoint,
+    accessKey: 'TESTKEY0123456789',
+    secretKey: 'testsecret0123456789testsecret0123456789',
+    output: () => out,
+  };
+}
+
+function s3(r: Running): S3Client {
+  return new S3Client({
+    endpoint: r.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: r.accessKey, secretAccessKey: r.secretKey },
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.on('exit', (code) => resolve(code));
+  });
+}
+
+describe('parseWorkers', () => {
+  it('defaults to 1, maps 0 and auto to the core count and rejects junk', () => {
+    expect(parseWorkers(undefined)).toBe(1);
+    expect(parseWorkers('3')).toBe(3);
+    expect(parseWorkers('auto')).toBeGreaterThanOrEqual(1);
+    expect(parseWorkers('0')).toBe(parseWorkers('auto'));
+    expect(() => parseWorkers('-1')).toThrow();
+    expect(() => parseWorkers('two')).toThrow();
+  });
+});
+
+describe('kubestorage server --workers 2', () => {
+  it('serves S3 from two workers, stops cleanly on SIGTERM and reloads single-process', async () => {
+    const data = tempDir();
+    const a = await start(data, ['--workers', '2']);
+    expect(a.output().match(/S3 endpoint/g)).toHaveLength(1); // printed once, by the primary
+    const c1 = s3(a);
+    await c1.send(new CreateBucketCommand({ Bucket: 'photos' }));
+    const keys = Array.from({ length: 24 }, (_, i) => `img/${String(i).padStart(3, '0')}.jpg`);
+    const body = (k: string) => `data of ${k} `.repeat(50);
+    // Concurrent requests open several connections, which the cluster spreads over workers.
+    await Promise.all(
+      keys.map((k) => c1.send(new PutObjectCommand({ Bucket: 'photos', Key: k, Body: body(k) }))),
+    );
+    const got = await Promise.all(
+      keys.map(async (k) =>
+        (
+          await c1.send(new GetObjectCommand({ Bucket: 'photos', Key: k }))
+        ).Body!.transformToString(),
+      ),
+    );
+    expect(got).toEqual(keys.map(body));
+    const list = await c1.send(new ListObjectsV2Command({ Bucket: 'photos', MaxKeys: 10 }));
+    expect(list.KeyCount).toBe(10);
+    expect(list.IsTruncated).toBe(true);
+    const rest = await c1.send(
+      new ListObjectsV2Command({ Bucket: 'photos', ContinuationToken: list.NextContinuationToken }),
+    );
+    expect([...list.Contents!, ...rest.Contents!].map((o) => o.Key)).toEqual(keys);
+    c1.destroy();
+
+    a.child.kill('SIGTERM');
+    expect(await exited(a.child)).toBe(0);
+    // Both workers served requests (each logs its count when it stops).
+    const stops = [...a.output().matchAll(/"served":(\d+),"msg":"worker stopped"/g)];
+    expect(stops).toHaveLength(2);
+    for (const m of stops) expect(Number(m[1])).toBeGreaterThan(0);
+    expect(fs.readdirSync(path.join(data, 'store')).some((f) => f.endsWith('.dat'))).toBe(true);
+
+    const b = await start(data, []);
+    const c2 = s3(b);
+    for (const k of [keys[0]!, keys[13]!, keys[23]!]) {
+      const r = await c2.send(new GetObjectCommand({ Bucket: 'photos', Key: k }));
+      expect(await r.Body!.transformToString()).toBe(body(k));
+    }
+    const all = await c2.send(new ListObjectsV2Command({ Bucket: 'photos' }));
+    expect(all.KeyCount).toBe(keys.length);
+    c2.destroy();
+    b.child.kill('SIGTERM');
+    expect(await exited(b.child)).toBe(0);
+  });
+});

@@ -1,0 +1,280 @@
+// MetadataClient against a real MetadataServer over loopback, backed by LevelMetadata:
+// the important MetadataStore behaviours must look the same through the network.
+import { afterEach, describe, expect, it } from 'vitest';
+import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
+import { tempDir } from '../common/test-util.ts';
+import { MetadataError, type ObjectRecord, type PartRecord, type UploadRecord } from './api.ts';
+import { MetadataClient } from './client.ts';
+import { LevelMetadata } from './meta-level.ts';
+import { decodeJson, encodeJson, MetadataServer } from './server.ts';
+
+const SECRET = 'meta-client-test-secret-0123';
+const auth = new InternalAuth(SECRET);
+const cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(): Promise<{ m: MetadataClient; level: LevelMetadata; url: string }> {
+  const level = await LevelMetadata.open(tempDir());
+  const server = new MetadataServer({ meta: level, auth });
+  const addr = await server.listen('127.0.0.1', 0);
+  cleanups.push(async () => {
+    await server.close();
+    await level.close();
+  });
+  const url = `http://127.0.0.1:${addr.port}`;
+  return { m: new MetadataClient(url, auth), level, url };
+}
+
+function obj(key: string, etag = `e-${key}`, extra: Partial<ObjectRecord> = {}): ObjectRecord {
+  return {
+    key,
+    size: 1,
+    etag,
+    lastModified: 1_700_000_000_000,
+    userMeta: {},
+    chunks: [{ volumeId: 1, needleId: '1', cookie: 7, size: 1 }],
+    owner: 'alice',
+    ...extra,
+  };
+}
+
+function part(n: number, needle: string): PartRecord {
+  return {
+    partNumber: n,
+    etag: `p${n}`,
+    size: 5,
+    lastModified: 1,
+    chunks: [{ volumeId: 2, needleId: needle, cookie: 1, size: 5 }],
+  };
+}
+
+function upload(bucket: string, key: string, uploadId: string): UploadRecord {
+  return {
+    uploadId,
+    bucket,
+    key,
+    initiated: 1,
+    owner: 'alice',
+    object: { userMeta: { a: 'b' }, owner: 'alice', contentType: 'text/plain' },
+  };
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof MetadataError) return e.code;
+    return `Error: ${(e as Error).message}`;
+  }
+  return 'ok';
+}
+
+const bucket = (m: MetadataClient, name: string, owner = 'alice') =>
+  m.createBucket({ name, owner, createdAt: 1, region: 'us-east-1' });
+
+describe('bigint JSON encoding', () => {
+  it('round-trips bigints, including above 2^53, and leaves other values alone', () => {
+    const v = { first: 2n ** 64n - 1n, n: [1n, 2], s: '123', o: { $bigint: 'x' } };
+    const text = encodeJson(v);
+    expect(text).toContain('{"$bigint":"18446744073709551615"}');
+    expect(decodeJson(text)).toEqual(v);
+    // Data that looks like a tag stays data.
+    const meta = { userMeta: { $bigint: '5' }, $$x: { $: 1 }, s: '$bigint', n: null };
+    expect(decodeJson(encodeJson(meta))).toEqual(meta);
+    expect(decodeJson(encodeJson([1, 'a', { b: [2n] }]))).toEqual([1, 'a', { b: [2n] }]);
+    expect(encodeJson({ a: 'plain' })).toBe('{"a":"plain"}');
+  });
+});
+
+describe('MetadataClient over MetadataServer', () => {
+  it('enforces bucket rules and maps MetadataError codes', async () => {
+    const { m } = await setup();
+    await bucket(m, 'photos');
+    expect(await code(bucket(m, 'photos'))).toBe('BucketAlreadyOwnedByYou');
+    expect(await code(bucket(m, 'photos', 'bob'))).toBe('BucketAlreadyExists');
+    await bucket(m, 'a', 'bob');
+    expect((await m.listBuckets()).map((b) => b.name)).toEqual(['a', 'photos']);
+    expect((await m.listBuckets('bob')).map((b) => b.name)).toEqual(['a']);
+    expect(await m.getBucket('photos')).toEqual({
+      name: 'photos',
+      owner: 'alice',
+      createdAt: 1,
+      region: 'us-east-1',
+    });
+    expect(await m.getBucket('nope')).toBeNull();
+    expect(await code(m.deleteBucket('nope'))).toBe('NoSuchBucket');
+    expect(await code(m.putObject('nope', obj('k')))).toBe('NoSuchBucket');
+    await m.putObject('a', obj('x'));
+    const err = await m.deleteBucket('a').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MetadataError);
+    expect(err).toMatchObject({ code: 'BucketNotEmpty', name: 'MetadataError' });
+    await m.deleteObject('a', 'x');
+    expect(await m.deleteBucket('a')).toBeUndefined();
+    expect(await m.getBucket('a')).toBeNull();
+  });
+
+  it('puts, conditions, gets, lists and deletes objects', async () => {
+    const { m } = await setup();
+    await bucket(m, 'b');
+    const r1 = obj('dir/ü 1+%.txt', 'e1', {
+      contentType: 'text/plain',
+      userMeta: { a: '1' },
+      checksums: { crc32: 'AAAA' },
+      partSizes: [1],
+    });
+    expect(await m.putObject('b', r1)).toBeNull();
+    expect(await m.getObject('b', r1.key)).toEqual(r1);
+    expect(await m.getObject('b', 'other')).toBeNull();
+    expect(await code(m.putObject('b', obj(r1.key, 'e2'), { ifNoneMatch: true }))).toBe(
+      'PreconditionFailed',
+    );
+    expect(await m.putObject('b', obj(r1.key, 'e2'), { ifMatch: '"e1"' })).toEqual(r1);
+    await m.putObject('b', obj('a\x00b'));
+    for (const k of ['dir/x', 'dir/y', 'e/1', 'f']) await m.putObject('b', obj(k));
+
+    const all = await m.listObjects('b', { maxKeys: 100 });
+    expect(all.objects.map((o) => o.key)).toEqual([
+      'a\x00b',
+      'dir/x',
+      'dir/y',
+      'dir/ü 1+%.txt',
+      'e/1',
+      'f',
+    ]);
+    expect(all.isTruncated).toBe(false);
+    const page = await m.listObjects('b', { delimiter: '/', maxKeys: 2 });
+    expect(page.objects.map((o) => o.key)).toEqual(['a\x00b']);
+    expect(page.commonPrefixes).toEqual(['dir/']);
+    expect(page.isTruncated).toBe(true);
+    const next = await m.listObjects('b', { delimiter: '/', maxKeys: 10, after: page.last });
+    expect(next.commonPrefixes).toEqual(['e/']);
+    expect(next.objects.map((o) => o.key)).toEqual(['f']);
+    expect(
+      (await m.listObjects('b', { prefix: 'dir/', maxKeys: 10 })).objects.map((o) => o.key),
+    ).toEqual(['dir/x', 'dir/y', 'dir/ü 1+%.txt']);
+
+    expect(await m.deleteObject('b', r1.key)).toEqual(obj(r1.key, 'e2'));
+    expect(await m.deleteObject('b', r1.key)).toBeNull();
+  });
+
+  it('runs a multipart upload to completion and abort', async () => {
+    const { m } = await setup();
+    await bucket(m, 'b');
+    await m.putObject('b', obj('big', 'old'));
+    await m.createUpload(upload('b', 'big', 'U1'));
+    expect(await m.getUpload('b', 'big', 'U1')).toEqual(upload('b', 'big', 'U1'));
+    expect(await code(m.putPart('b', 'big', 'U2', part(1, '1')))).toBe('NoSuchUpload');
+    expect(await m.putPart('b', 'big', 'U1', part(1, '10'))).toBeNull();
+    expect(await m.putPart('b', 'big', 'U1', part(1, '11'))).toEqual(part(1, '10'));
+    for (const n of [2, 3]) await m.putPart('b', 'big', 'U1', part(n, String(100 + n)));
+    const l1 = await m.listParts('b', 'big', 'U1', { max: 2 });
+    expect(l1.parts.map((p) => p.partNumber)).toEqual([1, 2]);
+    expect(l1.isTruncated).toBe(true);
+    expect((await m.listParts('b', 'big', 'U1', { marker: 2, max: 2 })).isTruncated).toBe(false);
+    const ups = await m.listUploads('b', { maxUploads: 10 });
+    expect(ups.uploads.map((u) => u.uploadId)).toEqual(['U1']);
+
+    const rec = obj('big', 'abc-2', {
+      chunks: [part(1, '11'), part(3, '103')].flatMap((p) => p.chunks),
+      partSizes: [5, 5],
+    });
+    expect(await code(m.completeUpload('b', 'big', 'U1', rec, [1, 7]))).toBe('InvalidPart');
+    const done = await m.completeUpload('b', 'big', 'U1', rec, [1, 3]);
+    expect(done.previous?.etag).toBe('old');
+    expect(done.unused.map((p) => p.partNumber)).toEqual([2]);
+    expect(await m.getObject('b', 'big')).toEqual(rec);
+    expect(await m.getUpload('b', 'big', 'U1')).toBeNull();
+    expect(await code(m.completeUpload('b', 'big', 'U1', rec, [1]))).toBe('NoSuchUpload');
+
+    await m.createUpload(upload('b', 'k', 'U3'));
+    await m.putPart('b', 'k', 'U3', part(1, '31'));
+    expect((await m.abortUpload('b', 'k', 'U3')).map((p) => p.chunks[0]!.needleId)).toEqual(['31']);
+    expect(await code(m.abortUpload('b', 'k', 'U3'))).toBe('NoSuchUpload');
+  });
+
+  it('manages users and keys', async () => {
+    const { m } = await setup();
+    await m.createUser({ id: 'bob', displayName: 'Bob', createdAt: 1 });
+    expect(await code(m.createUser({ id: 'bob', displayName: 'B', createdAt: 1 }))).toBe(
+      'UserExists',
+    );
+    await m.addKey({ accessKey: 'K1', secretKey: 's1', userId: 'bob', createdAt: 1 });
+    expect((await m.getKey('K1'))?.secretKey).toBe('s1');
+    expect(await m.getKey('K9')).toBeNull();
+    expect((await m.listKeys()).map((k) => k.accessKey)).toEqual(['K1']);
+    expect((await m.listKeys('bob')).map((k) => k.accessKey)).toEqual(['K1']);
+    expect((await m.listUsers()).map((u) => u.id)).toEqual(['bob']);
+    await m.deleteUser('bob');
+    expect(await m.getUser('bob')).toBeNull();
+    expect(await m.getKey('K1')).toBeNull();
+  });
+
+  it('caches found access keys when asked, and drops them on its own deletes', async () => {
+    const { m, level, url } = await setup();
+    const cached = new MetadataClient(url, auth, { keyCacheMs: 60_000 });
+    await m.createUser({ id: 'bob', displayName: 'Bob', createdAt: 1 });
+    expect(await cached.getKey('K1')).toBeNull(); // misses are not cached
+    await m.addKey({ accessKey: 'K1', secretKey: 's1', userId: 'bob', createdAt: 1 });
+    expect((await cached.getKey('K1'))?.secretKey).toBe('s1');
+    await level.deleteKey('K1'); // behind the cache's back: still served from the cache
+    expect((await cached.getKey('K1'))?.secretKey).toBe('s1');
+    expect(await m.getKey('K1')).toBeNull(); // an uncached client sees it at once
+    await cached.deleteKey('K1');
+    expect(await cached.getKey('K1')).toBeNull();
+    await cached.close();
+  });
+
+  it('allocates needle ids as bigints and volume ids without collision', async () => {
+    const { m } = await setup();
+    const a = await m.allocateNeedleIds(1000);
+    const b = await m.allocateNeedleIds(10);
+    expect(typeof a.first).toBe('bigint');
+    expect(a.count).toBe(1000);
+    expect(b.first >= a.first + 1000n).toBe(true);
+    const vols = await Promise.all([1, 2, 3, 4].map(() => m.allocateVolumeId()));
+    expect(new Set(vols).size).toBe(4);
+    for (const v of vols) expect(typeof v).toBe('number');
+  });
+
+  it('refuses requests without a valid token, and unknown methods', async () => {
+    const { url } = await setup();
+    const bad = new MetadataClient(url, new InternalAuth('another-secret-0123456789'));
+    const e = await bad.listBuckets().catch((x: unknown) => x);
+    expect(e).not.toBeInstanceOf(MetadataError);
+    expect(e).toMatchObject({ status: 403, code: 'Forbidden' });
+    const noToken = await fetch(`${url}/meta/listBuckets`, { method: 'POST', body: '[]' });
+    expect(noToken.status).toBe(403);
+    // A token for another path is not accepted either.
+    const misbound = await fetch(`${url}/meta/listUsers`, {
+      method: 'POST',
+      body: '[]',
+      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/listBuckets') },
+    });
+    expect(misbound.status).toBe(403);
+    const close = await fetch(`${url}/meta/close`, {
+      method: 'POST',
+      body: '[]',
+      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/close') },
+    });
+    expect(close.status).toBe(404);
+    const junk = await fetch(`${url}/meta/getBucket`, {
+      method: 'POST',
+      body: '{not json',
+      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/getBucket') },
+    });
+    expect(junk.status).toBe(400);
+  });
+
+  it('maps other store failures to 500 and an unreachable server to Unavailable', async () => {
+    const { m, level, url } = await setup();
+    await level.close(); // the store now refuses work with a plain Error
+    const e = await m.getBucket('x').catch((x: unknown) => x);
+    expect(e).not.toBeInstanceOf(MetadataError);
+    expect(e).toMatchObject({ status: 500 });
+    const gone = new MetadataClient(url.replace(/:\d+$/, ':1'), auth, { timeoutMs: 2000 });
+    expect(await code(gone.getBucket('x'))).toBe('Unavailable');
+  });
+});

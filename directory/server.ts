@@ -1,0 +1,220 @@
+// The metadata service over the network: every MetadataStore method as
+//
+//   POST /meta/<method>    body: JSON array of the arguments    → 200 {"r": result}
+//
+// authenticated like the store API (x-ks-auth, InternalAuth; 403 otherwise). JSON cannot
+// carry bigints, so they travel as {"$bigint": "<decimal>"} both ways (encodeJson /
+// decodeJson). A MetadataError thrown by the store answers 409 {error: code, message}
+// and MetadataClient throws it again as a MetadataError; anything else is 500.
+// Plain node:http, like the store server: fixed routes, small JSON bodies.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
+import type { Logger } from '../common/log.ts';
+import { MetadataError, type MetadataStore } from './api.ts';
+
+/** The MetadataStore methods served (all but close). */
+export const META_METHODS = [
+  'createBucket',
+  'getBucket',
+  'deleteBucket',
+  'listBuckets',
+  'putObject',
+  'getObject',
+  'deleteObject',
+  'listObjects',
+  'createUpload',
+  'getUpload',
+  'putPart',
+  'listParts',
+  'completeUpload',
+  'abortUpload',
+  'listUploads',
+  'createUser',
+  'getUser',
+  'listUsers',
+  'deleteUser',
+  'addKey',
+  'getKey',
+  'listKeys',
+  'deleteKey',
+  'allocateNeedleIds',
+  'allocateVolumeId',
+] as const satisfies readonly Exclude<keyof MetadataStore, 'close'>[];
+
+export type MetaMethod = (typeof META_METHODS)[number];
+const METHOD_SET = new Set<string>(META_METHODS);
+
+const BIGINT_TAG = '$bigint';
+
+// Object keys that start with "$" in the data (user metadata names can) get one more "$"
+// on the wire, so a single-key {"$bigint": …} object can only be an encoded bigint.
+const escapeKeys = (o: Record<string, unknown>, add: boolean): Record<string, unknown> => {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) out[k[0] === '$' ? (add ? `$${k}` : k.slice(1)) : k] = v;
+  return out;
+};
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
+
+const replacer = (_k: string, v: unknown) => {
+  if (typeof v === 'bigint') return { [BIGINT_TAG]: v.toString() };
+  if (isPlainObject(v) && Object.keys(v).some((k) => k[0] === '$')) return escapeKeys(v, true);
+  return v;
+};
+
+const reviver = (_k: string, v: unknown) => {
+  if (!isPlainObject(v)) return v;
+  const keys = Object.keys(v);
+  if (keys.length === 1 && keys[0] === BIGINT_TAG) {
+    const tagged = v[BIGINT_TAG];
+    if (typeof tagged === 'string' && /^-?\d{1,40}$/.test(tagged)) return BigInt(tagged);
+  }
+  return keys.some((k) => k[0] === '$') ? escapeKeys(v, false) : v;
+};
+
+/** JSON.stringify with bigints as {"$bigint": "<decimal>"} (and "$…" keys escaped). */
+export function encodeJson(value: unknown): string {
+  // Fast path without a replacer call per value: only a bigint makes stringify throw, and
+  // only a string starting with "$" can be a key that needs escaping.
+  try {
+    const text = JSON.stringify(value);
+    if (!text?.includes('"$')) return text;
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+  }
+  return JSON.stringify(value, replacer);
+}
+
+/** JSON.parse turning {"$bigint": "<decimal>"} back into bigints (and unescaping keys). */
+export function decodeJson(text: string): unknown {
+  return text.includes('"$') ? JSON.parse(text, reviver) : JSON.parse(text);
+}
+
+export interface MetadataServerOptions {
+  meta: MetadataStore;
+  auth: InternalAuth;
+  /** Largest request body (default 64 MiB: a 10 000-part completion is a few MiB). */
+  maxBodyBytes?: number;
+  logger?: Logger;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readBody(req: http.IncomingMessage, max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      total += c.length;
+      if (total > max) {
+        failed = true;
+        reject(new HttpError(413, 'EntityTooLarge', `body exceeds ${max} bytes`));
+      } else chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks, total).toString('utf8'));
+    });
+    req.on('error', (e) => {
+      if (!failed) {
+        failed = true;
+        reject(e);
+      }
+    });
+  });
+}
+
+function send(res: http.ServerResponse, status: number, text: string): void {
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+export class MetadataServer {
+  readonly server: http.Server;
+  private readonly maxBody: number;
+
+  constructor(readonly opts: MetadataServerOptions) {
+    this.maxBody = opts.maxBodyBytes ?? 64 * 1024 * 1024;
+    this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+      void this.handle(req, res);
+    });
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const rawUrl = req.url ?? '/';
+    const method = req.method ?? 'GET';
+    try {
+      if (!this.opts.auth.verify(req.headers[AUTH_HEADER] as string | undefined, method, rawUrl))
+        throw new HttpError(403, 'Forbidden', 'missing or invalid internal auth token');
+      const name = rawUrl.startsWith('/meta/') ? rawUrl.slice(6) : '';
+      if (!METHOD_SET.has(name)) throw new HttpError(404, 'NotFound', `no route for ${rawUrl}`);
+      if (method !== 'POST') throw new HttpError(405, 'MethodNotAllowed', `${method} not allowed`);
+      const text = await readBody(req, this.maxBody);
+      let args: unknown;
+      try {
+        args = text === '' ? [] : decodeJson(text);
+      } catch {
+        throw new HttpError(400, 'InvalidArgument', 'body is not JSON');
+      }
+      if (!Array.isArray(args))
+        throw new HttpError(400, 'InvalidArgument', 'body must be a JSON array of arguments');
+      // JSON has no undefined: an omitted optional argument arrives as null.
+      const call = args.map((a) => (a === null ? undefined : a));
+      const fn = this.opts.meta[name as MetaMethod] as (...a: unknown[]) => Promise<unknown>;
+      const result = await fn.apply(this.opts.meta, call);
+      send(res, 200, result === undefined ? '{}' : `{"r":${encodeJson(result)}}`);
+    } catch (e) {
+      let status: number;
+      let body: { error: string; message: string };
+      if (e instanceof MetadataError) {
+        status = 409;
+        body = { error: e.code, message: e.message };
+      } else if (e instanceof HttpError) {
+        status = e.status;
+        body = { error: e.code, message: e.message };
+      } else {
+        status = 500;
+        body = { error: 'InternalError', message: (e as Error)?.message ?? String(e) };
+        this.opts.logger?.error({ err: e, url: rawUrl }, 'metadata request failed');
+      }
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (!req.complete) res.setHeader('connection', 'close');
+      send(res, status, JSON.stringify(body));
+    }
+  }
+}
