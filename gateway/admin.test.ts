@@ -96,6 +96,6 @@ describe('kubestorage admin', () => {
     expect((await admin(['key', 'remove', ak])).ok).toBe(true);
     expect(await code(alice.send(new ListBucketsCommand({})))).toBe('InvalidAccessKeyId');
     expect((await admin(['user', 'add', 'bad name!'])).err).toMatch(/InvalidArgument/);
-    [root, alice, alice2].forEach((c) => c.destroy());
+    for (const c of [root, alice, alice2]) c.destroy();
   });
 });

@@ -7,8 +7,8 @@ import type { IncomingMessage, Server } from 'node:http';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { MetadataError } from '../directory/api.ts';
-import { ADMIN_PREFIX, handleAdmin } from './admin.ts';
 import { StoreError } from '../store-node/errors.ts';
+import { ADMIN_PREFIX, handleAdmin } from './admin.ts';
 import { chunkedOptionsFor, decodeAwsChunked } from './chunked.ts';
 import type { S3Request, Services } from './context.ts';
 import { S3Error } from './error.ts';
@@ -84,6 +84,22 @@ export function createApp(services: Services): Hono<{ Bindings: HttpBindings }> 
     try {
       const t = splitTarget(incoming.url ?? '/', incoming.headers.host, services.config.domain);
       resource = t.key ? `/${t.bucket}/${t.key}` : `/${t.bucket}`;
+      if (method === 'OPTIONS') {
+        // CORS preflight: CORS is not configurable here, so no preflight is ever allowed.
+        if (incoming.headers.origin === undefined) {
+          throw new S3Error(
+            'BadRequest',
+            'Insufficient information. Origin request header needed.',
+            {
+              status: 400,
+            },
+          );
+        }
+        throw new S3Error('AccessForbidden', 'CORSResponse: CORS is not enabled for this bucket.', {
+          status: 403,
+          extra: { Method: (incoming.headers['access-control-request-method'] as string) ?? '' },
+        });
+      }
       const pairs = parseQuery(t.rawQuery);
       const vhost =
         services.config.domain && t.bucket && !t.rawPath.startsWith(`/${t.bucket}`)
@@ -102,9 +118,27 @@ export function createApp(services: Services): Hono<{ Bindings: HttpBindings }> 
           return k ? { secretKey: k.secretKey, userId: k.userId } : null;
         },
       );
-      if (auth.anonymous) throw new S3Error('AccessDenied', 'Access Denied');
+      if (auth.anonymous) {
+        // As on AWS, a bucket that does not exist is reported as such, even to anonymous callers.
+        if (
+          t.bucket &&
+          !t.rawPath.startsWith(ADMIN_PREFIX) &&
+          !(await services.meta.getBucket(t.bucket))
+        ) {
+          throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', {
+            extra: { BucketName: t.bucket },
+          });
+        }
+        throw new S3Error('AccessDenied', 'Access Denied');
+      }
       if (t.rawPath.startsWith(ADMIN_PREFIX)) {
-        const res = await handleAdmin(services.meta, auth.userId, method, t.rawPath, new URLSearchParams(pairs));
+        const res = await handleAdmin(
+          services.meta,
+          auth.userId,
+          method,
+          t.rawPath,
+          new URLSearchParams(pairs),
+        );
         res.headers.set('x-amz-request-id', requestId);
         return res;
       }

@@ -26,10 +26,34 @@ export function owner(userId: string) {
 
 export async function listBuckets(req: S3Request): Promise<Response> {
   const userId = req.userId!;
-  const buckets = await req.services.meta.listBuckets(userId);
+  let buckets = await req.services.meta.listBuckets(userId);
+  // Optional pagination (max-buckets, continuation-token = last name seen) and prefix.
+  const prefix = req.query.get('prefix');
+  if (prefix) buckets = buckets.filter((b) => b.name.startsWith(prefix));
+  const token = req.query.get('continuation-token');
+  if (token) {
+    const after = Buffer.from(token, 'base64url').toString('utf8');
+    buckets = buckets.filter((b) => b.name > after);
+  }
+  const rawMax = req.query.get('max-buckets');
+  let next: string | undefined;
+  if (rawMax !== null) {
+    const max = Number(rawMax);
+    if (!/^\d+$/.test(rawMax) || max < 1 || max > 10000) {
+      throw new S3Error('InvalidArgument', 'max-buckets must be an integer from 1 to 10000.', {
+        extra: { ArgumentName: 'max-buckets', ArgumentValue: rawMax },
+      });
+    }
+    if (buckets.length > max) {
+      buckets = buckets.slice(0, max);
+      next = Buffer.from(buckets[max - 1]!.name, 'utf8').toString('base64url');
+    }
+  }
   return xmlResponse('ListAllMyBucketsResult', {
     Owner: owner(userId),
     Buckets: { Bucket: buckets.map((b) => ({ Name: b.name, CreationDate: isoDate(b.createdAt) })) },
+    ContinuationToken: next,
+    Prefix: prefix ?? undefined,
   });
 }
 
@@ -51,6 +75,11 @@ export async function createBucket(req: S3Request): Promise<Response> {
     });
   } catch (e) {
     if (e instanceof MetadataError && e.code === 'BucketAlreadyOwnedByYou') {
+      // AWS's legacy us-east-1 behaviour: re-creating a bucket you own is a no-op 200.
+      const existing = await req.services.meta.getBucket(req.bucket);
+      if (existing?.region === 'us-east-1' && region === 'us-east-1') {
+        return empty(200, { location: `/${req.bucket}` });
+      }
       throw new S3Error(
         'BucketAlreadyOwnedByYou',
         'Your previous request to create the named bucket succeeded and you already own it.',
@@ -77,6 +106,20 @@ export async function createBucket(req: S3Request): Promise<Response> {
 
 export async function deleteBucket(req: S3Request): Promise<Response> {
   await requireBucket(req);
+  // As on AWS, multipart uploads still in progress do not keep a bucket alive: they are
+  // aborted (their parts freed) with it. Objects do.
+  for (;;) {
+    const page = await req.services.meta.listUploads(req.bucket, { maxUploads: 1000 });
+    for (const u of page.uploads) {
+      try {
+        const parts = await req.services.meta.abortUpload(req.bucket, u.key, u.uploadId);
+        for (const p of parts) await req.services.data.free(p.chunks);
+      } catch (e) {
+        if (!(e instanceof MetadataError && e.code === 'NoSuchUpload')) throw e;
+      }
+    }
+    if (!page.isTruncated || page.uploads.length === 0) break;
+  }
   try {
     await req.services.meta.deleteBucket(req.bucket);
   } catch (e) {

@@ -4,7 +4,9 @@ import type { ObjectRecord } from '../directory/api.ts';
 import { requireBucket } from './bucket.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
-import { empty } from './response.ts';
+import { empty, xmlResponse } from './response.ts';
+import { headerBytes } from './upload.ts';
+import type { XmlNode } from './xml.ts';
 
 export function httpDate(ms: number): string {
   return new Date(ms).toUTCString();
@@ -108,7 +110,7 @@ export function objectHeaders(obj: ObjectRecord, req: S3Request): Record<string,
   if (obj.contentLanguage) h['content-language'] = obj.contentLanguage;
   if (obj.cacheControl) h['cache-control'] = obj.cacheControl;
   if (obj.expires) h.expires = obj.expires;
-  for (const [k, v] of Object.entries(obj.userMeta)) h[`x-amz-meta-${k}`] = v;
+  for (const [k, v] of Object.entries(obj.userMeta)) h[`x-amz-meta-${k}`] = headerBytes(v);
   if (obj.partSizes) h['x-amz-mp-parts-count'] = String(obj.partSizes.length);
   // A whole-object checksum describes the whole object only: never sent with a range.
   const ranged = req.headers.range !== undefined || req.query.has('partNumber');
@@ -208,4 +210,71 @@ export async function getObject(req: S3Request, head: boolean): Promise<Response
     },
   });
   return new Response(body, { status, headers });
+}
+
+export const CHECKSUM_NAMES: Record<string, string> = {
+  crc32: 'ChecksumCRC32',
+  crc32c: 'ChecksumCRC32C',
+  crc64nvme: 'ChecksumCRC64NVME',
+  sha1: 'ChecksumSHA1',
+  sha256: 'ChecksumSHA256',
+};
+
+/** GetObjectAttributes (GET ?attributes): ETag, Checksum, ObjectParts, StorageClass, ObjectSize. */
+export async function getObjectAttributes(req: S3Request): Promise<Response> {
+  const obj = await loadObject(req);
+  const wanted = new Set(
+    (header(req, 'x-amz-object-attributes') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+  if (wanted.size === 0) {
+    throw new S3Error('InvalidArgument', 'x-amz-object-attributes header must be specified.', {
+      extra: { ArgumentName: 'x-amz-object-attributes' },
+    });
+  }
+  const body: XmlNode = {};
+  if (wanted.has('ETag')) body.ETag = obj.etag;
+  if (wanted.has('Checksum') && obj.checksums) {
+    const c: XmlNode = {};
+    for (const [algo, v] of Object.entries(obj.checksums)) {
+      const name = CHECKSUM_NAMES[algo];
+      if (name) c[name] = v;
+    }
+    if (Object.keys(c).length > 0) body.Checksum = c;
+  }
+  if (wanted.has('ObjectParts') && obj.partSizes) {
+    const intHeader = (name: string, def: number) => {
+      const raw = header(req, name);
+      if (raw === undefined) return def;
+      if (!/^\d+$/.test(raw.trim())) {
+        throw new S3Error('InvalidArgument', `${name} must be a non-negative integer.`, {
+          extra: { ArgumentName: name, ArgumentValue: raw },
+        });
+      }
+      return Number(raw.trim());
+    };
+    const max = Math.min(intHeader('x-amz-max-parts', 1000), 1000);
+    const marker = intHeader('x-amz-part-number-marker', 0);
+    const sizes = obj.partSizes;
+    const parts = sizes
+      .map((size, i) => ({ PartNumber: i + 1, Size: size }))
+      .filter((p) => p.PartNumber > marker);
+    const page = parts.slice(0, max);
+    const truncated = parts.length > page.length;
+    body.ObjectParts = {
+      PartsCount: sizes.length,
+      PartNumberMarker: marker,
+      NextPartNumberMarker: page.length > 0 ? page[page.length - 1]!.PartNumber : marker,
+      MaxParts: max,
+      IsTruncated: truncated,
+      Part: page,
+    };
+  }
+  if (wanted.has('StorageClass')) body.StorageClass = 'STANDARD';
+  if (wanted.has('ObjectSize')) body.ObjectSize = obj.size;
+  return xmlResponse('GetObjectAttributesResponse', body, 200, {
+    'last-modified': httpDate(obj.lastModified),
+  });
 }

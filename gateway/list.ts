@@ -66,7 +66,8 @@ export async function listObjectsV1(req: S3Request): Promise<Response> {
   const r = await page(req, marker || undefined, max);
   return xmlResponse('ListBucketResult', {
     Name: req.bucket,
-    Prefix: enc(req.query.get('prefix') ?? ''),
+    // Not url-encoded in V1 (as AWS: SDKs decode Delimiter, Marker, NextMarker and keys only).
+    Prefix: req.query.get('prefix') ?? '',
     Marker: enc(marker),
     // S3 sends NextMarker only with a delimiter; without one clients use the last key.
     NextMarker: r.isTruncated && delimiter && r.last !== undefined ? enc(r.last) : undefined,

@@ -9,14 +9,16 @@ import {
   type UploadRecord,
 } from '../directory/api.ts';
 import { owner, requireBucket } from './bucket.ts';
+import { BodyDigests, parseChecksumAlgorithm } from './checksum.ts';
 import { header, readSmallBody, type S3Request } from './context.ts';
 import { copyData, loadCopySource } from './copy.ts';
 import { S3Error } from './error.ts';
+import { CHECKSUM_NAMES } from './get.ts';
 import { validateKey } from './keys.ts';
 import { preconditionFailed } from './put.ts';
 import { empty, xmlResponse } from './response.ts';
 import { checksumHeaders, objectAttributes, receiveBody } from './upload.ts';
-import { isoDate, parseXmlBody } from './xml.ts';
+import { isoDate, parseXmlBody, type XmlNode } from './xml.ts';
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
@@ -69,6 +71,11 @@ export async function createUpload(req: S3Request): Promise<Response> {
   await requireBucket(req);
   validateKey(req.key);
   const { userMeta, ...rest } = objectAttributes(req);
+  const algHeader = header(req, 'x-amz-checksum-algorithm');
+  const alg = algHeader ? parseChecksumAlgorithm(algHeader) : undefined;
+  if (algHeader && !alg) {
+    throw new S3Error('InvalidRequest', `Checksum algorithm ${algHeader} is not supported.`);
+  }
   // Time-ordered ids: uploads of one key then list in initiation order.
   const uploadId = `${Date.now().toString(36).padStart(9, '0')}${crypto.randomBytes(12).toString('hex')}`;
   await req.services.meta.createUpload({
@@ -77,13 +84,21 @@ export async function createUpload(req: S3Request): Promise<Response> {
     key: req.key,
     initiated: Date.now(),
     owner: req.userId!,
-    object: { ...rest, userMeta, owner: req.userId! },
+    // The checksum algorithm is remembered as an empty entry: the object's composite
+    // checksum is filled in on completion.
+    object: {
+      ...rest,
+      userMeta,
+      owner: req.userId!,
+      checksums: alg ? { [alg.toLowerCase()]: '' } : undefined,
+    },
   });
-  return xmlResponse('InitiateMultipartUploadResult', {
-    Bucket: req.bucket,
-    Key: req.key,
-    UploadId: uploadId,
-  });
+  return xmlResponse(
+    'InitiateMultipartUploadResult',
+    { Bucket: req.bucket, Key: req.key, UploadId: uploadId },
+    200,
+    alg ? { 'x-amz-checksum-algorithm': alg } : {},
+  );
 }
 
 async function storePart(req: S3Request, part: PartRecord): Promise<void> {
@@ -126,7 +141,14 @@ export async function uploadPartCopy(req: S3Request): Promise<Response> {
   const range = header(req, 'x-amz-copy-source-range');
   if (range !== undefined) {
     const m = /^bytes=(\d+)-(\d+)$/.exec(range.trim());
-    if (!m || Number(m[2]) < Number(m[1]) || Number(m[2]) >= src.obj.size) {
+    if (!m || Number(m[2]) < Number(m[1])) {
+      throw new S3Error(
+        'InvalidArgument',
+        'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy',
+        { extra: { ArgumentName: 'x-amz-copy-source-range', ArgumentValue: range } },
+      );
+    }
+    if (Number(m[2]) >= src.obj.size) {
       throw new S3Error('InvalidRange', 'The requested range is not satisfiable', {
         extra: { ActualObjectSize: String(src.obj.size) },
       });
@@ -169,9 +191,47 @@ function parseCompletion(xml: string): Requested[] {
   });
 }
 
+function multipartEtag(etags: string[]): string {
+  const md5 = crypto.createHash('md5');
+  for (const e of etags) md5.update(Buffer.from(e, 'hex'));
+  return `${md5.digest('hex')}-${etags.length}`;
+}
+
+function completeResult(
+  req: S3Request,
+  etag: string,
+  checksums?: Record<string, string>,
+): Response {
+  const body: XmlNode = {
+    Location: `/${req.bucket}/${encodeURIComponent(req.key)}`,
+    Bucket: req.bucket,
+    Key: req.key,
+    ETag: `"${etag}"`,
+  };
+  for (const [name, v] of Object.entries(checksums ?? {})) {
+    const element = CHECKSUM_NAMES[name];
+    if (element) body[element] = v;
+  }
+  return xmlResponse('CompleteMultipartUploadResult', body);
+}
+
 export async function completeUpload(req: S3Request): Promise<Response> {
-  const upload = await loadUpload(req);
+  await requireBucket(req);
+  const upload = await req.services.meta.getUpload(
+    req.bucket,
+    req.key,
+    req.query.get('uploadId') ?? '',
+  );
   const requested = parseCompletion((await readSmallBody(req, 4 * 1024 * 1024)).toString('utf8'));
+  if (!upload) {
+    // A retried completion (the first one succeeded) answers as the first did, as S3 does.
+    const current = await req.services.meta.getObject(req.bucket, req.key);
+    const etag = multipartEtag(requested.map((r) => r.etag));
+    if (current?.etag === etag && requested.every((r) => /^[0-9a-f]{32}$/.test(r.etag))) {
+      return completeResult(req, etag);
+    }
+    throw noSuchUpload(req);
+  }
   for (let i = 1; i < requested.length; i++) {
     if (requested[i]!.n <= requested[i - 1]!.n) {
       throw new S3Error(
@@ -209,16 +269,27 @@ export async function completeUpload(req: S3Request): Promise<Response> {
     }
     used.push(p);
   }
-  const etag = `${crypto
-    .createHash('md5')
-    .update(Buffer.concat(used.map((p) => Buffer.from(p.etag, 'hex'))))
-    .digest('hex')}-${used.length}`;
+  const etag = multipartEtag(used.map((p) => p.etag));
+  const checksums = compositeChecksum(upload, used);
+  // A composite checksum sent with the completion must match ours. (FULL_OBJECT
+  // checksums, a checksum of the whole byte stream, are not verified here.)
+  const fullObject = header(req, 'x-amz-checksum-type')?.trim().toUpperCase() === 'FULL_OBJECT';
+  for (const name of fullObject ? [] : Object.keys(CHECKSUM_NAMES)) {
+    const declared = header(req, `x-amz-checksum-${name}`);
+    if (declared !== undefined && checksums?.[name] !== declared.trim()) {
+      throw new S3Error(
+        'BadDigest',
+        `The ${name.toUpperCase()} you specified did not match the calculated checksum.`,
+      );
+    }
+  }
   const rec: ObjectRecord = {
     key: req.key,
     size: used.reduce((a, p) => a + p.size, 0),
     etag,
     lastModified: Date.now(),
     ...upload.object,
+    checksums,
     chunks: used.flatMap((p) => p.chunks),
     partSizes: used.map((p) => p.size),
     owner: upload.owner,
@@ -237,12 +308,20 @@ export async function completeUpload(req: S3Request): Promise<Response> {
   }
   if (result.previous) await req.services.data.free(result.previous.chunks);
   for (const p of result.unused) await req.services.data.free(p.chunks);
-  return xmlResponse('CompleteMultipartUploadResult', {
-    Location: `/${req.bucket}/${encodeURIComponent(req.key)}`,
-    Bucket: req.bucket,
-    Key: req.key,
-    ETag: `"${etag}"`,
-  });
+  return completeResult(req, etag, checksums);
+}
+
+/** S3's composite checksum: the checksum of the parts' checksums, `-<parts>`. */
+function compositeChecksum(
+  upload: UploadRecord,
+  used: PartRecord[],
+): Record<string, string> | undefined {
+  const name = Object.keys(upload.object.checksums ?? {})[0];
+  const alg = name ? parseChecksumAlgorithm(name) : undefined;
+  if (!name || !alg || !used.every((p) => p.checksums?.[name])) return undefined;
+  const digests = new BodyDigests({ md5: false, sha256: false, checksums: new Set([alg]) });
+  for (const p of used) digests.update(Buffer.from(p.checksums![name]!, 'base64'));
+  return { [name]: `${digests.finish().checksums[alg]}-${used.length}` };
 }
 
 export async function abortUpload(req: S3Request): Promise<Response> {

@@ -41,12 +41,24 @@ export async function putObject(req: S3Request): Promise<Response> {
   const attrs = objectAttributes(req);
   const ifNoneMatch = header(req, 'if-none-match');
   const ifMatch = header(req, 'if-match');
-  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') {
-    throw new S3Error('NotImplemented', 'If-None-Match on PUT supports only "*".');
-  }
+  const anyEtag = ifNoneMatch?.trim() === '*';
   // Fail before storing any data when the outcome is already known.
-  if (ifNoneMatch && (await req.services.meta.getObject(req.bucket, req.key)))
-    throw preconditionFailed();
+  if (ifNoneMatch !== undefined || ifMatch !== undefined) {
+    const current = await req.services.meta.getObject(req.bucket, req.key);
+    if (ifMatch !== undefined && !current) {
+      throw new S3Error('NoSuchKey', 'The specified key does not exist.', {
+        extra: { Key: req.key },
+      });
+    }
+    if (current && ifNoneMatch !== undefined) {
+      // `*`: any current object; an ETag list: one that matches (checked here only, as
+      // the metadata commit is atomic for `*` and If-Match).
+      const tags = ifNoneMatch
+        .split(',')
+        .map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
+      if (anyEtag || tags.includes(current.etag)) throw preconditionFailed();
+    }
+  }
   const body = await receiveBody(req, attrs.contentType);
   const rec: ObjectRecord = {
     key: req.key,
@@ -58,6 +70,6 @@ export async function putObject(req: S3Request): Promise<Response> {
     chunks: body.chunks,
     owner: req.userId!,
   };
-  await commitObject(req, rec, { ifNoneMatch: ifNoneMatch !== undefined, ifMatch });
+  await commitObject(req, rec, { ifNoneMatch: anyEtag, ifMatch });
   return empty(200, { etag: `"${body.md5}"`, ...checksumHeaders(body.checksums) });
 }

@@ -13,7 +13,7 @@ import type { S3Request } from './context.ts';
 import { copyObject } from './copy.ts';
 import { deleteObject, deleteObjects } from './delete.ts';
 import { S3Error } from './error.ts';
-import { getObject } from './get.ts';
+import { getObject, getObjectAttributes } from './get.ts';
 import { listObjectsV1, listObjectsV2, listObjectVersions } from './list.ts';
 import {
   abortUpload,
@@ -56,7 +56,6 @@ const UNSUPPORTED = [
   'intelligent-tiering',
   'ownershipControls',
   'publicAccessBlock',
-  'attributes',
 ];
 
 export function route(req: S3Request): Handler {
@@ -95,6 +94,7 @@ export function route(req: S3Request): Handler {
   switch (m) {
     case 'GET':
       if (q.has('uploadId')) return listParts;
+      if (q.has('attributes')) return getObjectAttributes;
       return (r) => getObject(r, false);
     case 'HEAD':
       return (r) => getObject(r, true);

@@ -849,7 +849,8 @@ async function verifyV2(
           ]
         : [[httpDate ?? '', undefined]];
     const parsed = parseHttpDate(amzDate ?? httpDate ?? '');
-    if (parsed === null) {
+    // A date before the epoch is no valid date for S3 (AccessDenied, not a clock skew).
+    if (parsed === null || parsed.getTime() < 0) {
       throw new S3Error(
         'AccessDenied',
         'AWS authentication requires a valid Date or x-amz-date header',
@@ -913,6 +914,11 @@ async function verifyV2(
   const paths = [req.rawPath || '/'];
   const normal = canonicalUri(req.rawPath);
   if (normal !== paths[0]) paths.push(normal);
+  // botocore's SigV2 signer signs a bucket-only path with a trailing slash ("/bucket/")
+  // while sending "/bucket".
+  if (req.virtualHostBucket === undefined && /^\/[^/]+$/.test(paths[0]!)) {
+    paths.push(`${paths[0]}/`);
+  }
   let stringToSign = '';
   for (const path of paths) {
     const resource = canonicalResourceV2(path, req.query, req.virtualHostBucket);

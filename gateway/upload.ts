@@ -93,6 +93,29 @@ export async function receiveBody(req: S3Request, contentType?: string): Promise
   }
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A header value as text. Node hands header bytes over as latin1; clients such as botocore
+ * send non-ASCII metadata as UTF-8, so bytes that form valid UTF-8 are decoded as such.
+ */
+export function headerText(raw: string): string {
+  if (!/[\x80-\xff]/.test(raw)) return raw;
+  try {
+    return utf8.decode(Buffer.from(raw, 'latin1'));
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * Text for a response header: latin1 when it fits (what HTTP clients decode header bytes
+ * as), else its UTF-8 bytes.
+ */
+export function headerBytes(text: string): string {
+  return /[\u0100-\uffff]/.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text;
+}
+
 /** Stored attributes of an object from request headers (PutObject, Create/Copy REPLACE). */
 export function objectAttributes(
   req: S3Request,
@@ -110,7 +133,7 @@ export function objectAttributes(
   let metaBytes = 0;
   for (const [name, v] of Object.entries(req.headers)) {
     if (!name.startsWith('x-amz-meta-') || v === undefined) continue;
-    const value = Array.isArray(v) ? v.join(',') : v;
+    const value = headerText(Array.isArray(v) ? v.join(',') : v);
     const k = name.slice('x-amz-meta-'.length);
     userMeta[k] = value;
     metaBytes += Buffer.byteLength(k) + Buffer.byteLength(value);

@@ -41,8 +41,13 @@ const parser = new XMLParser({
   ignoreAttributes: true,
   removeNSPrefix: true,
   parseTagValue: false,
-  trimValues: true,
+  // Not trimmed by the parser: object keys may begin or end with spaces (` `, `a `).
+  // normalize() trims every other value.
+  trimValues: false,
   processEntities: true,
+  // Numeric character references (&#34; &#x22;): Go's encoding/xml (rclone, minio-go)
+  // escapes the quotes around every ETag in CompleteMultipartUpload that way.
+  htmlEntities: true,
   isArray: (name) => ['Part', 'Object', 'Tag', 'CORSRule'].includes(name),
 });
 
@@ -64,14 +69,31 @@ export function parseXmlBody(text: string, root: string): Record<string, unknown
       'The XML you provided was not well-formed or did not validate against our published schema.',
     );
   }
-  const top = doc[root];
+  const top = normalize(doc[root], root);
   if (top === undefined) {
     throw new S3Error(
       'MalformedXML',
       `The XML you provided did not have ${root} as its root element.`,
     );
   }
-  return top === '' ? {} : (top as Record<string, unknown>);
+  return typeof top === 'string' ? {} : (top as Record<string, unknown>);
+}
+
+/** Elements whose text is data to keep byte for byte (whitespace included). */
+const VERBATIM = new Set(['Key', 'Prefix']);
+
+function normalize(v: unknown, name: string): unknown {
+  if (typeof v === 'string') return VERBATIM.has(name) ? v : v.trim();
+  if (Array.isArray(v)) return v.map((x) => normalize(x, name));
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, child] of Object.entries(v)) {
+      if (k === '#text') continue; // indentation between child elements
+      out[k] = normalize(child, k);
+    }
+    return out;
+  }
+  return v;
 }
 
 export function isoDate(ms: number): string {
