@@ -111,6 +111,8 @@ export class Volume {
   private flushing: Promise<void> | null = null;
   private pauseRequested = false;
   private idxBroken = false;
+  /** Set by an I/O error: nothing written after the failed batch may be acknowledged. */
+  private readOnlyAfterError = false;
 
   constructor(
     readonly id: number,
@@ -311,6 +313,11 @@ export class Volume {
   }
 
   private kick(): void {
+    if (this.readOnlyAfterError) {
+      for (const p of this.queue.splice(0))
+        p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} had an I/O error`));
+      return;
+    }
     if (this.flushing || this.pauseRequested || this.queue.length === 0) return;
     this.flushing = this.flushLoop().finally(() => {
       this.flushing = null;
@@ -339,84 +346,132 @@ export class Volume {
     return this.queue.splice(0, k);
   }
 
+  /**
+   * Group commit, pipelined one deep: batch N+1 is written while batch N's fdatasync is
+   * in flight, so encoding and writing overlap the sync. Batch N+1's own fdatasync starts
+   * only after N's has returned, and each batch is acknowledged (and indexed) only after
+   * its own fdatasync, strictly in order. At most one sync and one write are in flight.
+   */
   private async flushLoop(): Promise<void> {
-    while (this.queue.length > 0 && !this.pauseRequested) {
-      const batch = this.takeBatch();
-      const accepted: Pending[] = [];
-      const offsets: number[] = [];
-      let pos = this.end;
-      for (const p of batch) {
-        const limit = p.tombstone ? HARD_MAX_VOLUME_SIZE : this.opts.maxSize;
-        if (this.readOnly && !p.tombstone) {
-          p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`));
-        } else if (pos + p.diskSize > limit) {
-          p.reject(new StoreError('VolumeFull', `volume ${this.id} is full`));
-        } else {
-          accepted.push(p);
-          offsets.push(pos);
-          pos += p.diskSize;
+    // Only this loop appends, and it starts afresh after every pause, so it can track
+    // the written end itself (`end` moves only when a batch is durable).
+    let written = this.end;
+    let syncing: Promise<void> | null = null;
+    try {
+      while (this.queue.length > 0 && !this.pauseRequested && !this.readOnlyAfterError) {
+        const batch = this.takeBatch();
+        const accepted: Pending[] = [];
+        const offsets: number[] = [];
+        let pos = written;
+        for (const p of batch) {
+          const limit = p.tombstone ? HARD_MAX_VOLUME_SIZE : this.opts.maxSize;
+          if (this.readOnly && !p.tombstone) {
+            p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`));
+          } else if (pos + p.diskSize > limit) {
+            p.reject(new StoreError('VolumeFull', `volume ${this.id} is full`));
+          } else {
+            accepted.push(p);
+            offsets.push(pos);
+            pos += p.diskSize;
+          }
         }
-      }
-      if (accepted.length === 0) continue;
-      // One contiguous buffer per batch: a single iovec is several times cheaper for the
-      // kernel than hundreds of small ones, and saves an allocation per needle.
-      const out = Buffer.allocUnsafe(pos - this.end);
-      for (let i = 0; i < accepted.length; i++) {
-        const p = accepted[i]!;
-        encodeNeedleInto(
-          out,
-          offsets[i]! - this.end,
-          {
-            cookie: p.cookie,
-            id: p.id,
-            dataLength: p.stored.length,
-            originalLength: p.originalLength,
-            flags: p.flags,
-            codec: p.codec,
-          },
-          p.stored,
-        );
-      }
-      const g = this.g;
-      try {
-        await fsx.pwritev(g.fd, [out], this.end);
-        if (this.opts.fsync) await fsx.fdatasync(g.fd);
-      } catch (e) {
-        // The tail past `end` is now unknown: stop accepting writes rather than risk
-        // acknowledging needles next to a region the disk may have half-written.
-        this.ioErrors++;
-        this.readOnly = true;
-        for (const p of accepted) p.reject(e as Error);
-        continue;
-      }
-      this.end = pos;
-      const idx = Buffer.allocUnsafe(accepted.length * IDX_RECORD_SIZE);
-      for (let i = 0; i < accepted.length; i++) {
-        const p = accepted[i]!;
-        const off8 = offsets[i]! / 8;
-        if (p.tombstone) {
-          const prev = g.map.delete(p.lo, p.hi);
-          if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
-          putIdxRecord(idx, i, p.lo, p.hi, off8, TOMBSTONE_SIZE);
-        } else {
-          const prev = g.map.set(p.lo, p.hi, off8, p.stored.length);
-          if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
-          this.liveBytes += p.diskSize;
-          putIdxRecord(idx, i, p.lo, p.hi, off8, p.stored.length);
+        if (accepted.length === 0) continue;
+        // One contiguous buffer per batch: a single iovec is several times cheaper for the
+        // kernel than hundreds of small ones, and saves an allocation per needle.
+        const start = written;
+        const out = Buffer.allocUnsafe(pos - start);
+        for (let i = 0; i < accepted.length; i++) {
+          const p = accepted[i]!;
+          encodeNeedleInto(
+            out,
+            offsets[i]! - start,
+            {
+              cookie: p.cookie,
+              id: p.id,
+              dataLength: p.stored.length,
+              originalLength: p.originalLength,
+              flags: p.flags,
+              codec: p.codec,
+            },
+            p.stored,
+          );
         }
+        const g = this.g;
+        try {
+          await fsx.pwritev(g.fd, [out], start);
+        } catch (e) {
+          this.failWrites(accepted, e as Error);
+          break;
+        }
+        written = pos;
+        const previous = syncing;
+        if (previous) await previous;
+        syncing = this.syncAndApply(g, accepted, offsets, pos);
       }
-      for (let i = 0; i < accepted.length; i++) accepted[i]!.resolve(offsets[i]!);
-      // No fsync: the .idx is rebuilt from the fsync'd .dat past its last good record.
-      // After a failed append it stays frozen, so the next load rescans from there.
-      if (this.idxBroken) continue;
-      try {
-        await fsx.pwritev(this.idxFd, [idx], this.idxEnd);
-        this.idxEnd += idx.length;
-      } catch {
-        this.ioErrors++;
-        this.idxBroken = true;
+    } finally {
+      if (syncing) await syncing;
+    }
+  }
+
+  /** fdatasync, then make the batch visible: map, counters, acknowledgements, .idx. */
+  private async syncAndApply(
+    g: Generation,
+    accepted: Pending[],
+    offsets: number[],
+    end: number,
+  ): Promise<void> {
+    try {
+      if (this.opts.fsync) await fsx.fdatasync(g.fd);
+    } catch (e) {
+      this.failWrites(accepted, e as Error);
+      return;
+    }
+    if (this.readOnlyAfterError) {
+      // An earlier batch failed: what follows it on disk is not acknowledged either.
+      for (const p of accepted)
+        p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} had an I/O error`));
+      return;
+    }
+    this.end = end;
+    const idx = Buffer.allocUnsafe(accepted.length * IDX_RECORD_SIZE);
+    for (let i = 0; i < accepted.length; i++) {
+      const p = accepted[i]!;
+      const off8 = offsets[i]! / 8;
+      if (p.tombstone) {
+        const prev = g.map.delete(p.lo, p.hi);
+        if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
+        putIdxRecord(idx, i, p.lo, p.hi, off8, TOMBSTONE_SIZE);
+      } else {
+        const prev = g.map.set(p.lo, p.hi, off8, p.stored.length);
+        if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
+        this.liveBytes += p.diskSize;
+        putIdxRecord(idx, i, p.lo, p.hi, off8, p.stored.length);
       }
     }
+    for (let i = 0; i < accepted.length; i++) accepted[i]!.resolve(offsets[i]!);
+    // No fsync: the .idx is rebuilt from the fsync'd .dat past its last good record.
+    // After a failed append it stays frozen, so the next load rescans from there.
+    if (this.idxBroken) return;
+    try {
+      await fsx.pwritev(this.idxFd, [idx], this.idxEnd);
+      this.idxEnd += idx.length;
+    } catch {
+      this.ioErrors++;
+      this.idxBroken = true;
+    }
+  }
+
+  /**
+   * The tail past `end` is now unknown: stop accepting writes rather than risk
+   * acknowledging needles next to a region the disk may have half-written.
+   */
+  private failWrites(accepted: Pending[], e: Error): void {
+    this.ioErrors++;
+    this.readOnly = true;
+    this.readOnlyAfterError = true;
+    for (const p of accepted) p.reject(e);
+    for (const p of this.queue.splice(0))
+      p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} had an I/O error`));
   }
 
   /** Flushes what is queued and closes the files. */
