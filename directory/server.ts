@@ -9,6 +9,7 @@
 // Plain node:http, like the store server: fixed routes, small JSON bodies.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as httpServer from '../common/http-server.ts';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import { MetadataError, type MetadataStore } from './api.ts';
@@ -154,22 +155,12 @@ export class MetadataServer {
     });
   }
 
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    return this.server.address() as AddressInfo;
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return httpServer.listen(this.server, host, port);
   }
 
-  async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+  close(): Promise<void> {
+    return httpServer.close(this.server);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
