@@ -57,3 +57,19 @@ export async function readSmallBody(req: S3Request, max = 1024 * 1024): Promise<
   }
   return Buffer.concat(parts, n);
 }
+
+/** A non-negative integer query parameter, capped at `max` (S3 clamps, not rejects). */
+export function intParam(req: S3Request, name: string, def: number, max: number): number {
+  const raw = req.query.get(name);
+  if (raw === null) return def;
+  if (!/^\d+$/.test(raw)) {
+    throw new S3Error(
+      'InvalidArgument',
+      `Provided ${name} not an integer or within integer range`,
+      {
+        extra: { ArgumentName: name, ArgumentValue: raw },
+      },
+    );
+  }
+  return Math.min(Number(raw), max);
+}

@@ -3,27 +3,12 @@
 // clients clean buckets up through ListObjectVersions even when versioning is off).
 import type { ListObjectsResult, ObjectRecord } from '../directory/api.ts';
 import { owner, requireBucket } from './bucket.ts';
-import type { S3Request } from './context.ts';
+import { intParam, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 import { xmlResponse } from './response.ts';
 import { isoDate, type XmlNode } from './xml.ts';
 
 export const MAX_KEYS = 1000;
-
-function maxKeys(req: S3Request, param = 'max-keys'): number {
-  const raw = req.query.get(param);
-  if (raw === null) return MAX_KEYS;
-  if (!/^\d+$/.test(raw)) {
-    throw new S3Error(
-      'InvalidArgument',
-      `Provided ${param} not an integer or within integer range`,
-      {
-        extra: { ArgumentName: param, ArgumentValue: raw },
-      },
-    );
-  }
-  return Math.min(Number(raw), MAX_KEYS);
-}
 
 function encoder(req: S3Request): (s: string) => string {
   const enc = req.query.get('encoding-type');
@@ -60,7 +45,7 @@ function page(req: S3Request, after: string | undefined, max: number): Promise<L
 export async function listObjectsV1(req: S3Request): Promise<Response> {
   await requireBucket(req);
   const enc = encoder(req);
-  const max = maxKeys(req);
+  const max = intParam(req, 'max-keys', MAX_KEYS, MAX_KEYS);
   const marker = req.query.get('marker') ?? '';
   const delimiter = req.query.get('delimiter') ?? '';
   const r = await page(req, marker || undefined, max);
@@ -93,7 +78,7 @@ function decodeToken(token: string): string {
 export async function listObjectsV2(req: S3Request): Promise<Response> {
   await requireBucket(req);
   const enc = encoder(req);
-  const max = maxKeys(req);
+  const max = intParam(req, 'max-keys', MAX_KEYS, MAX_KEYS);
   const token = req.query.get('continuation-token');
   const startAfter = req.query.get('start-after') ?? '';
   const delimiter = req.query.get('delimiter') ?? '';
@@ -126,7 +111,7 @@ export async function listObjectsV2(req: S3Request): Promise<Response> {
 export async function listObjectVersions(req: S3Request): Promise<Response> {
   await requireBucket(req);
   const enc = encoder(req);
-  const max = maxKeys(req);
+  const max = intParam(req, 'max-keys', MAX_KEYS, MAX_KEYS);
   const keyMarker = req.query.get('key-marker') ?? '';
   const delimiter = req.query.get('delimiter') ?? '';
   const r = await page(req, keyMarker || undefined, max);

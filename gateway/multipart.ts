@@ -10,7 +10,7 @@ import {
 } from '../directory/api.ts';
 import { owner, requireBucket } from './bucket.ts';
 import { BodyDigests, parseChecksumAlgorithm } from './checksum.ts';
-import { header, readSmallBody, type S3Request } from './context.ts';
+import { header, intParam, readSmallBody, type S3Request } from './context.ts';
 import { copyData, loadCopySource } from './copy.ts';
 import { S3Error } from './error.ts';
 import { CHECKSUM_NAMES } from './get.ts';
@@ -334,21 +334,6 @@ export async function abortUpload(req: S3Request): Promise<Response> {
   }
   for (const p of parts) await req.services.data.free(p.chunks);
   return empty(204);
-}
-
-function intParam(req: S3Request, name: string, def: number, max: number): number {
-  const raw = req.query.get(name);
-  if (raw === null) return def;
-  if (!/^\d+$/.test(raw)) {
-    throw new S3Error(
-      'InvalidArgument',
-      `Provided ${name} not an integer or within integer range`,
-      {
-        extra: { ArgumentName: name, ArgumentValue: raw },
-      },
-    );
-  }
-  return Math.min(Number(raw), max);
 }
 
 export async function listParts(req: S3Request): Promise<Response> {
