@@ -12,6 +12,7 @@ import { ADMIN_PREFIX, handleAdmin } from './admin.ts';
 import { chunkedOptionsFor, decodeAwsChunked } from './chunked.ts';
 import type { S3Request, Services } from './context.ts';
 import { S3Error } from './error.ts';
+import { withLookupCache } from './lookup-cache.ts';
 import { route } from './router.ts';
 import { type AuthResult, authenticate, parseQuery } from './sigv4.ts';
 
@@ -74,7 +75,8 @@ function errorResponse(
   return new Response(body, { status: err.status, headers });
 }
 
-export function createApp(services: Services): Hono<{ Bindings: HttpBindings }> {
+export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> {
+  const services: Services = { ...uncached, meta: withLookupCache(uncached.meta) };
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.all('*', async (c) => {
     const incoming = c.env.incoming;

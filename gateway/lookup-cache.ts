@@ -1,0 +1,89 @@
+// Short-lived caches of the two metadata reads every request makes before its real work:
+// the access key (whose secret verifies the signature) and the bucket (existence and
+// owner). Profiling the embedded server put LevelDB gets at the top of the PUT/GET path.
+// A second is the bound on staleness: a removed key or a deleted bucket may be honoured
+// for up to TTL_MS by this gateway (object writes still fail at once, because the
+// metadata store checks the bucket inside the commit). Changes made through this
+// gateway invalidate immediately.
+import type { AccessKeyRecord, BucketRecord, MetadataStore } from '../directory/api.ts';
+
+const TTL_MS = 1000;
+const MAX_ENTRIES = 10_000;
+
+class TtlCache<V> {
+  private readonly m = new Map<string, { v: V; at: number }>();
+
+  get(k: string, now: number): V | undefined {
+    const e = this.m.get(k);
+    if (!e) return undefined;
+    if (now - e.at > TTL_MS) {
+      this.m.delete(k);
+      return undefined;
+    }
+    return e.v;
+  }
+
+  set(k: string, v: V, now: number): void {
+    if (this.m.size >= MAX_ENTRIES) this.m.clear();
+    this.m.set(k, { v, at: now });
+  }
+
+  delete(k: string): void {
+    this.m.delete(k);
+  }
+
+  clear(): void {
+    this.m.clear();
+  }
+}
+
+/** A MetadataStore whose getKey/getBucket answers may be up to a second old. */
+export function withLookupCache(meta: MetadataStore): MetadataStore {
+  const keys = new TtlCache<AccessKeyRecord>();
+  const buckets = new TtlCache<BucketRecord>();
+  return new Proxy(meta, {
+    get(target, prop, receiver) {
+      switch (prop) {
+        case 'getKey':
+          return async (accessKey: string) => {
+            const now = Date.now();
+            const hit = keys.get(accessKey, now);
+            if (hit) return hit;
+            const k = await target.getKey(accessKey);
+            if (k) keys.set(accessKey, k, now);
+            return k;
+          };
+        case 'deleteKey':
+          return async (accessKey: string) => {
+            keys.delete(accessKey);
+            await target.deleteKey(accessKey);
+            keys.delete(accessKey);
+          };
+        case 'deleteUser':
+          return async (id: string) => {
+            await target.deleteUser(id);
+            keys.clear();
+          };
+        case 'getBucket':
+          return async (name: string) => {
+            const now = Date.now();
+            const hit = buckets.get(name, now);
+            if (hit) return hit;
+            const b = await target.getBucket(name);
+            if (b) buckets.set(name, b, now);
+            return b;
+          };
+        case 'deleteBucket':
+          return async (name: string) => {
+            buckets.delete(name);
+            await target.deleteBucket(name);
+            buckets.delete(name);
+          };
+        default: {
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === 'function' ? v.bind(target) : v;
+        }
+      }
+    },
+  });
+}
