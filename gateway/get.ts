@@ -1,6 +1,7 @@
 // GetObject and HeadObject: conditional requests, single byte ranges, partNumber reads,
 // response-* overrides, and a streamed body read chunk by chunk from the stores.
 import type { ObjectRecord } from '../directory/api.ts';
+import { StoreError } from '../store-node/errors.ts';
 import { requireBucket } from './bucket.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
@@ -164,6 +165,17 @@ function partRange(obj: ObjectRecord, raw: string): { start: number; end: number
 }
 
 export async function getObject(req: S3Request, head: boolean): Promise<Response> {
+  try {
+    return await getOnce(req, head);
+  } catch (e) {
+    // An overwrite or delete committed between our metadata read and the data read has
+    // freed the needles we were about to read: answer from the record as it is now.
+    if (e instanceof StoreError && e.code === 'NoSuchNeedle') return getOnce(req, head);
+    throw e;
+  }
+}
+
+async function getOnce(req: S3Request, head: boolean): Promise<Response> {
   const obj = await loadObject(req);
   const headers = objectHeaders(obj, req);
   if (checkConditions(req, obj) === 'not-modified') {

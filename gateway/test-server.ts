@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createLogger } from '../common/log.ts';
+import type { MetadataStore } from '../directory/api.ts';
 import { LevelMetadata } from '../directory/meta-level.ts';
 import { LocalNeedleStore } from '../store-node/api.ts';
 import { Store } from '../store-node/store.ts';
@@ -23,7 +24,13 @@ export interface TestServer {
 
 export async function startTestServer(
   dir: string,
-  opts: { chunkSize?: number; maxVolumeSize?: number; domain?: string } = {},
+  opts: {
+    chunkSize?: number;
+    maxVolumeSize?: number;
+    domain?: string;
+    /** Lets a test interpose on metadata reads (e.g. to inject a race). */
+    wrapMeta?: (m: MetadataStore) => MetadataStore;
+  } = {},
 ): Promise<TestServer> {
   const meta = await LevelMetadata.open(path.join(dir, 'meta'));
   const store = await Store.open(path.join(dir, 'store'), {
@@ -40,7 +47,7 @@ export async function startTestServer(
     'test-secret-key-0123456789abcdefghijklmn',
   );
   const server: Server = createGatewayServer({
-    meta,
+    meta: opts.wrapMeta ? opts.wrapMeta(meta) : meta,
     data,
     log,
     config: { region: 'us-east-1', domain: opts.domain, maxObjectSize: 5 * 1024 ** 3 },
