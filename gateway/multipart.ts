@@ -15,7 +15,7 @@ import { copyData, loadCopySource } from './copy.ts';
 import { S3Error } from './error.ts';
 import { CHECKSUM_NAMES } from './get.ts';
 import { validateKey } from './keys.ts';
-import { preconditionFailed } from './put.ts';
+import { definitelyRejected, preconditionFailed } from './put.ts';
 import { empty, xmlResponse } from './response.ts';
 import { checksumHeaders, objectAttributes, receiveBody } from './upload.ts';
 import { isoDate, parseXmlBody, type XmlNode } from './xml.ts';
@@ -111,7 +111,7 @@ async function storePart(req: S3Request, part: PartRecord): Promise<void> {
       part,
     );
   } catch (e) {
-    await req.services.data.free(part.chunks);
+    if (definitelyRejected(e)) await req.services.data.free(part.chunks);
     mapMeta(req, e);
   }
   if (replaced) await req.services.data.free(replaced.chunks);

@@ -18,7 +18,17 @@ export function preconditionFailed(): S3Error {
   );
 }
 
-/** Commits a record, frees what it replaced; frees the new data if the commit fails. */
+/**
+ * True when the metadata store answered "no" (the record was certainly not committed).
+ * A timeout, a dropped connection or a 5xx may come after a synced commit: freeing the
+ * new needles then would leave a visible object pointing at deleted data, so those are
+ * left as orphans instead.
+ */
+export function definitelyRejected(e: unknown): boolean {
+  return e instanceof MetadataError && e.code !== 'Unavailable';
+}
+
+/** Commits a record, frees what it replaced; frees the new data if the commit was refused. */
 export async function commitObject(
   req: S3Request,
   rec: ObjectRecord,
@@ -28,7 +38,7 @@ export async function commitObject(
   try {
     previous = await req.services.meta.putObject(req.bucket, rec, cond);
   } catch (e) {
-    await req.services.data.free(rec.chunks);
+    if (definitelyRejected(e)) await req.services.data.free(rec.chunks);
     if (e instanceof MetadataError && e.code === 'PreconditionFailed') throw preconditionFailed();
     throw e;
   }

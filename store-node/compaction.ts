@@ -84,6 +84,10 @@ class Writer {
 export async function compactVolume(v: Volume): Promise<CompactResult> {
   if (v.compacting) throw new StoreError('Busy', `volume ${v.id} is already compacting`);
   v.compacting = true;
+  let done!: () => void;
+  v.compactionDone = new Promise<void>((r) => {
+    done = r;
+  });
   const t0 = performance.now();
   const crash = v.opts.crashPoint ?? (() => {});
   const p = volumePaths(v.dir, v.id);
@@ -110,9 +114,11 @@ export async function compactVolume(v: Volume): Promise<CompactResult> {
     const w = new Writer(dfd, xfd, new NeedleMap(snap.count));
     // Copied raw even if corrupt: dropping a needle here would turn a scrub finding
     // into silent loss; the copy keeps it readable-as-corrupt for repair.
-    await forEachLiveNeedle(old.fd, snap, (i, bytes) =>
-      w.add(bytes, snap.lo[i]!, snap.hi[i]!, snap.size[i]!),
-    );
+    await forEachLiveNeedle(old.fd, snap, (i, bytes, readLength) => {
+      // A short read would copy stale buffer bytes in place of a live needle.
+      if (readLength < bytes.length) throw new Error(`compaction: short read at needle ${i}`);
+      return w.add(bytes, snap.lo[i]!, snap.hi[i]!, snap.size[i]!);
+    });
     await w.flush();
     crash('compact:copied');
 
@@ -172,6 +178,8 @@ export async function compactVolume(v: Volume): Promise<CompactResult> {
     }
     v.release(old);
     v.compacting = false;
+    v.compactionDone = null;
+    done();
   }
 }
 

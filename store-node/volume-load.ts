@@ -265,7 +265,13 @@ async function lastRecordMatches(
   );
 }
 
-/** Walks whole, CRC-valid needles from `from`; returns where the valid run ends. */
+/**
+ * Walks the needles from `from` and indexes them. Only the last, never-acknowledged
+ * appends can be torn, so the file is cut only after the last *valid* needle, and only
+ * when nothing valid follows: a needle with a bad data CRC that is followed by valid ones
+ * is bit rot in acknowledged data, indexed so reads report NeedleCorrupt; a damaged
+ * header is skipped by searching forward for the next valid needle.
+ */
 async function scanTail(
   fd: number,
   from: number,
@@ -285,28 +291,57 @@ async function scanTail(
     bufLen = await fsx.pread(fd, buf.subarray(0, Math.min(buf.length, fileSize - pos)), pos);
     return len <= bufLen;
   };
-  let pos = from;
-  while (pos < fileSize) {
-    if (!(await ensure(pos, NEEDLE_HEADER_SIZE))) break;
+  type Probe = { ok: boolean; lo: number; hi: number; size: number; disk: number } | null;
+  /** A needle with a sound header at `pos` (ok: its data CRC matches too), or null. */
+  const probe = async (pos: number): Promise<Probe> => {
+    if (!(await ensure(pos, NEEDLE_HEADER_SIZE))) return null;
     const h = readNeedleHeader(buf.subarray(0, bufLen), pos - bufStart);
-    if (typeof h === 'string' || h.dataLength > MAX_NEEDLE_DATA) break;
+    if (typeof h === 'string' || h.dataLength > MAX_NEEDLE_DATA) return null;
     const tomb = (h.flags & FLAG_DELETED) !== 0;
     const disk = needleDiskSizeLarge(h.dataLength);
-    if (pos + disk > fileSize || (tomb && h.dataLength !== 0)) break;
-    if (!(await ensure(pos, disk))) break;
-    if (!needleDataIntact(buf.subarray(0, bufLen), pos - bufStart, h.dataLength)) break;
+    if (pos + disk > fileSize || (tomb && h.dataLength !== 0)) return null;
     const [lo, hi] = idParts(h.id);
-    if (lo === 0 && hi === 0) break;
-    const size = tomb ? TOMBSTONE_SIZE : h.dataLength;
-    replay.apply(lo, hi, pos / 8, size);
-    putIdxRecord(out, outN++, lo, hi, pos / 8, size);
+    if (lo === 0 && hi === 0) return null;
+    if (!(await ensure(pos, disk))) return null;
+    const ok = needleDataIntact(buf.subarray(0, bufLen), pos - bufStart, h.dataLength);
+    return { ok, lo, hi, size: tomb ? TOMBSTONE_SIZE : h.dataLength, disk };
+  };
+  const index = (pos: number, n: NonNullable<Probe>) => {
+    replay.apply(n.lo, n.hi, pos / 8, n.size);
+    putIdxRecord(out, outN++, n.lo, n.hi, pos / 8, n.size);
     if (outN * IDX_RECORD_SIZE === out.length) {
       records.push(out);
       out = Buffer.allocUnsafe(out.length);
       outN = 0;
     }
-    pos += disk;
+  };
+  let pos = from;
+  let end = from;
+  let suspect: { pos: number; n: NonNullable<Probe> }[] = [];
+  while (pos < fileSize) {
+    const n = await probe(pos);
+    if (n?.ok) {
+      // A valid needle after suspects proves they were acknowledged data, now corrupt.
+      for (const s of suspect) index(s.pos, s.n);
+      suspect = [];
+      index(pos, n);
+      pos += n.disk;
+      end = pos;
+    } else if (n) {
+      suspect.push({ pos, n });
+      pos += n.disk;
+    } else {
+      let next = -1;
+      for (let p = pos + 8; p + NEEDLE_HEADER_SIZE <= fileSize; p += 8) {
+        if ((await probe(p))?.ok) {
+          next = p;
+          break;
+        }
+      }
+      if (next < 0) break;
+      pos = next;
+    }
   }
   if (outN > 0) records.push(out.subarray(0, outN * IDX_RECORD_SIZE));
-  return { end: pos, records };
+  return { end, records };
 }

@@ -158,6 +158,25 @@ describe('volume engine', () => {
     });
   });
 
+  it('deletes a needle whose header is corrupt (it must not stay live forever)', async () => {
+    const dir = tempDir();
+    let off = 0;
+    await withStore(dir, async (s) => {
+      await s.createVolume(1);
+      off = (await s.write(1, 5n, 9, payload(5n, 300))).offset;
+      await s.write(1, 6n, 9, payload(6n, 300));
+    });
+    const fd = fs.openSync(path.join(dir, '1.dat'), 'r+');
+    fs.writeSync(fd, Buffer.from([0xee]), 0, 1, off + 6); // inside the cookie: header CRC breaks
+    fs.closeSync(fd);
+    await withStore(dir, async (s) => {
+      await expect(s.read(1, 5n, 9)).rejects.toMatchObject({ code: 'NeedleCorrupt' });
+      await s.delete(1, 5n, 9);
+      await expect(s.read(1, 5n, 9)).rejects.toMatchObject({ code: 'NoSuchNeedle' });
+      expect((await s.read(1, 6n, 9)).data.equals(payload(6n, 300))).toBe(true);
+    });
+  });
+
   it('compacts online while writes, deletes and reads go on, then reloads', async () => {
     const dir = tempDir();
     const live = new Map<bigint, number>();

@@ -104,6 +104,8 @@ export class Volume {
   /** @internal */ idxEnd: number;
   /** @internal sum of disk sizes of live needles */ liveBytes: number;
   /** @internal */ compacting = false;
+  /** @internal settles when the running compaction (if any) ends */
+  compactionDone: Promise<unknown> | null = null;
   readOnly: boolean;
   ioErrors = 0;
 
@@ -215,7 +217,14 @@ export class Volume {
   async delete(id: bigint, cookie?: number): Promise<void> {
     const [lo, hi] = idParts(id);
     if (this.g.map.find(lo, hi) < 0) throw new StoreError('NoSuchNeedle', `needle ${id} not found`);
-    if (cookie !== undefined) await this.readVerified(id, cookie, true);
+    if (cookie !== undefined) {
+      try {
+        await this.readVerified(id, cookie, true);
+      } catch (e) {
+        // A needle whose header is corrupt may still be deleted (it is garbage either way).
+        if (!(e instanceof StoreError && e.code === 'NeedleCorrupt')) throw e;
+      }
+    }
     await this.enqueue({
       id,
       lo,
@@ -439,11 +448,11 @@ export class Volume {
       const off8 = offsets[i]! / 8;
       if (p.tombstone) {
         const prev = g.map.delete(p.lo, p.hi);
-        if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
+        if (prev >= 0) this.liveBytes -= needleDiskSizeLarge(prev);
         putIdxRecord(idx, i, p.lo, p.hi, off8, TOMBSTONE_SIZE);
       } else {
         const prev = g.map.set(p.lo, p.hi, off8, p.stored.length);
-        if (prev >= 0) this.liveBytes -= needleDiskSize(prev);
+        if (prev >= 0) this.liveBytes -= needleDiskSizeLarge(prev);
         this.liveBytes += p.diskSize;
         putIdxRecord(idx, i, p.lo, p.hi, off8, p.stored.length);
       }
@@ -476,9 +485,12 @@ export class Volume {
 
   /** Flushes what is queued and closes the files. */
   async close(): Promise<void> {
+    // A compaction holds the writer paused and owns file descriptors until it ends.
+    while (this.compactionDone) await this.compactionDone.catch(() => {});
     while (this.flushing || this.queue.length > 0) {
       this.kick();
       if (this.flushing) await this.flushing;
+      else await new Promise((r) => setImmediate(r));
     }
     this.g.retired = true;
     if (this.g.refs === 0) await fsx.close(this.g.fd);
