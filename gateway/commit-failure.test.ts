@@ -1,4 +1,4 @@
-// an ambiguous metadata failure must not free the needles of a record that
+// An ambiguous metadata failure must not free the needles of a record that
 // may have been committed (MetadataClient maps a dropped connection / timeout after the
 // server's synced batch to MetadataError('Unavailable')).
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// recovery must not truncate acknowledged needles that follow a corrupt one.
+// Recovery must not truncate acknowledged needles that follow a corrupt one.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
