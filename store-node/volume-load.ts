@@ -5,8 +5,10 @@
 //     else is a torn or stale tail);
 //  3. needles past the last good record are re-scanned from the .dat (they were fsync'd
 //     but their .idx records were not yet written) and re-indexed;
-//  4. the first short or bad-CRC needle ends the file: it was never acknowledged, since
-//     acknowledgements follow fdatasync and needles are appended in order.
+//  4. the file is cut after the last valid needle only when nothing valid follows (a torn,
+//     never-acknowledged tail); a bad needle followed by valid ones is bit rot in
+//     acknowledged data: indexed (reads report NeedleCorrupt) or, if its header is
+//     damaged, skipped by searching forward for the next valid needle.
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
