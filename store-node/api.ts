@@ -2,6 +2,9 @@
 // LocalNeedleStore (in-process, embedded server and tests) and StoreClient (HTTP).
 import type { Store, StoreStatus } from './store.ts';
 
+/** CRC32C (decimal) of a needle body on the wire: sent with PUTs, returned with GETs. */
+export const CRC_HEADER = 'x-ks-crc32c';
+
 export interface NeedleRef {
   volumeId: number;
   needleId: bigint;

@@ -1,9 +1,17 @@
 // HTTP wiring of NeedleStore: what a gateway or the directory uses to reach a store node.
 // An undici Pool keeps connections alive (several times the requests per second of the
 // global fetch on loopback).
+
+import { crc32c } from '@node-rs/crc32';
 import { Pool } from 'undici';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
-import type { GetResult, NeedleRef, NeedleStore, PutResult } from './api.ts';
+import {
+  CRC_HEADER,
+  type GetResult,
+  type NeedleRef,
+  type NeedleStore,
+  type PutResult,
+} from './api.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import type { StoreStatus } from './store.ts';
 
@@ -65,7 +73,8 @@ export class StoreClient implements NeedleStore {
   }
 
   async put(ref: NeedleRef, data: Buffer, contentType?: string): Promise<PutResult> {
-    const headers: Record<string, string> = contentType ? { 'content-type': contentType } : {};
+    const headers: Record<string, string> = { [CRC_HEADER]: String(crc32c(data)) };
+    if (contentType) headers['content-type'] = contentType;
     const res = await this.call('PUT', StoreClient.needlePath(ref), { body: data, headers });
     return JSON.parse(res.body.toString()) as PutResult;
   }
@@ -75,6 +84,10 @@ export class StoreClient implements NeedleStore {
       ? { range: `bytes=${range.start}-${range.end}` }
       : {};
     const res = await this.call('GET', StoreClient.needlePath(ref), { headers });
+    const sent = res.headers[CRC_HEADER];
+    if (sent !== undefined && String(sent) !== String(crc32c(res.body))) {
+      throw new StoreError('NeedleCorrupt', `needle ${ref.needleId}: damaged in transit`);
+    }
     return { data: res.body, size: Number(res.headers['x-ks-size']) };
   }
 

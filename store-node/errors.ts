@@ -11,6 +11,7 @@ export type StoreErrorCode =
   | 'VolumeFull'
   | 'EntityTooLarge'
   | 'IncompleteBody'
+  | 'BadChecksum'
   | 'InvalidRange'
   | 'NeedleCorrupt'
   | 'MethodNotAllowed'
@@ -29,6 +30,7 @@ const STATUS: Record<StoreErrorCode, number> = {
   VolumeFull: 507,
   EntityTooLarge: 413,
   IncompleteBody: 400,
+  BadChecksum: 400,
   InvalidRange: 416,
   NeedleCorrupt: 500,
   MethodNotAllowed: 405,

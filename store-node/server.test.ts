@@ -1,5 +1,6 @@
 import http from 'node:http';
 import net from 'node:net';
+import { crc32c } from '@node-rs/crc32';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
@@ -165,6 +166,42 @@ describe('store server', () => {
     expect((await client.get({ volumeId: 1, needleId: 7n, cookie: 70 })).data.toString()).toBe(
       'seven',
     );
+  });
+
+  it('checks the CRC32C sent with a PUT and returns one with every GET', async () => {
+    const before = snapshot();
+    const body = Buffer.from('integrity across the wire');
+    const bad = await request('PUT', '/volumes/1/needles/21?cookie=1', {
+      body,
+      headers: { 'x-ks-crc32c': '12345' },
+    });
+    expect([bad.status, errorOf(bad)]).toEqual([400, 'BadChecksum']);
+    expect(snapshot()).toEqual(before);
+    await client.put({ volumeId: 1, needleId: 21n, cookie: 1 }, body);
+    const got = await request('GET', '/volumes/1/needles/21?cookie=1');
+    expect(got.headers['x-ks-crc32c']).toBe(String(crc32c(body)));
+    const part = await request('GET', '/volumes/1/needles/21?cookie=1', {
+      headers: { range: 'bytes=0-8' },
+    });
+    expect(part.headers['x-ks-crc32c']).toBe(String(crc32c(body.subarray(0, 9))));
+  });
+
+  it('StoreClient refuses a GET whose bytes do not match the CRC32C sent with them', async () => {
+    const liar = http.createServer((_req, res) => {
+      res.writeHead(200, { 'x-ks-size': '5', 'x-ks-crc32c': String(crc32c(Buffer.from('hello'))) });
+      res.end('hellO');
+    });
+    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', () => r()));
+    const port = (liar.address() as net.AddressInfo).port;
+    const c = new StoreClient(`http://127.0.0.1:${port}`, auth);
+    try {
+      await expect(c.get({ volumeId: 1, needleId: 1n, cookie: 1 })).rejects.toMatchObject({
+        code: 'NeedleCorrupt',
+      });
+    } finally {
+      await c.close();
+      liar.close();
+    }
   });
 
   it('rejects an oversize chunked body and a truncated body without storing anything', async () => {

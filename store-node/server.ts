@@ -10,9 +10,11 @@
 // the metrics bearer token. Errors are JSON {error, message} with a 4xx/5xx status.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { crc32c } from '@node-rs/crc32';
 import * as httpServer from '../common/http-server.ts';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
+import { CRC_HEADER } from './api.ts';
 import { StoreError } from './errors.ts';
 import { StoreMetrics } from './metrics.ts';
 import type { Store } from './store.ts';
@@ -268,6 +270,12 @@ export class StoreServer {
     this.metrics.inflightWrites++;
     try {
       const body = await readBody(req, this.opts.maxNeedleSize);
+      // End-to-end integrity: the needle CRC is computed here, so bytes damaged between
+      // the gateway and this process must be caught against the sender's CRC first.
+      const sent = req.headers[CRC_HEADER];
+      if (sent !== undefined && sent !== String(crc32c(body))) {
+        throw new StoreError('BadChecksum', `body CRC32C ${crc32c(body)} does not match ${sent}`);
+      }
       const w = await vol.write(nid, cookie, body, req.headers['content-type']);
       this.metrics.bytesIn.inc(body.length);
       sendJson(res, 201, {
@@ -309,6 +317,7 @@ export class StoreServer {
         'content-length': body.length,
         'accept-ranges': 'bytes',
         'x-ks-size': r.size,
+        [CRC_HEADER]: crc32c(body),
       };
       if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${r.size}`;
       res.writeHead(range ? 206 : 200, headers);
