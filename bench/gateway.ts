@@ -20,6 +20,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { sha256Hex, signRequest, UNSIGNED_PAYLOAD } from '../gateway/sigv4.ts';
+import { NULL_SERVER, stopChild, waitFor } from './lib/proc.ts';
 import { fmtInt, type Percentiles, percentiles, progress, runConcurrent } from './lib/stats.ts';
 
 const USAGE = `usage: npm run bench:gateway -- [options]
@@ -100,48 +101,6 @@ function parse() {
   };
 }
 type Args = ReturnType<typeof parse>;
-
-/** Waits for a line matching `re` on the child's stdout. */
-function waitFor(child: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: nothing in 30 s: ${out}`)), 30_000);
-    const onData = (c: Buffer) => {
-      out += c.toString();
-      const m = re.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        child.stdout!.resume();
-        resolve(m);
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${out}`)));
-  });
-}
-
-function stopChild(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
-    child.once('exit', (code) => resolve(code));
-    child.kill('SIGTERM');
-  });
-}
-
-const NULL_SERVER = `
-const http = require('node:http');
-const body = Buffer.alloc(Number(process.argv[1]), 97);
-const s = http.createServer({ keepAliveTimeout: 65000 }, (req, res) => {
-  req.resume();
-  req.on('end', () => {
-    if (req.method === 'GET') res.writeHead(200, { 'content-length': body.length }).end(body);
-    else res.writeHead(200, { 'content-length': 0 }).end();
-  });
-});
-s.listen(0, '127.0.0.1', () => console.log('null server on ' + s.address().port));
-process.on('SIGTERM', () => process.exit(0));
-`;
 
 class S3Load {
   readonly pool: Pool;

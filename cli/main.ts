@@ -5,6 +5,7 @@ commands:
   store     run a store node (Haystack volumes)       kubestorage store --help
   server    embedded all-in-one server (npm start)  kubestorage server --help
   admin     users and access keys of a running server kubestorage admin --help
+  bench     the paper's workloads, load generator    kubestorage bench --help
 `;
 
 const [command, ...args] = process.argv.slice(2);
@@ -23,6 +24,11 @@ try {
     }
     case 'admin': {
       const { main } = await import('./admin.ts');
+      await main(args);
+      break;
+    }
+    case 'bench': {
+      const { main } = await import('./bench.ts');
       await main(args);
       break;
     }

@@ -40,8 +40,12 @@ export async function runConcurrent(opts: {
   concurrency: number;
   capSeconds: number;
   latencies: Float64Array;
+  /** If given, the completion time (ms since the phase began) of the k-th completion. */
+  ends?: Float64Array;
   op: (i: number) => Promise<void>;
   progressEveryMs?: number;
+  /** Replaces the periodic progress line (e.g. to drive a progress bar). */
+  onTick?: (done: number) => void;
 }): Promise<RunResult> {
   const { label, total, concurrency, latencies, op } = opts;
   const cpu0 = process.cpuUsage();
@@ -51,11 +55,17 @@ export async function runConcurrent(opts: {
   let done = 0;
   let capped = false;
   let failed: unknown = null;
-  const timer = setInterval(() => {
-    const s = (performance.now() - t0) / 1000;
-    const pct = ((100 * done) / total).toFixed(1);
-    progress(`[${label}] ${done}/${total} (${pct}%) ${fmtInt(done / s)}/s after ${s.toFixed(0)} s`);
-  }, opts.progressEveryMs ?? 5000);
+  const timer = setInterval(
+    () => {
+      if (opts.onTick) return opts.onTick(done);
+      const s = (performance.now() - t0) / 1000;
+      const pct = ((100 * done) / total).toFixed(1);
+      progress(
+        `[${label}] ${done}/${total} (${pct}%) ${fmtInt(done / s)}/s after ${s.toFixed(0)} s`,
+      );
+    },
+    opts.progressEveryMs ?? (opts.onTick ? 200 : 5000),
+  );
   timer.unref();
   const worker = async () => {
     while (next < total && failed === null) {
@@ -71,7 +81,9 @@ export async function runConcurrent(opts: {
         failed ??= e;
         return;
       }
-      latencies[done++] = performance.now() - start;
+      const end = performance.now();
+      if (opts.ends) opts.ends[done] = end - t0;
+      latencies[done++] = end - start;
     }
   };
   try {

@@ -1,0 +1,160 @@
+// Shared by the paper workloads: object keys, random-ASCII payloads, and the phase runner
+// (concurrency-limited, time-capped, progress bar, full figures).
+import { SingleBar } from 'cli-progress';
+import { mix32, Prng } from '../lib/prng.ts';
+import { fmtInt, progress, runConcurrent } from '../lib/stats.ts';
+import {
+  cdfPoints,
+  type LatencySummary,
+  latencyWindows,
+  summarize,
+  type WindowStat,
+} from '../lib/summary.ts';
+import type { Target } from '../lib/target.ts';
+
+/** Key of preloaded object i of the given size (sizes share a bucket). */
+export const objectKey = (bucket: string, size: number, i: number) =>
+  `${bucket}/p${size}/${i.toString(16).padStart(8, '0')}`;
+
+/** Key of new object i written by the write phase (`tag` keeps repeated runs' writes new). */
+export const writeKey = (bucket: string, size: number, tag: string, i: number) =>
+  `${bucket}/p${size}/w${tag}/${i.toString(16).padStart(8, '0')}`;
+
+const SLACK = 4096;
+
+/** Random printable-ASCII payloads, precomputed: object i is a window of one seeded buffer. */
+export class Payloads {
+  private readonly buf: Buffer;
+
+  constructor(
+    readonly size: number,
+    private readonly seed: number,
+  ) {
+    this.buf = Buffer.allocUnsafe(size + SLACK);
+    new Prng(seed ^ 0x5eed).fill(this.buf, true);
+  }
+
+  get(i: number): Buffer {
+    const off = mix32(i ^ this.seed) % SLACK;
+    return this.buf.subarray(off, off + this.size);
+  }
+}
+
+/** What a phase sends: request i is `op` on `key(i)`. */
+export interface Plan {
+  phase: string;
+  op: 'GET' | 'PUT';
+  count: number;
+  size: number;
+  key: (i: number) => string;
+  body?: (i: number) => Buffer;
+}
+
+export interface PhaseResult {
+  phase: string;
+  op: string;
+  concurrency: number;
+  requests: number;
+  ok: number;
+  errors: number;
+  firstError?: string;
+  seconds: number;
+  reqPerSec: number;
+  mbPerSec: number;
+  latencyMs: LatencySummary;
+  /** Latency per time window (by completion time). */
+  windows: WindowStat[];
+  windowSeconds: number;
+  /** Empirical CDF, ≤ 200 points [ms, share]. */
+  cdf: [number, number][];
+  generatorCpuPercent: number;
+  capped: boolean;
+}
+
+export async function runPlan(
+  target: Target,
+  plan: Plan,
+  o: { concurrency: number; capSeconds: number; windowSeconds: number; quiet?: boolean },
+): Promise<PhaseResult> {
+  const latencies = new Float64Array(plan.count);
+  const ends = new Float64Array(plan.count);
+  let errors = 0;
+  let firstError: string | undefined;
+  const label = `${plan.phase} c=${o.concurrency}`;
+  const bar =
+    process.stderr.isTTY && !o.quiet
+      ? new SingleBar({
+          format: `${label} [{bar}] {percentage}% {value}/{total} {eta}s left`,
+          stream: process.stderr,
+          hideCursor: true,
+        })
+      : undefined;
+  bar?.start(plan.count, 0);
+  let r: Awaited<ReturnType<typeof runConcurrent>>;
+  try {
+    r = await runConcurrent({
+      label,
+      total: plan.count,
+      concurrency: o.concurrency,
+      capSeconds: o.capSeconds,
+      latencies,
+      ends,
+      onTick: bar ? (d) => bar.update(d) : undefined,
+      op: async (i) => {
+        try {
+          const n = await target.request(plan.op, plan.key(i), plan.body?.(i));
+          if (plan.op === 'GET' && n !== plan.size) throw new Error(`GET ${plan.key(i)}: ${n} B`);
+        } catch (e) {
+          errors++;
+          firstError ??= (e as Error)?.message ?? String(e);
+        }
+      },
+    });
+  } finally {
+    bar?.stop();
+  }
+  const ok = r.done - errors;
+  const res: PhaseResult = {
+    phase: plan.phase,
+    op: plan.op,
+    concurrency: o.concurrency,
+    requests: r.done,
+    ok,
+    errors,
+    firstError,
+    seconds: r.seconds,
+    reqPerSec: r.done / r.seconds,
+    mbPerSec: (ok * plan.size) / r.seconds / 1e6,
+    latencyMs: summarize(latencies, r.done),
+    windows: latencyWindows(latencies, ends, r.done, o.windowSeconds),
+    windowSeconds: o.windowSeconds,
+    cdf: cdfPoints(latencies, r.done),
+    generatorCpuPercent: (100 * r.cpuSeconds) / r.seconds,
+    capped: r.capped,
+  };
+  if (!o.quiet) progress(describe(res));
+  if (!o.quiet && plan.phase === 'hotspot') {
+    for (const w of res.windows) {
+      progress(
+        `  hotspot t=${w.t.toFixed(2)} s: ${w.count} req, mean ${w.mean.toFixed(2)} ms, ` +
+          `p50 ${w.p50.toFixed(2)} ms, p99 ${w.p99.toFixed(2)} ms`,
+      );
+    }
+  }
+  return res;
+}
+
+export function describe(r: PhaseResult): string {
+  const l = r.latencyMs;
+  const u = l.under;
+  return (
+    `${r.phase} c=${r.concurrency}: ${r.requests} req in ${r.seconds.toFixed(1)} s, ` +
+    `${fmtInt(r.reqPerSec)} req/s, ${r.mbPerSec.toFixed(1)} MB/s; mean ${l.mean.toFixed(2)} ms ` +
+    `var ${l.variance.toFixed(1)} ms²; p50 ${l.p50.toFixed(2)} p90 ${l.p90.toFixed(2)} ` +
+    `p99 ${l.p99.toFixed(2)} p99.9 ${l.p999.toFixed(1)} max ${l.max.toFixed(1)} ms; ` +
+    `<1/5/10/50/100/500 ms: ${[1, 5, 10, 50, 100, 500]
+      .map((t) => `${(100 * u[`<${t}ms`]!).toFixed(1)}%`)
+      .join(' ')}; errors ${r.errors}${r.firstError ? ` (first: ${r.firstError})` : ''}; ` +
+    `generator CPU ${r.generatorCpuPercent.toFixed(0)}%${r.capped ? ' [duration cap]' : ''}`
+  );
+}

@@ -1,0 +1,566 @@
+// kubestorage bench: the paper's workloads (MISSION "The paper's experiments") against an S3
+// endpoint (SigV4) or a plain HTTP file server (nginx WebDAV on ext4: bench/nginx-baseline.sh).
+import fs from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { startEmbedded, startNullServer } from '../bench/lib/proc.ts';
+import { fmtInt, progress } from '../bench/lib/stats.ts';
+import { lineChart, type Series } from '../bench/lib/svg.ts';
+import { isLoopback, type Mode, Target } from '../bench/lib/target.ts';
+import { Payloads, type PhaseResult, type Plan, runPlan } from '../bench/workloads/common.ts';
+import { hotspotPlan } from '../bench/workloads/hotspot.ts';
+import { preloadPlan } from '../bench/workloads/preload.ts';
+import { readPlan } from '../bench/workloads/read.ts';
+import { writePlan } from '../bench/workloads/write.ts';
+
+const USAGE = `usage: kubestorage bench <preload|read|write|hotspot|faults|all|compare> [options]
+  --endpoint URL|embedded   target (default embedded: starts kubestorage server on a temp dir)
+  --mode s3|http            SigV4 S3 (default) or plain PUT/GET of URL/bucket/key (nginx)
+  --access-key K --secret-key S   S3 credentials (embedded: generated)
+  --region R                SigV4 region (default us-east-1)
+  --workers N               workers of the embedded server (default 1)
+  --bucket B                bucket / top directory (default bench)
+  --size 4KiB|40KiB|400KiB  object size (default 4KiB; plain bytes, KiB, MiB, KB, MB)
+  --objects N               objects preloaded (default 10000)
+  --subset K                random subset the reads hit (default min(2000, objects))
+  --requests R              reads per read phase (default 20000)
+  --writes W                new objects per write phase (default = requests)
+  --hot H                   hot objects of the hot-spot phase (default 100)
+  --hot-requests N          reads of the hot-spot phase (default = requests; 0 skips in all)
+  --concurrency C[,C…]      requests in flight = keep-alive connections (default 50)
+  --zipf s                  Zipf exponent of read frequencies (default 1.0)
+  --seed N                  seed of payloads and request sequences (default 42)
+  --duration-cap SECONDS    each phase stops after this long (default 60)
+  --window SECONDS          latency-over-time window (default 1)
+  --preload                 preload before read/hotspot (always for embedded)
+  --ceiling-requests N      generator ceiling probe against a null server (default
+                            min(requests, 20000); 0 skips)
+  --targets a=URL,b=URL     compare: targets; URL may be 'embedded' or 'http@URL' (plain
+                            HTTP) or 's3@URL'; run interleaved A B A B …
+  --rounds N                compare: rounds (default 2)
+  --allow-remote            allow a non-loopback endpoint
+  --json FILE               write results as JSON; SVG charts go next to it
+                            (FILE.latency.svg, FILE.cdf.svg, FILE.throughput.svg)`;
+
+export const COMMANDS = [
+  'preload',
+  'read',
+  'write',
+  'hotspot',
+  'faults',
+  'all',
+  'compare',
+] as const;
+export type Command = (typeof COMMANDS)[number];
+
+/** "4KiB" → 4096; "40KB" → 40000; "4096" → 4096. */
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|KB|MB|K|M)?$/i.exec(s.trim());
+  if (!m) throw new Error(`bad size ${JSON.stringify(s)}`);
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const mult: Record<string, number> = {
+    b: 1,
+    kib: 1024,
+    k: 1024,
+    mib: 1024 ** 2,
+    m: 1024 ** 2,
+    kb: 1000,
+    mb: 1e6,
+  };
+  const n = Math.round(Number(m[1]) * mult[unit]!);
+  if (!(n >= 1)) throw new Error(`bad size ${JSON.stringify(s)}`);
+  return n;
+}
+
+export interface TargetSpec {
+  name: string;
+  endpoint: string;
+  mode: Mode;
+}
+
+/** "a=embedded,b=http@http://127.0.0.1:8080" → specs; a bare URL takes `defaultMode`. */
+export function parseTargets(s: string, defaultMode: Mode): TargetSpec[] {
+  return s.split(',').map((part) => {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new Error(`bad target ${JSON.stringify(part)} (want name=URL)`);
+    const name = part.slice(0, eq);
+    let rest = part.slice(eq + 1);
+    let mode = defaultMode;
+    const m = /^(s3|http)@(.*)$/.exec(rest);
+    if (m) {
+      mode = m[1] as Mode;
+      rest = m[2]!;
+    }
+    if (rest === 'embedded') mode = 's3';
+    return { name, endpoint: rest, mode };
+  });
+}
+
+function positiveInt(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name}: not a count: ${v}`);
+  return n;
+}
+
+export function parseBenchArgs(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      endpoint: { type: 'string', default: 'embedded' },
+      mode: { type: 'string', default: 's3' },
+      'access-key': { type: 'string' },
+      'secret-key': { type: 'string' },
+      region: { type: 'string', default: 'us-east-1' },
+      workers: { type: 'string', default: '1' },
+      bucket: { type: 'string', default: 'bench' },
+      size: { type: 'string', default: '4KiB' },
+      objects: { type: 'string', default: '10000' },
+      subset: { type: 'string' },
+      requests: { type: 'string', default: '20000' },
+      writes: { type: 'string' },
+      hot: { type: 'string', default: '100' },
+      'hot-requests': { type: 'string' },
+      concurrency: { type: 'string', default: '50' },
+      zipf: { type: 'string', default: '1.0' },
+      seed: { type: 'string', default: '42' },
+      'duration-cap': { type: 'string', default: '60' },
+      window: { type: 'string', default: '1' },
+      preload: { type: 'boolean', default: false },
+      'ceiling-requests': { type: 'string' },
+      targets: { type: 'string' },
+      rounds: { type: 'string', default: '2' },
+      tag: { type: 'string' },
+      'allow-remote': { type: 'boolean', default: false },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return { help: true as const };
+  const command = positionals[0] as Command | undefined;
+  if (!command || !COMMANDS.includes(command)) {
+    throw new Error(`bench: want one of ${COMMANDS.join('|')}\n${USAGE}`);
+  }
+  if (values.mode !== 's3' && values.mode !== 'http') throw new Error('--mode is s3 or http');
+  const mode = values.mode as Mode;
+  const objects = positiveInt('objects', values.objects);
+  const requests = positiveInt('requests', values.requests);
+  const concurrency = values.concurrency.split(',').map((c) => positiveInt('concurrency', c));
+  if (concurrency.some((c) => c < 1)) throw new Error('--concurrency must be ≥ 1');
+  const zipf = Number(values.zipf);
+  if (!(zipf >= 0)) throw new Error('--zipf must be ≥ 0');
+  const capSeconds = Number(values['duration-cap']);
+  if (!(capSeconds > 0)) throw new Error('--duration-cap must be > 0');
+  const targets =
+    command === 'compare'
+      ? parseTargets(values.targets ?? '', mode)
+      : [{ name: 'target', endpoint: values.endpoint, mode }];
+  if (command === 'compare' && !values.targets) throw new Error('compare needs --targets');
+  for (const t of targets) {
+    if (t.endpoint !== 'embedded' && !values['allow-remote'] && !isLoopback(t.endpoint)) {
+      throw new Error(`${t.endpoint} is not loopback (--allow-remote to override)`);
+    }
+  }
+  return {
+    help: false as const,
+    command,
+    targets,
+    accessKey: values['access-key'],
+    secretKey: values['secret-key'],
+    region: values.region,
+    workers: values.workers,
+    bucket: values.bucket,
+    size: parseSize(values.size),
+    objects,
+    subset:
+      values.subset === undefined ? Math.min(2000, objects) : positiveInt('subset', values.subset),
+    requests,
+    writes: values.writes === undefined ? requests : positiveInt('writes', values.writes),
+    hot: positiveInt('hot', values.hot),
+    hotRequests:
+      values['hot-requests'] === undefined
+        ? requests
+        : positiveInt('hot-requests', values['hot-requests']),
+    concurrency,
+    zipf,
+    seed: positiveInt('seed', values.seed),
+    capSeconds,
+    windowSeconds: Number(values.window),
+    preload: values.preload,
+    ceilingRequests:
+      values['ceiling-requests'] === undefined
+        ? Math.min(requests, 20000)
+        : positiveInt('ceiling-requests', values['ceiling-requests']),
+    rounds: positiveInt('rounds', values.rounds),
+    tag: values.tag ?? Date.now().toString(36),
+    json: values.json,
+  };
+}
+type Args = Exclude<ReturnType<typeof parseBenchArgs>, { help: true }>;
+
+interface Opened {
+  spec: TargetSpec;
+  target: Target;
+  embedded: boolean;
+  stop?: () => Promise<number | null>;
+}
+
+const EMBED_KEY = 'BENCHKEY00000000';
+const EMBED_SECRET = 'benchsecret0000000000000000000000000000';
+
+async function open(spec: TargetSpec, a: Args): Promise<Opened> {
+  const connections = Math.max(...a.concurrency);
+  if (spec.endpoint === 'embedded') {
+    const s = await startEmbedded({
+      accessKey: EMBED_KEY,
+      secretKey: EMBED_SECRET,
+      workers: a.workers,
+    });
+    progress(
+      `${spec.name}: kubestorage server --workers ${a.workers} on ${s.endpoint} (${s.dataDir})`,
+    );
+    const target = new Target({
+      endpoint: s.endpoint,
+      mode: 's3',
+      connections,
+      accessKey: EMBED_KEY,
+      secretKey: EMBED_SECRET,
+      region: a.region,
+    });
+    return { spec: { ...spec, endpoint: s.endpoint }, target, embedded: true, stop: s.stop };
+  }
+  const target = new Target({
+    endpoint: spec.endpoint,
+    mode: spec.mode,
+    connections,
+    accessKey: a.accessKey,
+    secretKey: a.secretKey,
+    region: a.region,
+  });
+  return { spec, target, embedded: false };
+}
+
+async function close(o: Opened): Promise<void> {
+  await o.target.close();
+  if (o.stop) {
+    const code = await o.stop();
+    if (code !== 0) progress(`${o.spec.name}: kubestorage server exited with ${code}`);
+  }
+}
+
+/** The plans of one command at one concurrency (preload excluded). */
+function plans(
+  a: Args,
+  which: 'read' | 'write' | 'hotspot',
+  payloads: Payloads,
+  tag: string,
+): Plan {
+  const base = { bucket: a.bucket, size: a.size, objects: a.objects, seed: a.seed };
+  if (which === 'read') {
+    return readPlan({ ...base, subset: a.subset, requests: a.requests, zipf: a.zipf });
+  }
+  if (which === 'write') return writePlan(a.bucket, a.writes, tag, payloads);
+  return hotspotPlan({ ...base, hot: a.hot, requests: a.hotRequests });
+}
+
+function phasesOf(a: Args): ('read' | 'write' | 'hotspot')[] {
+  switch (a.command) {
+    case 'read':
+    case 'write':
+    case 'hotspot':
+      return [a.command];
+    case 'all':
+    case 'compare':
+      return a.hotRequests > 0 ? ['read', 'write', 'hotspot'] : ['read', 'write'];
+    default:
+      return [];
+  }
+}
+
+async function ceiling(a: Args, payloads: Payloads): Promise<PhaseResult[]> {
+  if (a.ceilingRequests === 0) return [];
+  const ns = await startNullServer(a.size);
+  const c = Math.max(...a.concurrency);
+  const t = new Target({
+    endpoint: ns.endpoint,
+    mode: 's3',
+    connections: c,
+    accessKey: 'K',
+    secretKey: 'S',
+  });
+  try {
+    const o = {
+      concurrency: c,
+      capSeconds: Math.min(a.capSeconds, 30),
+      windowSeconds: a.windowSeconds,
+    };
+    // Warm-up (JIT, connections), not recorded.
+    await runPlan(t, writePlan(a.bucket, Math.min(a.ceilingRequests, 5000), 'warm', payloads), {
+      ...o,
+      quiet: true,
+    });
+    const get = await runPlan(
+      t,
+      {
+        ...readPlan({
+          bucket: a.bucket,
+          size: a.size,
+          objects: a.objects,
+          subset: a.subset,
+          requests: a.ceilingRequests,
+          zipf: a.zipf,
+          seed: a.seed,
+        }),
+        phase: 'ceiling GET',
+      },
+      o,
+    );
+    const put = await runPlan(
+      t,
+      { ...writePlan(a.bucket, a.ceilingRequests, 'null', payloads), phase: 'ceiling PUT' },
+      o,
+    );
+    return [get, put];
+  } finally {
+    await t.close();
+    await ns.stop();
+  }
+}
+
+/**
+ * Flags results that may be the load generator's limit rather than the target's: at ≥ 70 %
+ * of the same op's req/s against the null server, or with the generator's own process at
+ * ≥ 85 % CPU (its JS runs on one thread).
+ */
+export function flag(results: PhaseResult[], ceil: PhaseResult[]): string[] {
+  const out: string[] = [];
+  for (const r of results) {
+    if (r.phase === 'preload') continue;
+    const c = ceil.find((x) => x.op === r.op);
+    const why: string[] = [];
+    if (c && r.reqPerSec > 0.7 * c.reqPerSec) {
+      why.push(`${((100 * r.reqPerSec) / c.reqPerSec).toFixed(0)}% of the null-server ceiling`);
+    }
+    if (r.generatorCpuPercent >= 85) {
+      why.push(`generator CPU ${r.generatorCpuPercent.toFixed(0)}%`);
+    }
+    if (why.length > 0) {
+      const who = (r as { target?: string }).target;
+      out.push(
+        `${who ? `${who} ` : ''}${r.phase} c=${r.concurrency}: ${fmtInt(r.reqPerSec)} req/s (${why.join(', ')})`,
+      );
+    }
+  }
+  return out;
+}
+
+interface Labeled extends PhaseResult {
+  target: string;
+  round?: number;
+}
+
+export function charts(results: Labeled[], base: string, multiTarget: boolean): string[] {
+  const name = (r: Labeled) =>
+    `${multiTarget ? `${r.target} ` : ''}${r.phase} c=${r.concurrency}${r.round !== undefined ? ` #${r.round}` : ''}`;
+  const files: string[] = [];
+  const write = (suffix: string, svg: string) => {
+    const f = `${base}.${suffix}.svg`;
+    fs.writeFileSync(f, svg);
+    files.push(f);
+  };
+  const timed = results.filter((r) => r.requests > 0);
+  write(
+    'latency',
+    lineChart({
+      title: 'Mean latency over time (per window)',
+      xLabel: 'seconds since phase start',
+      yLabel: 'mean latency (ms)',
+      logY: true,
+      series: timed.map((r) => ({
+        name: name(r),
+        points: r.windows.map((w) => [w.t, w.mean] as [number, number]),
+      })),
+    }),
+  );
+  write(
+    'cdf',
+    lineChart({
+      title: 'Latency CDF',
+      xLabel: 'latency (ms, log)',
+      yLabel: 'share of requests ≤ x',
+      logX: true,
+      series: timed.map((r) => ({ name: name(r), points: r.cdf })),
+    }),
+  );
+  const groups = new Map<string, Series>();
+  for (const r of timed) {
+    const k = `${multiTarget ? `${r.target} ` : ''}${r.phase}`;
+    let s = groups.get(k);
+    if (!s) groups.set(k, (s = { name: k, points: [] }));
+    s.points.push([r.concurrency, r.reqPerSec]);
+  }
+  for (const s of groups.values()) s.points.sort((x, y) => x[0] - y[0]);
+  write(
+    'throughput',
+    lineChart({
+      title: 'Throughput by concurrency',
+      xLabel: 'concurrency (log)',
+      yLabel: 'req/s',
+      logX: true,
+      series: [...groups.values()],
+    }),
+  );
+  return files;
+}
+
+function machine() {
+  return {
+    cores: os.availableParallelism?.() ?? os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    memGiB: +(os.totalmem() / 1024 ** 3).toFixed(1),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    loadAvg: os.loadavg().map((x) => +x.toFixed(2)),
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Ratio rows of a compare run: per phase and concurrency, medians per target vs the first. */
+export function ratios(results: Labeled[], targets: string[]) {
+  const rows: Record<string, unknown>[] = [];
+  const keys = [...new Set(results.map((r) => `${r.phase}\u0000${r.concurrency}`))];
+  for (const k of keys) {
+    const [phase, c] = k.split('\u0000');
+    const row: Record<string, unknown> = { phase, concurrency: Number(c) };
+    const med: Record<string, { rps: number; mean: number }> = {};
+    for (const t of targets) {
+      const rs = results.filter(
+        (r) => r.target === t && r.phase === phase && r.concurrency === Number(c),
+      );
+      if (rs.length === 0) continue;
+      med[t] = {
+        rps: median(rs.map((r) => r.reqPerSec)),
+        mean: median(rs.map((r) => r.latencyMs.mean)),
+      };
+      row[`${t} req/s`] = Math.round(med[t].rps);
+      row[`${t} mean ms`] = +med[t].mean.toFixed(2);
+      row[`${t} errors`] = rs.reduce((s, r) => s + r.errors, 0);
+    }
+    const first = med[targets[0]!];
+    for (const t of targets.slice(1)) {
+      if (first && med[t]) row[`${t}/${targets[0]} req/s`] = +(med[t].rps / first.rps).toFixed(2);
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const a0 = parseBenchArgs(argv);
+  if (a0.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const a = a0;
+  if (a.command === 'faults') {
+    throw new Error(
+      'bench faults needs a multi-node cluster (directory + store servers to take offline); ' +
+        'the embedded server has none. Not implemented yet.',
+    );
+  }
+  const started = new Date().toISOString();
+  const payloads = new Payloads(a.size, a.seed);
+  const out: Record<string, unknown> = {
+    command: `kubestorage bench ${argv.join(' ')}`,
+    date: started,
+    machine: machine(),
+    settings: { ...a, help: undefined, json: undefined },
+  };
+  const ceil = await ceiling(a, payloads);
+  if (ceil.length > 0) {
+    out.generatorCeiling = ceil;
+    progress(
+      `generator ceiling at c=${Math.max(...a.concurrency)}: GET ${fmtInt(ceil[0]!.reqPerSec)} req/s, PUT ${fmtInt(ceil[1]!.reqPerSec)} req/s`,
+    );
+  }
+  const opened: Opened[] = [];
+  const results: Labeled[] = [];
+  try {
+    for (const spec of a.targets) opened.push(await open(spec, a));
+    const po = { concurrency: 0, capSeconds: a.capSeconds, windowSeconds: a.windowSeconds };
+    for (const o of opened) {
+      await o.target.createBucket(a.bucket);
+      if (
+        a.command === 'preload' ||
+        a.command === 'all' ||
+        a.command === 'compare' ||
+        a.preload ||
+        (o.embedded && (a.command === 'read' || a.command === 'hotspot'))
+      ) {
+        const r = await runPlan(o.target, preloadPlan(a.bucket, a.objects, payloads), {
+          ...po,
+          concurrency: Math.min(...a.concurrency.map((c) => Math.max(c, 64))),
+        });
+        results.push({ ...r, target: o.spec.name });
+        if (r.errors > 0)
+          throw new Error(`${o.spec.name}: preload had ${r.errors} errors: ${r.firstError}`);
+      }
+    }
+    const rounds = a.command === 'compare' ? a.rounds : 1;
+    for (let round = 0; round < rounds; round++) {
+      for (const c of a.concurrency) {
+        for (const phase of phasesOf(a)) {
+          for (const o of opened) {
+            if (a.command === 'compare') progress(`round ${round + 1}/${rounds}: ${o.spec.name}`);
+            const r = await runPlan(o.target, plans(a, phase, payloads, `${a.tag}-${round}-${c}`), {
+              ...po,
+              concurrency: c,
+            });
+            results.push({
+              ...r,
+              target: o.spec.name,
+              round: a.command === 'compare' ? round : undefined,
+            });
+          }
+        }
+      }
+    }
+  } finally {
+    for (const o of opened) await close(o);
+  }
+  out.targets = opened.map((o) => o.spec);
+  out.results = results;
+  const flags = flag(results, ceil);
+  out.generatorBound = flags;
+  for (const f of flags) progress(`WARNING, maybe generator-bound: ${f}`);
+  if (a.command === 'compare') {
+    const names = opened.map((o) => o.spec.name);
+    const rows = ratios(
+      results.filter((r) => r.phase !== 'preload'),
+      names,
+    );
+    out.ratios = rows;
+    for (const row of rows) {
+      process.stdout.write(
+        `${Object.entries(row)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('  ')}\n`,
+      );
+    }
+  }
+  if (a.json) {
+    fs.writeFileSync(a.json, `${JSON.stringify(out, null, 2)}\n`);
+    const base = a.json.replace(/\.json$/, '');
+    const files = charts(results, base, opened.length > 1);
+    progress(`wrote ${a.json}, ${files.join(', ')}`);
+  } else if (a.command !== 'compare') {
+    process.stdout.write(
+      `${JSON.stringify({ ...out, results: results.map((r) => ({ ...r, cdf: undefined, windows: undefined })) }, null, 2)}\n`,
+    );
+  }
+}
