@@ -90,19 +90,11 @@ export function signRequest(input: SignV4Input): SignedV4 {
   return { headers, signature, signingKey, amzDate, scope, canonicalRequest };
 }
 
-export interface PresignV4Input {
-  method: string;
-  rawPath: string;
-  query?: [string, string][];
-  /** Headers the URL's user must send; host at least. */
-  headers: Record<string, string>;
-  accessKey: string;
-  secretKey: string;
-  region?: string;
-  date?: Date;
+/** Presigning takes what signing takes, except the payload hash (always UNSIGNED-PAYLOAD). */
+export type PresignV4Input = Omit<SignV4Input, 'payloadHash'> & {
   /** Seconds, 1..604800. */
   expiresIn: number;
-}
+};
 
 /** A SigV4 presigned request target: `rawPath?query` with the signature appended. */
 export function presignUrl(input: PresignV4Input): string {
