@@ -207,11 +207,7 @@ export class LevelMetadata implements MetadataStore {
         const e = await cur.next(max - count + 1);
         if (!e) break;
         const rel = e[0].slice(base.length);
-        let cp: string | undefined;
-        if (delim) {
-          const i = rel.indexOf(delim, prefix.length);
-          if (i >= 0) cp = rel.slice(0, i + delim.length);
-        }
+        const cp = commonPrefix(rel, prefix.length, delim);
         if (cp !== undefined && cp === after) {
           cur.skipPrefix(base + cp);
           continue;
@@ -383,11 +379,7 @@ export class LevelMetadata implements MetadataStore {
         const e = await cur.next(max - count + 1);
         if (!e) break;
         const { key } = K.splitUploadRel(e[0].slice(base.length));
-        let cp: string | undefined;
-        if (delim) {
-          const i = key.indexOf(delim, prefix.length);
-          if (i >= 0) cp = key.slice(0, i + delim.length);
-        }
+        const cp = commonPrefix(key, prefix.length, delim);
         if (cp !== undefined && cp === marker) {
           cur.skipPrefix(base + K.esc(cp));
           continue;
@@ -535,4 +527,15 @@ function noSuchUpload(uploadId: string): MetadataError {
 
 function noSuchUser(id: string): MetadataError {
   return new MetadataError('NoSuchUser', `no user ${id}`);
+}
+
+/** The common prefix `key` rolls up into: up to the first delimiter after the prefix. */
+function commonPrefix(
+  key: string,
+  prefixLength: number,
+  delim: string | undefined,
+): string | undefined {
+  if (!delim) return undefined;
+  const i = key.indexOf(delim, prefixLength);
+  return i >= 0 ? key.slice(0, i + delim.length) : undefined;
 }
