@@ -14,6 +14,7 @@
 //   K esc(<userId>) 00 01 <accessKey>                → '' (index: a user's keys)
 //   C <name>                                         → counter: the next value, decimal
 //   V                                                → format marker
+//   00 "raft-applied"                                → last Raft log index applied, decimal
 //
 // Bucket names cannot contain 00 (checked), and an object key is the last component, so raw
 // bytes keep their order there. Where a free-form string is followed by another component it
@@ -32,6 +33,8 @@ export const NS = {
   userKeys: 'K',
   counter: 'C',
   format: 'V',
+  // Sorts before every other key, so a snapshot stream states its applied index first.
+  raftApplied: '\x00raft-applied',
 } as const;
 
 /** Terminates an escaped component. */

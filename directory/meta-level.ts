@@ -5,24 +5,36 @@
 // are group-committed, one synced LevelDB batch per group; a promise resolves only after
 // its batch is on disk. Multi-record changes (complete/abort upload, user deletion) are one
 // batch, hence atomic. Reads go straight to LevelDB and see committed state only.
+//
+// The mutations themselves are Commands (commands.ts), so that a Raft replica can apply the
+// same ones from its log: applyReplicated, recording the applied log index in the same batch.
 import { ClassicLevel } from 'classic-level';
-import {
-  type AccessKeyRecord,
-  type BucketRecord,
-  type ListObjectsOptions,
-  type ListObjectsResult,
-  type ListUploadsOptions,
-  type ListUploadsResult,
-  MetadataError,
-  type MetadataStore,
-  type ObjectRecord,
-  type PartRecord,
-  type UploadRecord,
-  type UserRecord,
+import type {
+  AccessKeyRecord,
+  BucketRecord,
+  ListObjectsOptions,
+  ListObjectsResult,
+  ListUploadsOptions,
+  ListUploadsResult,
+  MetadataStore,
+  ObjectRecord,
+  PartRecord,
+  UploadRecord,
+  UserRecord,
 } from './api.ts';
+import {
+  applyCommand,
+  type Command,
+  type CommandResult,
+  decodeObjectOrNull,
+  noSuchBucket,
+  noSuchUpload,
+  parse,
+  prefetchKeys,
+} from './commands.ts';
 import { Cursor } from './cursor.ts';
 import * as K from './keys.ts';
-import { type DB, Writer, type WriterStats } from './writer.ts';
+import { type DB, type Outcome, type Tx, Writer, type WriterStats } from './writer.ts';
 
 const FORMAT = '1';
 
@@ -34,33 +46,12 @@ const latin1 = {
   decode: (b: Buffer): string => b.toString('latin1'),
 };
 
-function parse<T>(v: string | undefined): T | null {
-  return v === undefined ? null : (JSON.parse(v) as T);
-}
-
-function encodeObject(rec: ObjectRecord): string {
-  const { key: _key, ...rest } = rec;
-  return JSON.stringify(rest);
-}
-
 function decodeObject(keyBytes: string, v: string): ObjectRecord {
   return { key: K.text(keyBytes), ...(JSON.parse(v) as Omit<ObjectRecord, 'key'>) };
 }
 
-function decodeObjectOrNull(key: string, v: string | undefined): ObjectRecord | null {
-  return v === undefined ? null : { key, ...(JSON.parse(v) as Omit<ObjectRecord, 'key'>) };
-}
-
-function stripQuotes(etag: string): string {
-  return etag.length >= 2 && etag.startsWith('"') && etag.endsWith('"') ? etag.slice(1, -1) : etag;
-}
-
 function checkMax(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0) throw new Error(`${what} must be a non-negative integer`);
-}
-
-function chunkId(c: { volumeId: number; needleId: string }): string {
-  return `${c.volumeId}/${c.needleId}`;
 }
 
 export class LevelMetadata implements MetadataStore {
@@ -92,19 +83,44 @@ export class LevelMetadata implements MetadataStore {
     return this.writer.stats;
   }
 
+  private async submit<C extends Command>(cmd: C): Promise<CommandResult<C['op']>> {
+    const run = (tx: Tx) => applyCommand(tx, cmd) as Promise<CommandResult<C['op']>>;
+    return this.writer.submit(prefetchKeys(cmd), run);
+  }
+
+  // ---- Replication ----
+
+  /**
+   * Applies committed Raft log entries in order, up to log index `appliedIndex`, and records
+   * that index in the same synced batch, so after a crash the state and the index agree.
+   * Resolves with each command's outcome (a failed command is an outcome, not a rejection).
+   */
+  async applyReplicated(cmds: Command[], appliedIndex: number): Promise<Outcome[]> {
+    if (!Number.isSafeInteger(appliedIndex) || appliedIndex < 0) {
+      throw new Error(`invalid applied index ${appliedIndex}`);
+    }
+    return this.writer.applyBatch(cmds, [[K.NS.raftApplied, String(appliedIndex)]]);
+  }
+
+  /** The last log index applyReplicated recorded; 0 when none. */
+  async appliedIndex(): Promise<number> {
+    return Number((await this.db.get(K.NS.raftApplied)) ?? '0');
+  }
+
+  /**
+   * Every entry in key order, as raw bytes, as of this call: LevelDB gives the iterator an
+   * implicit snapshot when it is created (synchronously, here), and the Writer's batches are
+   * atomic, so it sees a whole number of batches and nothing written after. For
+   * sm-snapshot.ts; the caller must close it.
+   */
+  rawIterator() {
+    return this.db.iterator<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  }
+
   // ---- Buckets ----
 
   async createBucket(b: BucketRecord): Promise<void> {
-    const bk = K.bucketKey(b.name);
-    await this.writer.submit([bk], async (tx) => {
-      const cur = parse<BucketRecord>(await tx.get(bk));
-      if (cur) {
-        throw cur.owner === b.owner
-          ? new MetadataError('BucketAlreadyOwnedByYou', `bucket ${b.name} is already yours`)
-          : new MetadataError('BucketAlreadyExists', `bucket ${b.name} exists`);
-      }
-      tx.put(bk, JSON.stringify(b));
-    });
+    return this.submit({ op: 'createBucket', args: [b] });
   }
 
   async getBucket(name: string): Promise<BucketRecord | null> {
@@ -112,16 +128,7 @@ export class LevelMetadata implements MetadataStore {
   }
 
   async deleteBucket(name: string): Promise<void> {
-    const bk = K.bucketKey(name);
-    await this.writer.submit([bk], async (tx) => {
-      if ((await tx.get(bk)) === undefined) throw noSuchBucket(name);
-      for (const base of [K.objectBase(name), K.uploadBase(name)]) {
-        if ((await tx.range(base, K.successor(base), 1)).length > 0) {
-          throw new MetadataError('BucketNotEmpty', `bucket ${name} is not empty`);
-        }
-      }
-      tx.del(bk);
-    });
+    return this.submit({ op: 'deleteBucket', args: [name] });
   }
 
   async listBuckets(owner?: string): Promise<BucketRecord[]> {
@@ -140,26 +147,10 @@ export class LevelMetadata implements MetadataStore {
     rec: ObjectRecord,
     cond?: { ifNoneMatch?: boolean; ifMatch?: string },
   ): Promise<ObjectRecord | null> {
-    const bk = K.bucketKey(bucket);
-    const ok = K.objectKey(bucket, rec.key);
-    const value = encodeObject(rec);
-    return this.writer.submit([bk, ok], async (tx) => {
-      if ((await tx.get(bk)) === undefined) throw noSuchBucket(bucket);
-      const prev = decodeObjectOrNull(rec.key, await tx.get(ok));
-      if (cond?.ifNoneMatch && prev) {
-        throw new MetadataError('PreconditionFailed', `${rec.key} exists (If-None-Match)`);
-      }
-      if (cond?.ifMatch !== undefined) {
-        const want = stripQuotes(cond.ifMatch);
-        if (!prev || (want !== '*' && want !== prev.etag)) {
-          throw new MetadataError(
-            'PreconditionFailed',
-            `${rec.key}: etag does not match (If-Match)`,
-          );
-        }
-      }
-      tx.put(ok, value);
-      return prev;
+    // No trailing undefined: a command must read the same after a JSON round trip.
+    return this.submit({
+      op: 'putObject',
+      args: cond === undefined ? [bucket, rec] : [bucket, rec, cond],
     });
   }
 
@@ -168,14 +159,7 @@ export class LevelMetadata implements MetadataStore {
   }
 
   async deleteObject(bucket: string, key: string): Promise<ObjectRecord | null> {
-    const bk = K.bucketKey(bucket);
-    const ok = K.objectKey(bucket, key);
-    return this.writer.submit([bk, ok], async (tx) => {
-      if ((await tx.get(bk)) === undefined) throw noSuchBucket(bucket);
-      const prev = decodeObjectOrNull(key, await tx.get(ok));
-      if (prev) tx.del(ok);
-      return prev;
-    });
+    return this.submit({ op: 'deleteObject', args: [bucket, key] });
   }
 
   /**
@@ -236,12 +220,7 @@ export class LevelMetadata implements MetadataStore {
   // ---- Multipart uploads ----
 
   async createUpload(u: UploadRecord): Promise<void> {
-    const bk = K.bucketKey(u.bucket);
-    const uk = K.uploadKey(u.bucket, u.key, u.uploadId);
-    await this.writer.submit([bk], async (tx) => {
-      if ((await tx.get(bk)) === undefined) throw noSuchBucket(u.bucket);
-      tx.put(uk, JSON.stringify(u));
-    });
+    return this.submit({ op: 'createUpload', args: [u] });
   }
 
   async getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | null> {
@@ -255,16 +234,7 @@ export class LevelMetadata implements MetadataStore {
     uploadId: string,
     part: PartRecord,
   ): Promise<PartRecord | null> {
-    const uk = K.uploadKey(bucket, key, uploadId);
-    const pk = K.partBase(bucket, key, uploadId) + K.partSuffix(part.partNumber);
-    if (part.partNumber < 1) throw new Error('part numbers start at 1');
-    const value = JSON.stringify(part);
-    return this.writer.submit([uk, pk], async (tx) => {
-      if ((await tx.get(uk)) === undefined) throw noSuchUpload(uploadId);
-      const prev = parse<PartRecord>(await tx.get(pk));
-      tx.put(pk, value);
-      return prev;
-    });
+    return this.submit({ op: 'putPart', args: [bucket, key, uploadId, part] });
   }
 
   /** Throws NoSuchUpload. */
@@ -299,45 +269,11 @@ export class LevelMetadata implements MetadataStore {
     rec: ObjectRecord,
     usedParts: number[],
   ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }> {
-    if (rec.key !== key) throw new Error('completeUpload: rec.key differs from key');
-    const uk = K.uploadKey(bucket, key, uploadId);
-    const ok = K.objectKey(bucket, key);
-    const base = K.partBase(bucket, key, uploadId);
-    const value = encodeObject(rec);
-    return this.writer.submit([uk, ok], async (tx) => {
-      if ((await tx.get(uk)) === undefined) throw noSuchUpload(uploadId);
-      const entries = await tx.range(base, K.successor(base));
-      const parts = entries.map(([, v]) => JSON.parse(v) as PartRecord);
-      const used = new Set(usedParts);
-      const usedChunks = new Set<string>();
-      for (const p of parts) {
-        if (used.has(p.partNumber)) for (const c of p.chunks) usedChunks.add(chunkId(c));
-      }
-      const present = new Set(parts.map((p) => p.partNumber));
-      const missing = usedParts.find((n) => !present.has(n));
-      if (missing !== undefined)
-        throw new MetadataError('InvalidPart', `part ${missing} does not exist`);
-      if (!rec.chunks.every((c) => usedChunks.has(chunkId(c)))) {
-        throw new MetadataError('InvalidPart', 'a part was replaced while completing the upload');
-      }
-      const previous = decodeObjectOrNull(key, await tx.get(ok));
-      tx.put(ok, value);
-      tx.del(uk);
-      for (const [k] of entries) tx.del(k);
-      return { previous, unused: parts.filter((p) => !used.has(p.partNumber)) };
-    });
+    return this.submit({ op: 'completeUpload', args: [bucket, key, uploadId, rec, usedParts] });
   }
 
   async abortUpload(bucket: string, key: string, uploadId: string): Promise<PartRecord[]> {
-    const uk = K.uploadKey(bucket, key, uploadId);
-    const base = K.partBase(bucket, key, uploadId);
-    return this.writer.submit([uk], async (tx) => {
-      if ((await tx.get(uk)) === undefined) throw noSuchUpload(uploadId);
-      const entries = await tx.range(base, K.successor(base));
-      tx.del(uk);
-      for (const [k] of entries) tx.del(k);
-      return entries.map(([, v]) => JSON.parse(v) as PartRecord);
-    });
+    return this.submit({ op: 'abortUpload', args: [bucket, key, uploadId] });
   }
 
   /**
@@ -412,12 +348,7 @@ export class LevelMetadata implements MetadataStore {
   // ---- Users and keys ----
 
   async createUser(u: UserRecord): Promise<void> {
-    const k = K.userKey(u.id);
-    await this.writer.submit([k], async (tx) => {
-      if ((await tx.get(k)) !== undefined)
-        throw new MetadataError('UserExists', `user ${u.id} exists`);
-      tx.put(k, JSON.stringify(u));
-    });
+    return this.submit({ op: 'createUser', args: [u] });
   }
 
   async getUser(id: string): Promise<UserRecord | null> {
@@ -431,31 +362,12 @@ export class LevelMetadata implements MetadataStore {
 
   /** Throws NoSuchUser. */
   async deleteUser(id: string): Promise<void> {
-    const k = K.userKey(id);
-    const base = K.userKeysBase(id);
-    await this.writer.submit([k], async (tx) => {
-      if ((await tx.get(k)) === undefined) throw noSuchUser(id);
-      for (const [ik] of await tx.range(base, K.successor(base))) {
-        tx.del(ik);
-        tx.del(K.NS.accessKey + ik.slice(base.length));
-      }
-      tx.del(k);
-    });
+    return this.submit({ op: 'deleteUser', args: [id] });
   }
 
   /** Throws KeyExists, or NoSuchUser when the user does not exist. */
   async addKey(a: AccessKeyRecord): Promise<void> {
-    const uk = K.userKey(a.userId);
-    const ak = K.accessKeyKey(a.accessKey);
-    const ik = K.userKeysKey(a.userId, a.accessKey);
-    await this.writer.submit([uk, ak], async (tx) => {
-      if ((await tx.get(uk)) === undefined) throw noSuchUser(a.userId);
-      if ((await tx.get(ak)) !== undefined) {
-        throw new MetadataError('KeyExists', `access key ${a.accessKey} exists`);
-      }
-      tx.put(ak, JSON.stringify(a));
-      tx.put(ik, '');
-    });
+    return this.submit({ op: 'addKey', args: [a] });
   }
 
   async getKey(accessKey: string): Promise<AccessKeyRecord | null> {
@@ -478,55 +390,23 @@ export class LevelMetadata implements MetadataStore {
 
   /** Idempotent: deleting an unknown key does nothing. */
   async deleteKey(accessKey: string): Promise<void> {
-    const ak = K.accessKeyKey(accessKey);
-    await this.writer.submit([ak], async (tx) => {
-      const cur = parse<AccessKeyRecord>(await tx.get(ak));
-      if (!cur) return;
-      tx.del(ak);
-      tx.del(K.userKeysKey(cur.userId, accessKey));
-    });
+    return this.submit({ op: 'deleteKey', args: [accessKey] });
   }
 
   // ---- Allocation ----
 
   async allocateNeedleIds(count: number): Promise<{ first: bigint; count: number }> {
-    if (!Number.isInteger(count) || count < 1) throw new Error('count must be a positive integer');
-    const ck = K.counterKey('needle');
-    return this.writer.submit([ck], async (tx) => {
-      const first = BigInt((await tx.get(ck)) ?? '1');
-      const next = first + BigInt(count);
-      if (next > 0xffff_ffff_ffff_ffffn) throw new Error('needle ids exhausted');
-      tx.put(ck, next.toString());
-      return { first, count };
-    });
+    return this.submit({ op: 'allocateNeedleIds', args: [count] });
   }
 
   async allocateVolumeId(): Promise<number> {
-    const ck = K.counterKey('volume');
-    return this.writer.submit([ck], async (tx) => {
-      const id = Number((await tx.get(ck)) ?? '1');
-      if (id > 0xffff_ffff) throw new Error('volume ids exhausted');
-      tx.put(ck, String(id + 1));
-      return id;
-    });
+    return this.submit({ op: 'allocateVolumeId', args: [] });
   }
 
   async close(): Promise<void> {
     await this.writer.close();
     await this.db.close();
   }
-}
-
-function noSuchBucket(name: string): MetadataError {
-  return new MetadataError('NoSuchBucket', `no bucket ${name}`);
-}
-
-function noSuchUpload(uploadId: string): MetadataError {
-  return new MetadataError('NoSuchUpload', `no upload ${uploadId}`);
-}
-
-function noSuchUser(id: string): MetadataError {
-  return new MetadataError('NoSuchUser', `no user ${id}`);
 }
 
 /** The common prefix `key` rolls up into: up to the first delimiter after the prefix. */

@@ -8,8 +8,15 @@
 // batch go to LevelDB in one atomic `batch(..., { sync: true })`. No job's promise resolves
 // before that write has been synced; if it fails, every job of the batch is rejected. A job
 // that throws contributes no writes and is rejected alone.
+//
+// Raft replicas apply committed log entries with applyBatch instead: a run of commands goes
+// through the same queue (so it is ordered with local jobs) as one batch of its own, plus
+// extra writes such as the applied index, in one synced LevelDB batch. There a command's
+// error is its outcome (deterministic, identical on every replica), but a failed read or
+// write is not: it rejects the whole run, which then has written nothing.
 import type { ClassicLevel } from 'classic-level';
 import { MetadataError } from './api.ts';
+import { applyCommand, type Command, prefetchKeys } from './commands.ts';
 
 export type DB = ClassicLevel<string, string>;
 
@@ -22,10 +29,25 @@ export interface Tx {
   range(gte: string, lt: string, limit?: number): Promise<Array<[string, string]>>;
 }
 
-interface Job {
+/** The result of one command of an applyBatch run. */
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+interface Unit {
   prefetch: string[];
   run: (tx: Tx) => Promise<unknown>;
+}
+
+interface Job extends Unit {
+  kind: 'job';
   resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Replicated {
+  kind: 'replicated';
+  cmds: Command[];
+  extra: Array<[string, string]>;
+  resolve: (v: Outcome[]) => void;
   reject: (e: unknown) => void;
 }
 
@@ -34,6 +56,8 @@ type Overlay = Map<string, string | null>;
 
 class JobTx implements Tx {
   readonly own: Overlay = new Map();
+  /** Set when a database read failed: not a deterministic outcome of the job. */
+  ioError: unknown;
 
   constructor(
     private readonly db: DB,
@@ -47,7 +71,7 @@ class JobTx implements Tx {
       if (o !== undefined) return o ?? undefined;
     }
     if (this.cache.has(key)) return this.cache.get(key);
-    const v = await this.db.get(key);
+    const v = await this.io(this.db.get(key));
     this.cache.set(key, v);
     return v;
   }
@@ -71,16 +95,26 @@ class JobTx implements Tx {
     const it = this.db.iterator({ gte, lt });
     try {
       while (out.length < limit) {
-        const chunk = await it.nextv(Math.min(1000, limit - out.length + shadow.size));
+        const n = Math.min(1000, limit - out.length + shadow.size);
+        const chunk = await this.io(it.nextv(n));
         if (chunk.length === 0) break;
         for (const [k, v] of chunk) if (!shadow.has(k)) out.push([k, v]);
       }
     } finally {
-      await it.close();
+      await this.io(it.close());
     }
     for (const [k, v] of shadow) if (v !== null) out.push([k, v]);
     out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     return out.length > limit ? out.slice(0, limit) : out;
+  }
+
+  private async io<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      this.ioError ??= e;
+      throw e;
+    }
   }
 }
 
@@ -91,7 +125,7 @@ export interface WriterStats {
 }
 
 export class Writer {
-  private queue: Job[] = [];
+  private queue: Array<Job | Replicated> = [];
   private loop: Promise<void> | null = null;
   private closed = false;
   readonly stats: WriterStats = { batches: 0, jobs: 0, largestBatch: 0 };
@@ -109,7 +143,29 @@ export class Writer {
     if (this.closed)
       return Promise.reject(new MetadataError('Unavailable', 'metadata store closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ prefetch, run, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({
+        kind: 'job',
+        prefetch,
+        run,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
+      this.loop ??= this.drain();
+    });
+  }
+
+  /**
+   * Applies `cmds` in order, each seeing the ones before it, after every mutation queued
+   * before this call and before every one queued after it. Their writes and `extra` (puts,
+   * written last) go to disk in one synced batch; resolves with each command's outcome once
+   * that batch is durable. A command that throws contributes no writes. Rejects, having
+   * written nothing, when a read or the write fails.
+   */
+  applyBatch(cmds: Command[], extra: Array<[string, string]>): Promise<Outcome[]> {
+    if (this.closed)
+      return Promise.reject(new MetadataError('Unavailable', 'metadata store closed'));
+    return new Promise<Outcome[]>((resolve, reject) => {
+      this.queue.push({ kind: 'replicated', cmds, extra, resolve, reject });
       this.loop ??= this.drain();
     });
   }
@@ -125,8 +181,15 @@ export class Writer {
     await null;
     try {
       while (this.queue.length > 0) {
-        const jobs = this.queue.splice(0, this.maxBatchJobs);
-        await this.runBatch(jobs);
+        const head = this.queue[0]!;
+        if (head.kind === 'replicated') {
+          this.queue.shift();
+          await this.runReplicated(head);
+          continue;
+        }
+        let n = 1;
+        while (n < this.queue.length && n < this.maxBatchJobs && this.queue[n]!.kind === 'job') n++;
+        await this.runBatch(this.queue.splice(0, n) as Job[]);
       }
     } finally {
       this.loop = null;
@@ -134,39 +197,81 @@ export class Writer {
   }
 
   private async runBatch(jobs: Job[]): Promise<void> {
-    const batch: Overlay = new Map();
-    const cache = new Map<string, string | undefined>();
-    const results: Array<{ job: Job; ok: boolean; value: unknown }> = [];
+    let outcomes: Outcome[];
     try {
-      const keys = [...new Set(jobs.flatMap((j) => j.prefetch))];
-      if (keys.length > 0) {
-        const values = await this.db.getMany(keys);
-        for (let i = 0; i < keys.length; i++) cache.set(keys[i]!, values[i]);
-      }
-      for (const job of jobs) {
-        const tx = new JobTx(this.db, batch, cache);
-        try {
-          const value = await job.run(tx);
-          for (const [k, v] of tx.own) batch.set(k, v);
-          results.push({ job, ok: true, value });
-        } catch (e) {
-          results.push({ job, ok: false, value: e });
-        }
-      }
-      if (batch.size > 0) {
-        const ops = [...batch].map(([key, value]) =>
-          value === null ? { type: 'del' as const, key } : { type: 'put' as const, key, value },
-        );
-        await this.db.batch(ops, { sync: true });
-      }
+      outcomes = await this.execute(jobs, [], false);
     } catch (e) {
       // Reads or the write failed: nothing of this batch is known to be durable.
       for (const job of jobs) job.reject(e);
       return;
     }
+    for (const [i, o] of outcomes.entries()) {
+      if (o.ok) jobs[i]!.resolve(o.value);
+      else jobs[i]!.reject(o.error);
+    }
+  }
+
+  private async runReplicated(r: Replicated): Promise<void> {
+    const units = r.cmds.map((cmd) => ({
+      // A command whose keys cannot be encoded throws the same error when applied.
+      prefetch: tryOr(() => prefetchKeys(cmd), []),
+      run: (tx: Tx) => applyCommand(tx, cmd),
+    }));
+    try {
+      r.resolve(await this.execute(units, r.extra, true));
+    } catch (e) {
+      r.reject(e);
+    }
+  }
+
+  /**
+   * Runs `units` in order against one batch view, then writes their writes and `extra` in
+   * one synced batch. Throws when the prefetch or the write fails, and with `strictIo` when
+   * any unit's read failed (its error would not be the same on another replica).
+   */
+  private async execute(
+    units: Unit[],
+    extra: Array<[string, string]>,
+    strictIo: boolean,
+  ): Promise<Outcome[]> {
+    const batch: Overlay = new Map();
+    const cache = new Map<string, string | undefined>();
+    const outcomes: Outcome[] = [];
+    const keys = [...new Set(units.flatMap((u) => u.prefetch))];
+    if (keys.length > 0) {
+      const values = await this.db.getMany(keys);
+      for (let i = 0; i < keys.length; i++) cache.set(keys[i]!, values[i]);
+    }
+    for (const unit of units) {
+      const tx = new JobTx(this.db, batch, cache);
+      let outcome: Outcome;
+      try {
+        outcome = { ok: true, value: await unit.run(tx) };
+      } catch (error) {
+        outcome = { ok: false, error };
+      }
+      if (strictIo && tx.ioError !== undefined) throw tx.ioError;
+      if (outcome.ok) for (const [k, v] of tx.own) batch.set(k, v);
+      outcomes.push(outcome);
+    }
+    for (const [k, v] of extra) batch.set(k, v);
+    if (batch.size > 0) {
+      const ops = [...batch].map(([key, value]) =>
+        value === null ? { type: 'del' as const, key } : { type: 'put' as const, key, value },
+      );
+      await this.db.batch(ops, { sync: true });
+    }
     this.stats.batches++;
-    this.stats.jobs += jobs.length;
-    this.stats.largestBatch = Math.max(this.stats.largestBatch, jobs.length);
-    for (const r of results) (r.ok ? r.job.resolve : r.job.reject)(r.value);
+    this.stats.jobs += units.length;
+    this.stats.largestBatch = Math.max(this.stats.largestBatch, units.length);
+    return outcomes;
+  }
+}
+
+function tryOr<T>(f: () => T, fallback: T): T {
+  try {
+    return f();
+  } catch {
+    return fallback;
   }
 }

@@ -1,0 +1,46 @@
+// `npm run sim -- --seeds N [--from S] [--seed S --verbose]`: many seeded simulation runs;
+// a failing seed prints its violations and replays exactly with --seed.
+import { parseArgs } from 'node:util';
+import { runSeed } from './cluster.ts';
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: 'string', default: '1000' },
+    from: { type: 'string', default: '1' },
+    seed: { type: 'string' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+
+const one = values.seed !== undefined;
+const from = Number(one ? values.seed : values.from);
+const count = one ? 1 : Number(values.seeds);
+if (!Number.isInteger(from) || !Number.isInteger(count) || count < 1) {
+  console.error('usage: npm run sim -- --seeds N [--from S] | --seed S [--verbose]');
+  process.exit(2);
+}
+const t0 = performance.now();
+let failed = 0;
+const totals = { ops: 0, okOps: 0, terms: 0, crashes: 0, partitions: 0, confChanges: 0, snaps: 0 };
+for (let s = from; s < from + count; s++) {
+  const r = runSeed(s, { verbose: values.verbose });
+  totals.ops += r.stats.ops;
+  totals.okOps += r.stats.okOps;
+  totals.terms += r.stats.terms;
+  totals.crashes += r.stats.crashes;
+  totals.partitions += r.stats.partitions;
+  totals.confChanges += r.stats.confChanges;
+  totals.snaps += r.stats.snapshotsInstalled;
+  if (!r.ok) {
+    failed++;
+    console.log(`seed ${s} FAILED:\n  ${r.violations.join('\n  ')}`);
+  }
+  if (one) console.log(JSON.stringify(r.stats));
+}
+const ms = performance.now() - t0;
+console.log(
+  `${count} seeds from ${from}: ${count - failed} passed, ${failed} failed in ${(ms / 1000).toFixed(1)} s; ` +
+    `client ops ${totals.ops} (${totals.okOps} answered), terms ${totals.terms}, crashes ${totals.crashes}, ` +
+    `partitions ${totals.partitions}, membership changes ${totals.confChanges}, snapshots installed ${totals.snaps}`,
+);
+process.exit(failed > 0 ? 1 : 0);
