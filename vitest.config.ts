@@ -1,12 +1,26 @@
 import { defineConfig } from 'vitest/config';
 
+const exclude = ['node_modules/**', 'data/**'];
+
 export default defineConfig({
   test: {
-    include: ['**/*.test.ts'],
-    exclude: ['node_modules/**', 'data/**'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Crash tests fork real processes; two workers match this 2-core machine.
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['**/*.test.ts'], exclude } },
+      {
+        // The gateway's S3 tests and client scenarios again, with the metadata on a
+        // 3-replica Raft directory reached over loopback HTTP (gateway/test-server.ts).
+        extends: true,
+        test: {
+          name: 'raft-directory',
+          include: ['gateway/*.test.ts', 'conformance/*.test.ts'],
+          exclude,
+          env: { KUBESTORAGE_TEST_DIRECTORY: 'raft' },
+        },
+      },
+    ],
   },
 });

@@ -1,10 +1,18 @@
 // MetadataClient against a real MetadataServer over loopback, backed by LevelMetadata:
 // the important MetadataStore behaviours must look the same through the network.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
 import { tempDir } from '../common/test-util.ts';
-import { MetadataError, type ObjectRecord, type PartRecord, type UploadRecord } from './api.ts';
-import { MetadataClient } from './client.ts';
+import {
+  MetadataError,
+  type MetadataStore,
+  type ObjectRecord,
+  type PartRecord,
+  type UploadRecord,
+} from './api.ts';
+import { AmbiguousMetadataError, MetadataClient } from './client.ts';
 import { LevelMetadata } from './meta-level.ts';
 import { decodeJson, encodeJson, MetadataServer } from './server.ts';
 
@@ -274,7 +282,207 @@ describe('MetadataClient over MetadataServer', () => {
     const e = await m.getBucket('x').catch((x: unknown) => x);
     expect(e).not.toBeInstanceOf(MetadataError);
     expect(e).toMatchObject({ status: 500 });
-    const gone = new MetadataClient(url.replace(/:\d+$/, ':1'), auth, { timeoutMs: 2000 });
+    const gone = new MetadataClient(url.replace(/:\d+$/, ':1'), auth, {
+      timeoutMs: 2000,
+      deadlineMs: 200,
+    });
     expect(await code(gone.getBucket('x'))).toBe('Unavailable');
+  });
+});
+
+describe('MetadataClient over several replicas', () => {
+  /** Every method call that reached a replica, as "<replica>:<method>". */
+  const arrivals: string[] = [];
+  const count = (name: string, method?: string) =>
+    arrivals.filter((a) => a === `${name}:${method}` || (!method && a.startsWith(`${name}:`)))
+      .length;
+
+  afterEach(() => {
+    arrivals.length = 0;
+  });
+
+  /** A MetadataServer over its own store (the replicas here do not share state). */
+  async function replica(name: string): Promise<{ url: string; stop: () => Promise<void> }> {
+    const level = await LevelMetadata.open(tempDir());
+    const counted = new Proxy(level, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop);
+        if (typeof v !== 'function') return v;
+        return (...a: unknown[]) => {
+          arrivals.push(`${name}:${String(prop)}`);
+          return v.apply(target, a);
+        };
+      },
+    }) as MetadataStore;
+    const server = new MetadataServer({ meta: counted, auth });
+    const addr = await server.listen('127.0.0.1', 0);
+    let up = true;
+    const stop = async () => {
+      if (up) await server.close();
+      up = false;
+    };
+    cleanups.push(async () => {
+      await stop();
+      await level.close();
+    });
+    return { url: `http://127.0.0.1:${addr.port}`, stop };
+  }
+
+  /** A node:http server that misbehaves on purpose; it reads every body before `answer`. */
+  async function rawServer(
+    name: string,
+    answer: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+  ): Promise<string> {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        arrivals.push(`${name}:${req.url?.slice('/meta/'.length)}`);
+        answer(req, res);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          server.close(() => r());
+          server.closeAllConnections();
+        }),
+    );
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  /** A loopback port with nothing listening: connections are refused. */
+  async function deadUrl(): Promise<string> {
+    const s = http.createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const { port } = s.address() as AddressInfo;
+    await new Promise<void>((r) => s.close(() => r()));
+    return `http://127.0.0.1:${port}`;
+  }
+
+  function client(urls: string | string[], opts: { deadlineMs?: number; timeoutMs?: number }) {
+    const m = new MetadataClient(urls, auth, opts);
+    cleanups.push(() => m.close());
+    return m;
+  }
+
+  it('keeps working while replicas stop, then fails Unavailable within the deadline', async () => {
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map(replica));
+    const m = client([a!.url, b!.url, c!.url], { deadlineMs: 600 });
+    await bucket(m, 'x');
+    expect(count('a', 'createBucket')).toBe(1);
+
+    await a!.stop();
+    // Answered by b, whose store never saw the bucket.
+    expect(await m.getBucket('x')).toBeNull();
+    expect(count('b', 'getBucket')).toBe(1);
+    // The next calls go straight to b, the replica that answered last.
+    await bucket(m, 'y');
+    await m.putObject('y', obj('k'));
+    expect(count('b')).toBe(3);
+    expect(count('c')).toBe(0);
+
+    await b!.stop();
+    expect((await m.listBuckets()).map((x) => x.name)).toEqual([]);
+    expect(count('c', 'listBuckets')).toBe(1);
+
+    await c!.stop();
+    const t0 = Date.now();
+    const err = await m.getObject('y', 'k').catch((e: unknown) => e);
+    const took = Date.now() - t0;
+    expect(err).toBeInstanceOf(MetadataError);
+    expect(err).not.toBeInstanceOf(AmbiguousMetadataError);
+    expect(err).toMatchObject({ code: 'Unavailable' });
+    expect((err as Error).message).toMatch(/3 replica/);
+    expect(took).toBeGreaterThanOrEqual(500);
+    expect(took).toBeLessThan(1500);
+  });
+
+  it('retries a mutation on another replica when the connection was refused', async () => {
+    const b = await replica('b');
+    const m = client([await deadUrl(), b.url], { deadlineMs: 2000 });
+    await bucket(m, 'z');
+    expect((await m.allocateNeedleIds(5)).count).toBe(5);
+    expect(count('b', 'createBucket')).toBe(1);
+    expect(count('b', 'allocateNeedleIds')).toBe(1);
+    // A comma-separated string names the same replicas.
+    const one = client(`${await deadUrl()},${b.url}`, { deadlineMs: 2000 });
+    expect((await one.getBucket('z'))?.name).toBe('z');
+  });
+
+  it('skips a replica that answers 503, for reads and mutations alike', async () => {
+    const busy = await rawServer('busy', (_req, res) => {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end('{"error":"NoLeader","message":"no leader"}');
+    });
+    const b = await replica('b');
+    const m = client([busy, b.url], { deadlineMs: 2000 });
+    await bucket(m, 'w');
+    expect(count('busy', 'createBucket')).toBe(1);
+    expect(count('b', 'createBucket')).toBe(1);
+    expect((await m.getBucket('w'))?.name).toBe('w');
+    expect(count('busy')).toBe(1); // b answered last, so it is asked first now
+
+    // Alone, a replica answering 503 is asked again (it may be electing a leader) until
+    // the deadline.
+    const alone = client(busy, { deadlineMs: 300 });
+    const err = await alone.allocateVolumeId().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/503/) });
+    expect(count('busy', 'allocateVolumeId')).toBeGreaterThan(1);
+  });
+
+  it('does not retry a mutation that may have reached a replica, but retries reads', async () => {
+    // The body is read in full, then the connection is reset without an answer.
+    const reset = await rawServer('reset', (req) => req.socket.destroy());
+    // The body is read in full and never answered.
+    const hang = await rawServer('hang', () => {});
+    const b = await replica('b');
+    await bucket(client(b.url, {}), 'v');
+
+    for (const [bad, opts] of [
+      [reset, { deadlineMs: 5000 }],
+      [hang, { deadlineMs: 5000, timeoutMs: 300 }],
+    ] as const) {
+      const name = bad === reset ? 'reset' : 'hang';
+      const put = client([bad, b.url], opts);
+      const e1 = await put.putObject('v', obj('k')).catch((e: unknown) => e);
+      expect(e1).toBeInstanceOf(AmbiguousMetadataError);
+      expect(e1).toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/may or/) });
+      const alloc = client([bad, b.url], opts);
+      expect(await code(alloc.allocateNeedleIds(10))).toBe('Unavailable');
+      // Each reached the misbehaving replica once and no other.
+      expect(count(name, 'putObject')).toBe(1);
+      expect(count(name, 'allocateNeedleIds')).toBe(1);
+      expect(count('b', 'putObject')).toBe(0);
+      expect(count('b', 'allocateNeedleIds')).toBe(0);
+
+      const read = client([bad, b.url], opts);
+      expect((await read.getBucket('v'))?.name).toBe('v');
+      expect(count(name, 'getBucket')).toBe(1);
+      expect(count('b', 'getBucket')).toBeGreaterThanOrEqual(1);
+    }
+  });
+
+  it("moves reads, not mutations, past a replica's own Unavailable answer", async () => {
+    // A 409 Unavailable from a replica cannot say whether a forwarded mutation was applied.
+    const seen: (string | undefined)[] = [];
+    const noLeader = await rawServer('noleader', (req, res) => {
+      seen.push(req.headers['x-test'] as string | undefined);
+      res.writeHead(409, { 'content-type': 'application/json' });
+      res.end('{"error":"Unavailable","message":"no directory leader within 5000 ms"}');
+    });
+    const b = await replica('b');
+    const m = client([noLeader, b.url], { deadlineMs: 2000 });
+    expect(await m.getBucket('u')).toBeNull();
+    expect(count('b', 'getBucket')).toBe(1);
+    const other = new MetadataClient([noLeader, b.url], auth, { headers: { 'x-test': 'yes' } });
+    cleanups.push(() => other.close());
+    const err = await other
+      .createBucket({ name: 'u', owner: 'o', createdAt: 1, region: 'r' })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/leader/) });
+    expect(err).not.toBeInstanceOf(AmbiguousMetadataError);
+    expect(count('b', 'createBucket')).toBe(0);
+    expect(seen).toEqual([undefined, 'yes']);
   });
 });

@@ -1,9 +1,25 @@
-// MetadataStore over HTTP: what a gateway process uses to reach a MetadataServer (see
-// directory/server.ts for the wire format). An undici Pool keeps connections alive (about
-// 4× the calls per second of the global fetch on loopback).
-// A 409 answer is the store's MetadataError, thrown again as one; an unreachable server
-// is MetadataError('Unavailable') (the gateway answers 503); anything else is an Error.
-import { Pool } from 'undici';
+// MetadataStore over HTTP: what a gateway process uses to reach the metadata service (see
+// directory/server.ts for the wire format). One undici Pool per replica keeps connections
+// alive (about 4× the calls per second of the global fetch on loopback).
+//
+// The service is a Raft group: any replica accepts every call (followers forward to the
+// leader), but a replica can be down or answer 503 while it has no leader. Calls go to the
+// replica that last answered; one that cannot be reached or answers 503 is skipped in
+// favour of the next (round-robin, with a short backoff once all have been tried) until
+// the call's deadline, after which the call fails with MetadataError('Unavailable').
+//
+// A failure after the request may have reached a replica is ambiguous: a mutating call may
+// have been applied, and retrying it elsewhere could apply it twice (two allocations, a
+// record committed over its own successor). Such a call fails at once with an
+// AmbiguousMetadataError, a MetadataError('Unavailable') — which the gateway already treats
+// as "maybe committed" (gateway/put.ts definitelyRejected) — and only read-only calls are
+// retried then. A 503 answer is taken to mean the replica did not apply the call.
+// A replica's own MetadataError('Unavailable') arrives as a 409 and cannot say whether a
+// forwarded mutation was applied, so only reads move on to another replica after one.
+//
+// A 409 answer is the store's MetadataError, thrown again as one; any other answer is an
+// Error carrying the HTTP status and the server's error code.
+import { type Dispatcher, Pool } from 'undici';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type {
   AccessKeyRecord,
@@ -22,9 +38,18 @@ import { MetadataError } from './api.ts';
 import { decodeJson, encodeJson, type MetaMethod } from './server.ts';
 
 export interface MetadataClientOptions {
-  /** Per-call timeout (default 30 s). */
+  /** Per-attempt timeout waiting for an answer (default 30 s). */
   timeoutMs?: number;
-  /** Most connections kept to the server (default 256). */
+  /** Per-attempt connect timeout (default 2 s, at most timeoutMs). */
+  connectTimeoutMs?: number;
+  /**
+   * How long one call keeps trying other replicas (and the same one again) after
+   * connection failures and 503 answers, before MetadataError('Unavailable') (default 10 s).
+   */
+  deadlineMs?: number;
+  /** Sent with every call (e.g. to mark calls one replica forwards to another). */
+  headers?: Record<string, string>;
+  /** Most connections kept to each replica (default 256). */
   connections?: number;
   /**
    * Remember found access keys this long (default 0: off). Every signed request looks its
@@ -35,24 +60,151 @@ export interface MetadataClientOptions {
   keyCacheMs?: number;
 }
 
+/** Methods that change nothing, so repeating one on another replica is always harmless. */
+const READ_ONLY = new Set<MetaMethod>([
+  'getBucket',
+  'listBuckets',
+  'getObject',
+  'listObjects',
+  'getUpload',
+  'listParts',
+  'listUploads',
+  'getUser',
+  'listUsers',
+  'getKey',
+  'listKeys',
+] satisfies MetaMethod[]);
+
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 400;
+
+/**
+ * MetadataError('Unavailable') for a mutating call that may have been applied: the request
+ * reached a replica and no answer came back. Whoever retries it must be able to tell it
+ * apart from a plain 'Unavailable', which means the call was not applied.
+ */
+export class AmbiguousMetadataError extends MetadataError {
+  constructor(message: string) {
+    super('Unavailable', message);
+    this.name = 'AmbiguousMetadataError';
+  }
+}
+
+/** A transport failure of one attempt, and whether the replica may have got the request. */
+class AttemptFailure extends Error {
+  constructor(
+    readonly error: Error,
+    readonly sent: boolean,
+  ) {
+    super(error?.message ?? String(error));
+  }
+}
+
+interface Answer {
+  status: number;
+  text: string;
+}
+
+function isUnavailable(a: Answer): boolean {
+  if (a.status !== 409) return false;
+  try {
+    return (JSON.parse(a.text) as { error?: unknown }).error === 'Unavailable';
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Splits "http://a:1,http://b:1" so a single setting (an env var) can name every replica. */
+function parseUrls(baseUrls: string | readonly string[]): string[] {
+  const list = (typeof baseUrls === 'string' ? [baseUrls] : [...baseUrls])
+    .flatMap((u) => u.split(','))
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  if (list.length === 0) throw new Error('MetadataClient needs at least one base URL');
+  return list.map((u) => new URL(u).origin);
+}
+
 export class MetadataClient implements MetadataStore {
-  private readonly pool: Pool;
+  private readonly origins: string[];
+  private readonly pools: Pool[];
+  private readonly deadlineMs: number;
+  private readonly headers: Record<string, string>;
+  /** Index of the replica to try first: the last one that answered. */
+  private current = 0;
+  private closed = false;
   private readonly keyCacheMs: number;
   private readonly keyCache = new Map<string, { rec: AccessKeyRecord; until: number }>();
 
+  /**
+   * @param baseUrls one replica's base URL, a list of them, or a comma-separated list
+   */
   constructor(
-    baseUrl: string,
+    baseUrls: string | readonly string[],
     private readonly auth: InternalAuth,
     opts: MetadataClientOptions = {},
   ) {
     const timeoutMs = opts.timeoutMs ?? 30_000;
+    this.deadlineMs = opts.deadlineMs ?? 10_000;
     this.keyCacheMs = opts.keyCacheMs ?? 0;
-    this.pool = new Pool(new URL(baseUrl).origin, {
-      connections: opts.connections ?? 256,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      connectTimeout: Math.min(timeoutMs, 10_000),
-      keepAliveTimeout: 60_000,
+    this.headers = { ...opts.headers, 'content-type': 'application/json' };
+    this.origins = parseUrls(baseUrls);
+    // A short connect timeout: a replica whose host is gone would otherwise hold a call
+    // for most of its deadline before another replica is tried.
+    const connectTimeout = Math.min(timeoutMs, opts.connectTimeoutMs ?? 2_000);
+    this.pools = this.origins.map(
+      (origin) =>
+        new Pool(origin, {
+          connections: opts.connections ?? 256,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+          connectTimeout,
+          keepAliveTimeout: 60_000,
+        }),
+    );
+  }
+
+  /**
+   * One POST to one replica. `sent` turns true once undici has handed the whole body to
+   * the socket (it writes a buffer body in one go): before that the server cannot hold a
+   * complete request, and it applies only complete ones, so the call was not applied.
+   */
+  private attempt(pool: Pool, path: string, body: Buffer): Promise<Answer> {
+    return new Promise((resolve, reject) => {
+      let sent = false;
+      let status = 0;
+      const chunks: Buffer[] = [];
+      const handler: Dispatcher.DispatchHandler = {
+        onConnect() {},
+        onBodySent() {
+          sent = true;
+        },
+        onHeaders(statusCode) {
+          sent = true;
+          status = statusCode;
+          return true;
+        },
+        onData(chunk) {
+          chunks.push(chunk);
+          return true;
+        },
+        onComplete() {
+          resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
+        },
+        onError(err) {
+          reject(new AttemptFailure(err, sent));
+        },
+      };
+      pool.dispatch(
+        {
+          method: 'POST',
+          path,
+          headers: { ...this.headers, [AUTH_HEADER]: this.auth.sign('POST', path) },
+          body,
+        },
+        handler,
+      );
     });
   }
 
@@ -61,26 +213,56 @@ export class MetadataClient implements MetadataStore {
     let n = args.length;
     while (n > 0 && args[n - 1] === undefined) n--;
     const path = `/meta/${method}`;
-    let status: number;
-    let text: string;
-    try {
-      const res = await this.pool.request({
-        method: 'POST',
-        path,
-        headers: {
-          [AUTH_HEADER]: this.auth.sign('POST', path),
-          'content-type': 'application/json',
-        },
-        body: encodeJson(n === args.length ? args : args.slice(0, n)),
-      });
-      status = res.statusCode;
-      text = await res.body.text();
-    } catch (e) {
-      throw new MetadataError(
-        'Unavailable',
-        `metadata service unreachable: ${(e as Error)?.message ?? String(e)}`,
-      );
+    const body = Buffer.from(encodeJson(n === args.length ? args : args.slice(0, n)));
+    const readOnly = READ_ONLY.has(method);
+    const replicas = this.pools.length;
+    const deadline = Date.now() + this.deadlineMs;
+    let backoff = BACKOFF_FIRST_MS;
+    let idx = this.current;
+    let attempts = 0;
+    let last = '';
+    for (;;) {
+      if (this.closed) throw new MetadataError('Unavailable', 'metadata client closed');
+      let answer: Answer | undefined;
+      try {
+        answer = await this.attempt(this.pools[idx]!, path, body);
+      } catch (e) {
+        if (!(e instanceof AttemptFailure)) throw e;
+        if (e.sent && !readOnly) {
+          if (this.current === idx) this.current = (idx + 1) % replicas;
+          throw new AmbiguousMetadataError(
+            `metadata service unreachable: ${method} on ${this.origins[idx]} may or may not ` +
+              `have been applied: ${e.message}`,
+          );
+        }
+        last = `${this.origins[idx]}: ${e.message}`;
+      }
+      if (answer && answer.status !== 503 && !(readOnly && isUnavailable(answer))) {
+        this.current = idx;
+        return this.result<T>(method, answer);
+      }
+      if (answer) last = `${this.origins[idx]}: HTTP ${answer.status} ${answer.text.slice(0, 200)}`;
+      attempts++;
+      // Other calls in flight start at the next replica instead of failing here first.
+      if (this.current === idx) this.current = (idx + 1) % replicas;
+      idx = (idx + 1) % replicas;
+      let left = deadline - Date.now();
+      if (left > 0 && attempts % replicas === 0) {
+        await sleep(Math.min(backoff, left));
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+        left = deadline - Date.now();
+      }
+      if (left <= 0) {
+        throw new MetadataError(
+          'Unavailable',
+          `metadata service unreachable: ${method} failed ${attempts} times on ${replicas} ` +
+            `replica(s) within ${this.deadlineMs} ms; last: ${last}`,
+        );
+      }
     }
+  }
+
+  private result<T>(method: MetaMethod, { status, text }: Answer): T {
     if (status === 200) return (decodeJson(text) as { r?: T }).r as T;
     let code = 'InternalError';
     let message = `HTTP ${status}`;
@@ -214,8 +396,9 @@ export class MetadataClient implements MetadataStore {
     return this.call('allocateVolumeId', []);
   }
 
-  /** Closes the connections (the server owns the store and stays up). */
+  /** Closes the connections (the servers own the store and stay up). */
   async close(): Promise<void> {
-    await this.pool.close();
+    this.closed = true;
+    await Promise.all(this.pools.map((p) => p.close()));
   }
 }

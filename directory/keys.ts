@@ -15,6 +15,7 @@
 //   C <name>                                         → counter: the next value, decimal
 //   V                                                → format marker
 //   00 "raft-applied"                                → last Raft log index applied, decimal
+//   00 "raft-peers"                                  → Raft replica id → URL pairs (JSON)
 //
 // Bucket names cannot contain 00 (checked), and an object key is the last component, so raw
 // bytes keep their order there. Where a free-form string is followed by another component it
@@ -35,6 +36,8 @@ export const NS = {
   format: 'V',
   // Sorts before every other key, so a snapshot stream states its applied index first.
   raftApplied: '\x00raft-applied',
+  /** Replica id → base URL of the Raft group, replicated with the state (JSON). */
+  raftPeers: '\x00raft-peers',
 } as const;
 
 /** Terminates an escaped component. */

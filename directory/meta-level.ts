@@ -95,11 +95,23 @@ export class LevelMetadata implements MetadataStore {
    * that index in the same synced batch, so after a crash the state and the index agree.
    * Resolves with each command's outcome (a failed command is an outcome, not a rejection).
    */
-  async applyReplicated(cmds: Command[], appliedIndex: number): Promise<Outcome[]> {
+  async applyReplicated(
+    cmds: Command[],
+    appliedIndex: number,
+    peers?: Array<[string, string]>,
+  ): Promise<Outcome[]> {
     if (!Number.isSafeInteger(appliedIndex) || appliedIndex < 0) {
       throw new Error(`invalid applied index ${appliedIndex}`);
     }
-    return this.writer.applyBatch(cmds, [[K.NS.raftApplied, String(appliedIndex)]]);
+    const extra: Array<[string, string]> = [[K.NS.raftApplied, String(appliedIndex)]];
+    if (peers) extra.push([K.NS.raftPeers, JSON.stringify(peers)]);
+    return this.writer.applyBatch(cmds, extra);
+  }
+
+  /** The replica URLs last recorded by applyReplicated. */
+  async raftPeers(): Promise<Array<[string, string]>> {
+    const v = await this.db.get(K.NS.raftPeers);
+    return v === undefined ? [] : (JSON.parse(v) as Array<[string, string]>);
   }
 
   /** The last log index applyReplicated recorded; 0 when none. */

@@ -163,7 +163,8 @@ export class MetadataServer {
     return httpServer.close(this.server);
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  /** Also mounted by the Raft directory server next to its own routes. */
+  async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const rawUrl = req.url ?? '/';
     const method = req.method ?? 'GET';
     try {

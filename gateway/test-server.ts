@@ -1,11 +1,14 @@
 // An embedded gateway on a random loopback port, for tests: real LevelDB metadata, a
-// real volume store, the real HTTP stack.
+// real volume store, the real HTTP stack. With KUBESTORAGE_TEST_DIRECTORY=raft (the
+// `raft-directory` vitest project) the metadata is a 3-replica Raft directory instead, on
+// loopback HTTP, and the gateway reaches it through MetadataClient like a real deployment.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createLogger } from '../common/log.ts';
 import type { MetadataStore } from '../directory/api.ts';
 import { LevelMetadata } from '../directory/meta-level.ts';
+import { startTestDirectory } from '../directory/test-directory.ts';
 import { LocalNeedleStore } from '../store-node/api.ts';
 import { Store } from '../store-node/store.ts';
 import { createGatewayServer } from './app.ts';
@@ -17,7 +20,7 @@ export interface TestServer {
   endpoint: string;
   accessKey: string;
   secretKey: string;
-  meta: LevelMetadata;
+  meta: MetadataStore;
   store: Store;
   close(): Promise<void>;
 }
@@ -32,7 +35,11 @@ export async function startTestServer(
     wrapMeta?: (m: MetadataStore) => MetadataStore;
   } = {},
 ): Promise<TestServer> {
-  const meta = await LevelMetadata.open(path.join(dir, 'meta'));
+  const raft =
+    process.env.KUBESTORAGE_TEST_DIRECTORY === 'raft'
+      ? await startTestDirectory(path.join(dir, 'directory'), 3)
+      : null;
+  const meta: MetadataStore = raft ? raft.client : await LevelMetadata.open(path.join(dir, 'meta'));
   const store = await Store.open(path.join(dir, 'store'), {
     compactCheckMs: 0,
     scrubIntervalMs: 0,
@@ -66,7 +73,8 @@ export async function startTestServer(
         server.closeAllConnections();
       });
       await store.close();
-      await meta.close();
+      // The test directory owns its client.
+      await (raft ?? meta).close();
     },
   };
 }

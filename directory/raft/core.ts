@@ -287,7 +287,7 @@ export class Raft {
   }
 
   /** One membership change at a time; a learner is promoted only once it has caught up. */
-  proposeConf(change: ConfChange): { index: number; term: number } | null {
+  proposeConf(change: ConfChange, context?: string): { index: number; term: number } | null {
     if (this.role !== 'leader' || this.leadTransferee !== null) return null;
     if (this.pendingConfIndex > this.commit) return null;
     const voters = new Set(this.conf.voters);
@@ -308,7 +308,9 @@ export class Raft {
       if (voters.size === 0) return null;
     }
     const conf = { voters: [...voters].sort(), learners: [...learners].sort() };
-    const e = this.appendEntry({ kind: 'conf', conf });
+    const e = this.appendEntry(
+      context === undefined ? { kind: 'conf', conf } : { kind: 'conf', conf, data: context },
+    );
     this.pendingConfIndex = e.index;
     return { index: e.index, term: e.term };
   }

@@ -1,0 +1,262 @@
+// MetadataStore on a Raft directory replica: what the gateway gets from any replica.
+//
+// Mutations become commands (commands.ts) proposed to the Raft group: on the leader they
+// join the next batch; on a follower they are forwarded to the leader over the metadata
+// API. While no leader is known a call waits (in a bounded queue) for one and then goes
+// on; past `waitMs`, or with the queue full, it fails with MetadataError('Unavailable'),
+// which the gateway answers with 503. A call is never dropped without an answer.
+//
+// Reads are linearizable: a ReadIndex barrier (confirmed by a quorum of the leader's
+// heartbeats) and then a read of this replica's own state machine once it has applied that
+// index — so followers serve reads too.
+
+import type { InternalAuth } from '../common/internal-auth.ts';
+import type {
+  AccessKeyRecord,
+  BucketRecord,
+  ListObjectsOptions,
+  ListObjectsResult,
+  ListUploadsOptions,
+  ListUploadsResult,
+  MetadataStore,
+  ObjectRecord,
+  PartRecord,
+  UploadRecord,
+  UserRecord,
+} from './api.ts';
+import { MetadataError } from './api.ts';
+import { AmbiguousMetadataError, MetadataClient } from './client.ts';
+import { type Command, type CommandOf, checkCommand, type MutatingMethod } from './commands.ts';
+import type { LevelMetadata } from './meta-level.ts';
+import { DroppedProposalError, NotLeaderError, type RaftHost } from './raft/host.ts';
+
+/** Header on a call forwarded by a replica: the receiver never forwards it again. */
+export const FORWARDED_HEADER = 'x-ks-forwarded';
+
+export interface RaftMetadataOptions {
+  auth: InternalAuth;
+  /** How long a call may wait for a leader (default 5 s). */
+  waitMs?: number;
+  /** Calls allowed to wait for a leader at once (default 10 000). */
+  queueLimit?: number;
+  /** True for the instance serving calls another replica forwarded. */
+  forwarded?: boolean;
+}
+
+type Result<M extends MutatingMethod> = Awaited<ReturnType<MetadataStore[M]>>;
+
+export class RaftMetadata implements MetadataStore {
+  private waiting = 0;
+  private readonly clients = new Map<string, MetadataClient>();
+  private readonly waitMs: number;
+
+  constructor(
+    private readonly host: RaftHost,
+    private readonly o: RaftMetadataOptions,
+  ) {
+    this.waitMs = o.waitMs ?? 5_000;
+  }
+
+  /** The same replica serving calls forwarded to it (they wait here instead of hopping on). */
+  forwardedView(): RaftMetadata {
+    return new RaftMetadata(this.host, { ...this.o, forwarded: true });
+  }
+
+  private async mutate<M extends MutatingMethod>(
+    op: M,
+    args: CommandOf<M>['args'],
+  ): Promise<Result<M>> {
+    const cmd = { op, args } as Command;
+    checkCommand(cmd);
+    const deadline = Date.now() + this.waitMs;
+    for (;;) {
+      const lead = this.host.leaderId;
+      if (this.o.forwarded && !this.host.isLeader) {
+        // The forwarder waits and retries; a second hop could bounce between stale views.
+        throw new MetadataError('Unavailable', 'this replica is not the leader');
+      }
+      if (this.host.isLeader) {
+        try {
+          const out = await this.host.propose(cmd);
+          if (!out.ok) throw out.error;
+          return out.value as Result<M>;
+        } catch (e) {
+          // Both mean "not applied": safe to try again under the next leader.
+          if (!(e instanceof NotLeaderError || e instanceof DroppedProposalError)) throw e;
+        }
+      } else if (lead !== null && !this.o.forwarded) {
+        const url = this.host.peerUrl(lead);
+        if (url) {
+          try {
+            const client = this.client(url);
+            const fn = client[op] as (...a: unknown[]) => Promise<unknown>;
+            return (await fn.apply(client, args as unknown[])) as Result<M>;
+          } catch (e) {
+            // Refused before it was proposed (the peer was not leader, or not reachable):
+            // wait for the next leader. Anything else — a conflict, or an ambiguous failure
+            // that may have committed — goes to the caller as it is.
+            const refused = e instanceof MetadataError && e.code === 'Unavailable';
+            if (!refused || e instanceof AmbiguousMetadataError) throw e;
+          }
+        }
+      }
+      await this.waitForLeader(deadline, lead);
+    }
+  }
+
+  private async read<T>(fn: (sm: LevelMetadata) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.waitMs;
+    for (;;) {
+      const lead = this.host.leaderId;
+      try {
+        await this.host.readBarrier();
+        return await fn(this.host.stateMachine);
+      } catch (e) {
+        if (!(e instanceof NotLeaderError)) throw e;
+      }
+      await this.waitForLeader(deadline, lead);
+    }
+  }
+
+  /** Waits (bounded) until the leader differs from `seen`, or fails with Unavailable. */
+  private async waitForLeader(deadline: number, seen: string | null): Promise<void> {
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      throw new MetadataError('Unavailable', `no directory leader within ${this.waitMs} ms`);
+    }
+    if (this.waiting >= (this.o.queueLimit ?? 10_000)) {
+      throw new MetadataError('Unavailable', 'too many calls waiting for a directory leader');
+    }
+    this.waiting++;
+    try {
+      await new Promise<void>((resolve) => {
+        // Re-check periodically too: the same leader may become reachable again.
+        const timer = setTimeout(done, Math.min(left, 200));
+        const off = this.host.onLeaderChange(() => {
+          if (this.host.leaderId !== seen && this.host.leaderId !== null) done();
+        });
+        function done() {
+          clearTimeout(timer);
+          off();
+          resolve();
+        }
+      });
+    } finally {
+      this.waiting--;
+    }
+  }
+
+  private client(url: string): MetadataClient {
+    let c = this.clients.get(url);
+    if (!c) {
+      c = new MetadataClient([url], this.o.auth, {
+        deadlineMs: 1_000,
+        headers: { [FORWARDED_HEADER]: '1' },
+      });
+      this.clients.set(url, c);
+    }
+    return c;
+  }
+
+  // ---- MetadataStore
+
+  createBucket(b: BucketRecord): Promise<void> {
+    return this.mutate('createBucket', [b]);
+  }
+  getBucket(name: string): Promise<BucketRecord | null> {
+    return this.read((sm) => sm.getBucket(name));
+  }
+  deleteBucket(name: string): Promise<void> {
+    return this.mutate('deleteBucket', [name]);
+  }
+  listBuckets(owner?: string): Promise<BucketRecord[]> {
+    return this.read((sm) => sm.listBuckets(owner));
+  }
+  putObject(
+    bucket: string,
+    rec: ObjectRecord,
+    cond?: { ifNoneMatch?: boolean; ifMatch?: string },
+  ): Promise<ObjectRecord | null> {
+    return this.mutate('putObject', cond ? [bucket, rec, cond] : ([bucket, rec] as never));
+  }
+  getObject(bucket: string, key: string): Promise<ObjectRecord | null> {
+    return this.read((sm) => sm.getObject(bucket, key));
+  }
+  deleteObject(bucket: string, key: string): Promise<ObjectRecord | null> {
+    return this.mutate('deleteObject', [bucket, key]);
+  }
+  listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
+    return this.read((sm) => sm.listObjects(bucket, opts));
+  }
+  createUpload(u: UploadRecord): Promise<void> {
+    return this.mutate('createUpload', [u]);
+  }
+  getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | null> {
+    return this.read((sm) => sm.getUpload(bucket, key, uploadId));
+  }
+  putPart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    part: PartRecord,
+  ): Promise<PartRecord | null> {
+    return this.mutate('putPart', [bucket, key, uploadId, part]);
+  }
+  listParts(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    opts: { marker?: number; max: number },
+  ): Promise<{ parts: PartRecord[]; isTruncated: boolean }> {
+    return this.read((sm) => sm.listParts(bucket, key, uploadId, opts));
+  }
+  completeUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    rec: ObjectRecord,
+    usedParts: number[],
+  ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }> {
+    return this.mutate('completeUpload', [bucket, key, uploadId, rec, usedParts]);
+  }
+  abortUpload(bucket: string, key: string, uploadId: string): Promise<PartRecord[]> {
+    return this.mutate('abortUpload', [bucket, key, uploadId]);
+  }
+  listUploads(bucket: string, opts: ListUploadsOptions): Promise<ListUploadsResult> {
+    return this.read((sm) => sm.listUploads(bucket, opts));
+  }
+  createUser(u: UserRecord): Promise<void> {
+    return this.mutate('createUser', [u]);
+  }
+  getUser(id: string): Promise<UserRecord | null> {
+    return this.read((sm) => sm.getUser(id));
+  }
+  listUsers(): Promise<UserRecord[]> {
+    return this.read((sm) => sm.listUsers());
+  }
+  deleteUser(id: string): Promise<void> {
+    return this.mutate('deleteUser', [id]);
+  }
+  addKey(k: AccessKeyRecord): Promise<void> {
+    return this.mutate('addKey', [k]);
+  }
+  getKey(accessKey: string): Promise<AccessKeyRecord | null> {
+    return this.read((sm) => sm.getKey(accessKey));
+  }
+  listKeys(userId?: string): Promise<AccessKeyRecord[]> {
+    return this.read((sm) => sm.listKeys(userId));
+  }
+  deleteKey(accessKey: string): Promise<void> {
+    return this.mutate('deleteKey', [accessKey]);
+  }
+  allocateNeedleIds(count: number): Promise<{ first: bigint; count: number }> {
+    return this.mutate('allocateNeedleIds', [count]);
+  }
+  allocateVolumeId(): Promise<number> {
+    return this.mutate('allocateVolumeId', []);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((c) => c.close()));
+  }
+}

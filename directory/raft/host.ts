@@ -1,0 +1,615 @@
+// Runs the pure Raft core (core.ts) for real: a timer for ticks, RaftStorage for the log,
+// RaftTransport for messages, and a LevelMetadata state machine fed by committed entries.
+//
+// One loop does everything in order, never two iterations at once: feed the core every
+// input that queued up (messages, ticks, proposals, reads), take its Ready, persist it
+// (synced), send its messages, apply its committed entries (one synced batch), answer reads
+// and proposals. Inputs arriving while a batch is on disk make the next batch: that is the
+// group commit — many proposals become one log entry, many entries one fsync.
+//
+// State-machine snapshots: the leader streams a consistent LevelDB snapshot taken when the
+// send starts (its meta is rewritten to the index it really stands at); a follower imports
+// it into `sm-next/` and swaps it in only after the Raft log has been reset to it (see
+// swapInSnapshot and recoverSwap for the crash windows).
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { InternalAuth } from '../../common/internal-auth.ts';
+import type { Logger } from '../../common/log.ts';
+import type { Command } from '../commands.ts';
+import { LevelMetadata } from '../meta-level.ts';
+import { decodeJson, encodeJson } from '../server.ts';
+import { exportSnapshot, importSnapshot } from '../sm-snapshot.ts';
+import type { Outcome } from '../writer.ts';
+import { type ConfChange, Raft, type RaftStatus } from './core.ts';
+import { RaftStorage } from './storage.ts';
+import { RaftTransport, type SnapshotMessage, type SnapshotReceiver } from './transport.ts';
+import type { ConfState, Entry, Message, NodeId, Ready, SnapshotMeta } from './types.ts';
+
+export interface RaftHostOptions {
+  id: NodeId;
+  dataDir: string;
+  /** Initial members and every known replica's base URL (self included). */
+  peers: Map<NodeId, string>;
+  /** Start outside the group and wait to be added (admin raft add) instead of bootstrapping. */
+  join?: boolean;
+  auth: InternalAuth;
+  logger: Logger;
+  tickMs?: number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  /** Entries applied since the last snapshot before the log is compacted. */
+  snapshotEvery?: number;
+  /** Commands per log entry at most. */
+  maxBatch?: number;
+}
+
+export class NotLeaderError extends Error {
+  constructor(readonly leaderId: NodeId | null) {
+    super(leaderId ? `not the leader (leader: ${leaderId})` : 'no leader');
+  }
+}
+
+/** A proposal whose entry was overwritten by another leader's: it never took effect. */
+export class DroppedProposalError extends Error {}
+
+interface Waiter<T> {
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+
+export class RaftHost {
+  private core!: Raft;
+  private meta!: LevelMetadata;
+  private readonly transport: RaftTransport;
+  private applied = 0;
+  private appliedConf: ConfState = { voters: [], learners: [] };
+  private readonly peers: Map<NodeId, string>;
+  private inbox: Message[] = [];
+  private ticks = 0;
+  private proposals: Array<{ cmd: Command } & Waiter<Outcome>> = [];
+  private inflight = new Map<number, { term: number; waiters: Array<Waiter<Outcome>> }>();
+  private barrierWaiters: Array<Waiter<void>> = [];
+  private reads = new Map<string, Array<Waiter<void>>>();
+  private readsAtIndex: Array<{ index: number; waiters: Array<Waiter<void>> }> = [];
+  private readSeq = 0;
+  private actions: Array<() => void> = [];
+  private running = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private staged: { meta: SnapshotMeta; dir: string } | null = null;
+  private leaderListeners: Array<() => void> = [];
+  private lastLeader: NodeId | null = null;
+  readonly stats = {
+    entries: 0,
+    commands: 0,
+    readyLoops: 0,
+    snapshotsSent: 0,
+    snapshotsInstalled: 0,
+  };
+
+  private constructor(
+    private readonly o: Required<Omit<RaftHostOptions, 'join'>> & { join: boolean },
+    private readonly storage: RaftStorage,
+  ) {
+    this.peers = new Map(o.peers);
+    this.transport = new RaftTransport({
+      self: o.id,
+      peers: new Map([...this.peers].filter(([id]) => id !== o.id)),
+      auth: o.auth,
+      onError: (peer, err) => o.logger.warn({ peer, err: err.message }, 'raft peer unreachable'),
+    });
+  }
+
+  static async open(opts: RaftHostOptions): Promise<RaftHost> {
+    const o = {
+      ...opts,
+      tickMs: opts.tickMs ?? 50,
+      electionTicks: opts.electionTicks ?? 10,
+      heartbeatTicks: opts.heartbeatTicks ?? 2,
+      snapshotEvery: opts.snapshotEvery ?? 20_000,
+      maxBatch: opts.maxBatch ?? 2_000,
+      join: opts.join ?? false,
+    };
+    await fs.mkdir(o.dataDir, { recursive: true });
+    const storage = await RaftStorage.open(path.join(o.dataDir, 'raft'));
+    const host = new RaftHost(o, storage);
+    await host.start();
+    return host;
+  }
+
+  private smDir(suffix = ''): string {
+    return path.join(this.o.dataDir, `sm${suffix}`);
+  }
+
+  private async start(): Promise<void> {
+    let disk = await this.storage.load();
+    const fresh = disk.snapshot === null && disk.entries.length === 0 && disk.hardState.term === 0;
+    if (fresh && !this.o.join) {
+      const voters = [...this.o.peers.keys()].sort();
+      await this.storage.resetToSnapshot({ index: 0, term: 0, conf: { voters, learners: [] } });
+      disk = await this.storage.load();
+    }
+    await this.recoverSwap(disk.snapshot?.index ?? 0);
+    this.meta = await LevelMetadata.open(this.smDir());
+    this.applied = await this.meta.appliedIndex();
+    // Membership as of the applied index: the last conf entry at or below it.
+    this.appliedConf = disk.snapshot?.conf ?? { voters: [], learners: [] };
+    for (const e of disk.entries) {
+      if (e.index > this.applied) break;
+      if (e.kind === 'conf' && e.conf) this.appliedConf = e.conf;
+    }
+    for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
+    this.core = new Raft(
+      {
+        id: this.o.id,
+        electionTicks: this.o.electionTicks,
+        heartbeatTicks: this.o.heartbeatTicks,
+        random: Math.random,
+      },
+      {
+        hardState: disk.hardState,
+        snapshot: disk.snapshot,
+        entries: disk.entries,
+        applied: this.applied,
+      },
+    );
+    this.timer = setInterval(() => {
+      this.ticks++;
+      this.kick();
+    }, this.o.tickMs);
+    this.kick();
+  }
+
+  /** A crash between "log reset to the snapshot" and "state machine swapped" is finished here. */
+  private async recoverSwap(snapIndex: number): Promise<void> {
+    const exists = (p: string) =>
+      fs.stat(p).then(
+        () => true,
+        () => false,
+      );
+    const [cur, next, old] = [this.smDir(), this.smDir('-next'), this.smDir('-old')];
+    if (!(await exists(cur)) && (await exists(next))) await fs.rename(next, cur);
+    if (await exists(next)) {
+      const sm = await LevelMetadata.open(cur);
+      const applied = await sm.appliedIndex();
+      await sm.close();
+      if (applied < snapIndex) {
+        await fs.rename(cur, old);
+        await fs.rename(next, cur);
+      }
+    }
+    await fs.rm(next, { recursive: true, force: true });
+    await fs.rm(old, { recursive: true, force: true });
+  }
+
+  // ------------------------------------------------------------- public API
+
+  get stateMachine(): LevelMetadata {
+    return this.meta;
+  }
+
+  get isLeader(): boolean {
+    return this.core.isLeader;
+  }
+
+  get leaderId(): NodeId | null {
+    return this.core.leaderId;
+  }
+
+  peerUrl(id: NodeId): string | undefined {
+    return this.peers.get(id);
+  }
+
+  /** Resolves on the next leader change (or when a leader is already known). */
+  onLeaderChange(fn: () => void): () => void {
+    this.leaderListeners.push(fn);
+    return () => {
+      this.leaderListeners = this.leaderListeners.filter((f) => f !== fn);
+    };
+  }
+
+  /** Leader only. Resolves with the command's outcome once committed and applied here. */
+  propose(cmd: Command): Promise<Outcome> {
+    if (!this.core.isLeader) return Promise.reject(new NotLeaderError(this.core.leaderId));
+    return new Promise((resolve, reject) => {
+      this.proposals.push({ cmd, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Linearizable-read barrier: resolves once this replica has applied a confirmed read index. */
+  readBarrier(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.barrierWaiters.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  status(): RaftStatus & {
+    appliedIndex: number;
+    peers: Record<NodeId, { url?: string; matchIndex?: number; health: string }>;
+  } {
+    const s = this.core.status();
+    const peers: Record<NodeId, { url?: string; matchIndex?: number; health: string }> = {};
+    for (const id of [...s.conf.voters, ...s.conf.learners]) {
+      if (id === this.o.id) continue;
+      const p = s.progress[id];
+      const health = !p
+        ? 'unknown'
+        : !p.active
+          ? 'unreachable'
+          : s.commitIndex - p.match > 1000
+            ? 'lagging'
+            : 'ok';
+      peers[id] = { url: this.peers.get(id), matchIndex: p?.match, health };
+    }
+    return { ...s, appliedIndex: this.applied, peers };
+  }
+
+  /** Adds a replica as a learner; it is promoted to voter once it has caught up. */
+  addNode(id: NodeId, url: string): Promise<void> {
+    return this.confChange({ type: 'addLearner', node: id }, { id, url });
+  }
+
+  removeNode(id: NodeId): Promise<void> {
+    return this.confChange({ type: 'remove', node: id });
+  }
+
+  transferLeadership(to: NodeId): Promise<void> {
+    return this.act(() => {
+      if (!this.core.transferLeadership(to)) throw new Error(`cannot transfer to ${to}`);
+    });
+  }
+
+  private async confChange(change: ConfChange, peer?: { id: NodeId; url: string }): Promise<void> {
+    await this.act(() => {
+      if (peer) this.setPeerUrl(peer.id, peer.url);
+      const p = this.core.proposeConf(change, peer ? JSON.stringify(peer) : undefined);
+      if (!p) throw new Error(`membership change ${change.type} ${change.node} refused now`);
+    });
+  }
+
+  private act(fn: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.actions.push(() => {
+        try {
+          fn();
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      });
+      this.kick();
+    });
+  }
+
+  /** Messages from the transport. */
+  deliver(msgs: Message[]): void {
+    for (const m of msgs) this.inbox.push(m);
+    this.kick();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    const err = new Error('directory replica shutting down');
+    for (const p of this.proposals) p.reject(err);
+    for (const f of this.inflight.values()) for (const w of f.waiters) w.reject(err);
+    for (const w of this.barrierWaiters) w.reject(err);
+    for (const ws of this.reads.values()) for (const w of ws) w.reject(err);
+    for (const r of this.readsAtIndex) for (const w of r.waiters) w.reject(err);
+    await this.transport.close();
+    await this.meta.close();
+    await this.storage.close();
+  }
+
+  private setPeerUrl(id: NodeId, url: string): void {
+    this.peers.set(id, url);
+    if (id !== this.o.id) this.transport.setPeer(id, url);
+  }
+
+  // ------------------------------------------------------------- the loop
+
+  private kick(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    setImmediate(() => {
+      this.loop().then(
+        () => {
+          this.running = false;
+          if (this.hasInput()) this.kick();
+        },
+        (e) => {
+          this.running = false;
+          this.o.logger.fatal({ err: e }, 'raft loop failed: stopping this replica');
+          void this.close();
+        },
+      );
+    });
+  }
+
+  private hasInput(): boolean {
+    return (
+      this.inbox.length > 0 ||
+      this.ticks > 0 ||
+      this.actions.length > 0 ||
+      this.barrierWaiters.length > 0 ||
+      (this.proposals.length > 0 && this.core.isLeader)
+    );
+  }
+
+  private async loop(): Promise<void> {
+    for (let rounds = 0; rounds < 1000 && !this.closed; rounds++) {
+      const hadInput = this.feed();
+      const rd = this.core.ready();
+      const empty =
+        !rd.hardState &&
+        rd.entries.length === 0 &&
+        !rd.snapshot &&
+        rd.messages.length === 0 &&
+        rd.committed.length === 0 &&
+        rd.reads.length === 0 &&
+        rd.dropped.length === 0;
+      if (!empty) await this.handleReady(rd);
+      this.noticeLeader();
+      if (!hadInput && empty) return;
+    }
+  }
+
+  private feed(): boolean {
+    let any = false;
+    const inbox = this.inbox;
+    this.inbox = [];
+    for (const m of inbox) this.core.step(m);
+    for (; this.ticks > 0; this.ticks--) this.core.tick();
+    const actions = this.actions;
+    this.actions = [];
+    for (const a of actions) a();
+    any = inbox.length > 0 || actions.length > 0;
+    if (this.barrierWaiters.length > 0) {
+      const id = `r${++this.readSeq}`;
+      this.reads.set(id, this.barrierWaiters);
+      this.barrierWaiters = [];
+      this.core.readIndex(id);
+      any = true;
+    }
+    while (this.proposals.length > 0) {
+      if (!this.core.isLeader) {
+        const err = new NotLeaderError(this.core.leaderId);
+        for (const p of this.proposals.splice(0)) p.reject(err);
+        break;
+      }
+      const batch = this.proposals.splice(0, this.o.maxBatch);
+      const p = this.core.propose(encodeJson(batch.map((b) => b.cmd)));
+      if (!p) {
+        const err = new NotLeaderError(this.core.leaderId);
+        for (const b of batch) b.reject(err);
+        continue;
+      }
+      this.inflight.set(p.index, { term: p.term, waiters: batch });
+      any = true;
+    }
+    return any;
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    this.stats.readyLoops++;
+    if (rd.hardState || rd.entries.length > 0) await this.storage.save(rd.hardState, rd.entries);
+    if (rd.snapshot) await this.swapInSnapshot(rd.snapshot);
+    const plain: Message[] = [];
+    for (const m of rd.messages) {
+      if (m.type === 'snapshot') this.sendSnapshot(m);
+      else plain.push(m);
+    }
+    if (plain.length > 0) this.transport.send(plain);
+    if (rd.committed.length > 0) await this.apply(rd.committed);
+    for (const r of rd.reads) {
+      const ws = this.reads.get(r.id);
+      this.reads.delete(r.id);
+      if (ws) this.readsAtIndex.push({ index: r.index, waiters: ws });
+    }
+    for (const d of rd.dropped) {
+      const ws = this.reads.get(d.id);
+      this.reads.delete(d.id);
+      for (const w of ws ?? []) w.reject(new NotLeaderError(this.core.leaderId));
+    }
+    this.releaseReads();
+    this.maybeCompact();
+  }
+
+  private async apply(entries: Entry[]): Promise<void> {
+    // All commands of all committed entries go to LevelDB as one synced batch.
+    const cmds: Command[] = [];
+    const spans: Array<{ e: Entry; from: number; to: number }> = [];
+    let conf: ConfState | null = null;
+    for (const e of entries) {
+      if (e.kind === 'cmd' && e.data) {
+        const list = decodeJson(e.data) as Command[];
+        spans.push({ e, from: cmds.length, to: cmds.length + list.length });
+        cmds.push(...list);
+      } else if (e.kind === 'conf' && e.conf) {
+        conf = e.conf;
+        if (e.data) {
+          const peer = JSON.parse(e.data) as { id: NodeId; url: string };
+          this.setPeerUrl(peer.id, peer.url);
+        }
+      }
+    }
+    const last = entries[entries.length - 1] as Entry;
+    const outcomes = await this.meta.applyReplicated(cmds, last.index, [...this.peers]);
+    this.applied = last.index;
+    if (conf) this.appliedConf = conf;
+    this.stats.entries += entries.length;
+    this.stats.commands += cmds.length;
+    for (const { e, from } of spans) {
+      const f = this.inflight.get(e.index);
+      if (!f) continue;
+      this.inflight.delete(e.index);
+      if (f.term !== e.term) {
+        const err = new DroppedProposalError('proposal lost to a leader change; not applied');
+        for (const w of f.waiters) w.reject(err);
+        continue;
+      }
+      for (let i = 0; i < f.waiters.length; i++) {
+        f.waiters[i]?.resolve(outcomes[from + i] as Outcome);
+      }
+    }
+    for (const [index, f] of this.inflight) {
+      if (index > this.applied) continue;
+      this.inflight.delete(index);
+      const err = new DroppedProposalError('proposal lost to a leader change; not applied');
+      for (const w of f.waiters) w.reject(err);
+    }
+    this.autoPromote();
+  }
+
+  /** A learner that has caught up becomes a voter (the leader proposes it). */
+  private autoPromote(): void {
+    if (!this.core.isLeader) return;
+    const s = this.core.status();
+    for (const id of s.conf.learners) {
+      const p = s.progress[id];
+      if (p && p.match >= s.commitIndex) {
+        if (this.core.proposeConf({ type: 'promote', node: id })) {
+          this.o.logger.info({ id }, 'learner caught up: promoting to voter');
+        }
+        return;
+      }
+    }
+  }
+
+  private releaseReads(): void {
+    if (this.readsAtIndex.length === 0) return;
+    const still: typeof this.readsAtIndex = [];
+    for (const r of this.readsAtIndex) {
+      if (r.index <= this.applied) for (const w of r.waiters) w.resolve();
+      else still.push(r);
+    }
+    this.readsAtIndex = still;
+  }
+
+  private noticeLeader(): void {
+    const lead = this.core.leaderId;
+    if (lead === this.lastLeader) return;
+    this.lastLeader = lead;
+    this.o.logger.info({ leader: lead, term: this.core.currentTerm }, 'raft leader changed');
+    if (lead !== this.o.id) {
+      const err = new NotLeaderError(lead);
+      for (const p of this.proposals.splice(0)) p.reject(err);
+    }
+    for (const f of this.leaderListeners.slice()) f();
+  }
+
+  private maybeCompact(): void {
+    const s = this.core.status();
+    if (this.applied - s.snapshotIndex < this.o.snapshotEvery) return;
+    const term = this.core.termAt(this.applied);
+    if (term === undefined) return;
+    const meta: SnapshotMeta = { index: this.applied, term, conf: this.appliedConf };
+    // The state machine is synced through `applied`, so the log up to it can go.
+    this.core.compact(meta);
+    void this.storage
+      .compact(meta)
+      .catch((e) => this.o.logger.error({ err: e }, 'log compaction failed'));
+  }
+
+  // ------------------------------------------------------------- snapshots
+
+  private sendSnapshot(m: SnapshotMessage): void {
+    const term = this.core.termAt(this.applied);
+    if (term === undefined) return;
+    // The state as of now (≥ the core's snapshot index): label it with its real index.
+    const exp = exportSnapshot(this.meta);
+    const meta: SnapshotMeta = { index: this.applied, term, conf: this.appliedConf };
+    const msg: SnapshotMessage = { ...m, meta };
+    this.stats.snapshotsSent++;
+    this.transport
+      .sendSnapshot(msg, { meta, open: () => exp.chunks() })
+      .then(
+        () => this.act(() => this.core.reportSnapshot(m.to, true)),
+        (e) => {
+          this.o.logger.warn({ to: m.to, err: (e as Error).message }, 'snapshot send failed');
+          return this.act(() => this.core.reportSnapshot(m.to, false));
+        },
+      )
+      .finally(() => void exp.close());
+  }
+
+  /** The transport's receiving side: chunks go straight into a fresh LevelDB in sm-next/. */
+  readonly snapshotReceiver: SnapshotReceiver = (() => {
+    let cur: {
+      id: string;
+      meta: SnapshotMeta;
+      push: (b: Buffer | null) => void;
+      done: Promise<void>;
+    } | null = null;
+    let n = 0;
+    return {
+      begin: async (_from, meta) => {
+        if (cur) {
+          cur.push(null);
+          await cur.done.catch(() => undefined);
+        }
+        const dir = this.smDir('-next');
+        await fs.rm(dir, { recursive: true, force: true });
+        const queue: Array<Buffer | null> = [];
+        let wake: (() => void) | null = null;
+        async function* chunks(): AsyncGenerator<Buffer> {
+          for (;;) {
+            while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+            const b = queue.shift();
+            if (b === null || b === undefined) return;
+            yield b;
+          }
+        }
+        const push = (b: Buffer | null) => {
+          queue.push(b);
+          wake?.();
+        };
+        const id = `s${++n}`;
+        cur = { id, meta, push, done: importSnapshot(dir, chunks()) };
+        return id;
+      },
+      chunk: async (id, data) => {
+        if (cur?.id !== id) throw new Error('unknown snapshot transfer');
+        cur.push(data);
+      },
+      finish: async (id, msg) => {
+        if (cur?.id !== id) throw new Error('unknown snapshot transfer');
+        const c = cur;
+        c.push(null);
+        cur = null;
+        await c.done;
+        this.staged = { meta: c.meta, dir: this.smDir('-next') };
+        this.deliver([msg]);
+      },
+      abort: async (id) => {
+        if (cur?.id !== id) return;
+        const c = cur;
+        cur = null;
+        c.push(null);
+        await c.done.catch(() => undefined);
+        await fs.rm(this.smDir('-next'), { recursive: true, force: true });
+      },
+    };
+  })();
+
+  private async swapInSnapshot(meta: SnapshotMeta): Promise<void> {
+    if (!this.staged || this.staged.meta.index !== meta.index) {
+      throw new Error(`snapshot ${meta.index} accepted but not staged`);
+    }
+    // Order matters for crash safety: the log first (recoverSwap finishes the rest).
+    await this.storage.resetToSnapshot(meta);
+    await this.meta.close();
+    await fs.rename(this.smDir(), this.smDir('-old'));
+    await fs.rename(this.staged.dir, this.smDir());
+    await fs.rm(this.smDir('-old'), { recursive: true, force: true });
+    this.meta = await LevelMetadata.open(this.smDir());
+    this.applied = meta.index;
+    this.appliedConf = meta.conf;
+    for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
+    this.staged = null;
+    this.stats.snapshotsInstalled++;
+  }
+}
