@@ -3,6 +3,7 @@ const USAGE = `usage: kubestorage <command> [options]
 
 commands:
   store     run a store node (Haystack volumes)       kubestorage store --help
+  directory run a Raft directory replica (metadata)  kubestorage directory --help
   server    embedded all-in-one server (npm start)  kubestorage server --help
   admin     users and access keys of a running server kubestorage admin --help
   bench     the paper's workloads, load generator    kubestorage bench --help
@@ -14,6 +15,11 @@ try {
   switch (command) {
     case 'store': {
       const { main } = await import('./store.ts');
+      await main(args);
+      break;
+    }
+    case 'directory': {
+      const { main } = await import('./directory.ts');
       await main(args);
       break;
     }

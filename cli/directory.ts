@@ -1,0 +1,89 @@
+// kubestorage directory: one replica of the Raft metadata directory.
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../common/config.ts';
+import { InternalAuth } from '../common/internal-auth.ts';
+import { createLogger } from '../common/log.ts';
+import { DirectoryServer } from '../directory/raft-server.ts';
+import { onShutdown, parseListen } from './common.ts';
+
+const HELP = `usage: kubestorage directory --id ID --listen HOST:PORT --peers ID=URL,... --data DIR [--join]
+
+  --id ID              this replica's id (one of --peers)
+  --listen HOST:PORT   address for gateways, peers and /status (default 127.0.0.1:7001)
+  --peers LIST         every replica: d1=http://127.0.0.1:7001,d2=http://127.0.0.1:7002,...
+  --data DIR           data directory (default ./data/directory/ID): raft log + state machine
+  --join               start outside the group and wait to be added
+                       (kubestorage admin raft add ID URL); without it a fresh data
+                       directory bootstraps a group of exactly --peers
+  --tick-ms N          Raft tick (default 50; elections after 10-20 ticks, heartbeats every 2)
+  --config FILE        JSON config file (see README); env KUBESTORAGE_* overrides it
+
+The cluster secret comes from KUBESTORAGE_CLUSTER_SECRET or the config file; every replica,
+gateway and store of a cluster needs the same one.
+`;
+
+export function parsePeers(s: string): Map<string, string> {
+  const peers = new Map<string, string>();
+  for (const part of s.split(',').filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const id = part.slice(0, eq);
+    const url = part.slice(eq + 1).replace(/\/+$/, '');
+    if (eq <= 0 || !/^[A-Za-z0-9._-]{1,64}$/.test(id) || !/^https?:\/\/[^/\s]+$/.test(url)) {
+      throw new Error(`--peers: expected ID=http://host:port, got ${JSON.stringify(part)}`);
+    }
+    if (peers.has(id)) throw new Error(`--peers: ${id} given twice`);
+    peers.set(id, url);
+  }
+  return peers;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      id: { type: 'string' },
+      listen: { type: 'string', default: '127.0.0.1:7001' },
+      peers: { type: 'string' },
+      data: { type: 'string' },
+      join: { type: 'boolean', default: false },
+      'tick-ms': { type: 'string' },
+      config: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (!values.id || !values.peers) throw new Error(`--id and --peers are required\n\n${HELP}`);
+  const peers = parsePeers(values.peers);
+  if (!peers.has(values.id)) throw new Error(`--id ${values.id} is not in --peers`);
+  const tickMs = values['tick-ms'] === undefined ? undefined : Number(values['tick-ms']);
+  if (tickMs !== undefined && !(Number.isInteger(tickMs) && tickMs >= 1 && tickMs <= 10_000)) {
+    throw new Error('--tick-ms: an integer from 1 to 10000');
+  }
+  const cfg = loadConfig({ file: values.config });
+  const log = createLogger(`directory-${values.id}`, cfg.logLevel);
+  const data = values.data ?? `./data/directory/${values.id}`;
+  const { host, port } = parseListen(values.listen);
+  if (!cfg.clusterSecret) {
+    throw new Error('the replicas need one shared secret: set KUBESTORAGE_CLUSTER_SECRET');
+  }
+  const auth = new InternalAuth(cfg.clusterSecret);
+  const { dir, addr } = await DirectoryServer.start({
+    id: values.id,
+    dataDir: data,
+    peers,
+    join: values.join,
+    auth,
+    logger: log,
+    listenHost: host,
+    listenPort: port,
+    tickMs,
+  });
+  log.info(
+    { id: values.id, url: `http://${addr.address}:${addr.port}`, data, peers: [...peers.keys()] },
+    'directory replica listening',
+  );
+  onShutdown(log, () => dir.close());
+}
