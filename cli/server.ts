@@ -41,6 +41,9 @@ const HELP = `usage: kubestorage server [--data DIR] [--listen HOST:PORT] [--dom
   --workers N         gateway processes (default 1: a single process; 0 or auto: one per
                       CPU core). With N > 1 the primary process owns metadata and store
                       and the N workers share the S3 port.
+  --directory URLS    metadata from a Raft directory (kubestorage directory replicas,
+                      comma-separated base URLs) instead of DIR/meta; needs the cluster
+                      secret in KUBESTORAGE_CLUSTER_SECRET
   --config FILE       JSON config file; KUBESTORAGE_* environment variables override it
 `;
 
@@ -65,6 +68,7 @@ interface Options {
   listen: string;
   domain?: string;
   workers: number;
+  directory?: string;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -75,6 +79,7 @@ export async function main(argv: string[]): Promise<void> {
       listen: { type: 'string' },
       domain: { type: 'string' },
       workers: { type: 'string' },
+      directory: { type: 'string' },
       config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -90,6 +95,7 @@ export async function main(argv: string[]): Promise<void> {
     listen: values.listen ?? cfg.server.listen,
     domain: values.domain ?? (cfg.gateway.domain || undefined),
     workers: parseWorkers(values.workers),
+    directory: values.directory,
   };
   if (cluster.isWorker && process.env[ENV_META]) return runWorker(opts);
   if (opts.workers > 1) return runPrimary(opts);
@@ -98,9 +104,13 @@ export async function main(argv: string[]): Promise<void> {
 
 async function openData(
   opts: Options,
-): Promise<{ meta: LevelMetadata; store: Store; creds: RootCreds }> {
+): Promise<{ meta: MetadataStore; store: Store; creds: RootCreds }> {
   const { cfg, dataDir } = opts;
-  const meta = await LevelMetadata.open(path.join(dataDir, 'meta'));
+  let meta: MetadataStore;
+  if (opts.directory) {
+    if (!cfg.clusterSecret) throw new Error('--directory needs KUBESTORAGE_CLUSTER_SECRET');
+    meta = new MetadataClient(opts.directory, new InternalAuth(cfg.clusterSecret));
+  } else meta = await LevelMetadata.open(path.join(dataDir, 'meta'));
   const store = await Store.open(path.join(dataDir, 'store'), storeOptions(cfg.store));
   store.startMaintenance();
   const creds = await ensureRootCredentials(
