@@ -128,3 +128,42 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     expect(Object.values(ls.peers).every((p) => p.health === 'ok' && p.matchIndex > 0)).toBe(true);
   });
 });
+
+describe('raft directory without a quorum', () => {
+  let d: TestDirectory;
+  beforeAll(async () => {
+    d = await startTestDirectory(tempDir('ks-raftq-'), 3, { waitMs: 3_000 });
+    await until('a leader', () => d.leader());
+    await d.client.createBucket({ name: 'q', owner: 'root', createdAt: 1, region: 'us-east-1' });
+  });
+  afterAll(() => d?.close());
+
+  it('a write waits for a leader and fails with Unavailable (→ 503) past the timeout', async () => {
+    await d.stop(1);
+    await d.stop(2);
+    const survivor = d.replicas[0];
+    if (!survivor) throw new Error('no survivor');
+    // CheckQuorum: a lone leader steps down, so nobody leads now.
+    await until('no leader', () => (survivor.host.leaderId === null ? true : undefined), 5_000);
+    const t0 = Date.now();
+    const err = await survivor.meta.putObject('q', rec('lost', 1)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'MetadataError', code: 'Unavailable' });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2_900);
+    // It was never proposed, so it must not appear once a quorum is back.
+    await d.restart(1);
+    await until('a leader again', () => d.leader());
+    expect(await survivor.meta.getObject('q', 'lost')).toBeNull();
+  });
+
+  it('a write queued while no leader goes on as soon as one is elected', async () => {
+    await d.stop(1);
+    const survivor = d.replicas[0];
+    if (!survivor) throw new Error('no survivor');
+    await until('no leader', () => (survivor.host.leaderId === null ? true : undefined), 5_000);
+    const pending = survivor.meta.putObject('q', rec('queued', 2));
+    await new Promise((r) => setTimeout(r, 300));
+    await d.restart(2);
+    await expect(pending).resolves.toBeNull();
+    expect((await survivor.meta.getObject('q', 'queued'))?.size).toBe(2);
+  });
+});

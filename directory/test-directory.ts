@@ -40,7 +40,7 @@ export async function freePorts(n: number): Promise<number[]> {
 export async function startTestDirectory(
   dir: string,
   n: number,
-  opts: { snapshotEvery?: number; tickMs?: number } = {},
+  opts: { snapshotEvery?: number; tickMs?: number; waitMs?: number } = {},
 ): Promise<TestDirectory> {
   const auth = new InternalAuth(TEST_SECRET);
   const ports = await freePorts(n);
@@ -60,6 +60,7 @@ export async function startTestDirectory(
       listenPort: ports[i] as number,
       snapshotEvery: opts.snapshotEvery,
       tickMs: opts.tickMs,
+      waitMs: opts.waitMs,
     });
     replicas[i] = d;
   };
