@@ -33,13 +33,16 @@ function runRange(from: number, count: number): { failures: SimResult[]; totals:
 }
 
 function describeFailures(failures: SimResult[]): string {
-  return failures
+  // Every failing seed by number, the first 20 with their violations (a broken core can fail
+  // hundreds of seeds, each with up to 20 violations).
+  const detail = failures
+    .slice(0, 20)
     .map(
       (r) =>
-        `seed ${r.seed} failed (replay: node --import tsx directory/raft/sim/run.ts --seed ${r.seed} --verbose):\n  ` +
+        `seed ${r.seed} (replay: node --import tsx directory/raft/sim/run.ts --seed ${r.seed} --verbose):\n  ` +
         r.violations.join('\n  '),
-    )
-    .join('\n');
+    );
+  return `${failures.length} seeds failed: ${failures.map((r) => r.seed).join(' ')}\n${detail.join('\n')}`;
 }
 
 describe(`raft simulation, seeds ${FROM}–${FROM + COUNT - 1}`, () => {
