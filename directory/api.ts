@@ -3,6 +3,8 @@
 // never knows which one it has. All keys and names are plain JS strings (UTF-8 on disk);
 // listing order is S3's: by the UTF-8 bytes of the key.
 
+import type { TopologyStore } from './topology.ts';
+
 /** Where one piece of an object's data lives: a needle on a store volume. */
 export interface ChunkRef {
   volumeId: number;
@@ -130,7 +132,8 @@ export class MetadataError extends Error {
   }
 }
 
-export interface MetadataStore {
+/** Everything the gateway uses; the topology records ride along (topology.ts). */
+export interface MetadataStore extends TopologyStore {
   // Buckets
   /** Throws BucketAlreadyOwnedByYou / BucketAlreadyExists. */
   createBucket(b: BucketRecord): Promise<void>;

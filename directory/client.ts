@@ -36,6 +36,15 @@ import type {
 } from './api.ts';
 import { MetadataError } from './api.ts';
 import { decodeJson, encodeJson, type MetaMethod } from './server.ts';
+import type {
+  ClusterDirectory,
+  Heartbeat,
+  NodeLiveness,
+  NodeRecord,
+  NodeState,
+  VolumeRecord,
+  VolumeState,
+} from './topology.ts';
 
 export interface MetadataClientOptions {
   /** Per-attempt timeout waiting for an answer (default 30 s). */
@@ -73,6 +82,10 @@ const READ_ONLY = new Set<MetaMethod>([
   'listUsers',
   'getKey',
   'listKeys',
+  'listNodes',
+  'getVolume',
+  'listVolumes',
+  'liveness',
 ] satisfies MetaMethod[]);
 
 const BACKOFF_FIRST_MS = 50;
@@ -126,7 +139,7 @@ function parseUrls(baseUrls: string | readonly string[]): string[] {
   return list.map((u) => new URL(u).origin);
 }
 
-export class MetadataClient implements MetadataStore {
+export class MetadataClient implements MetadataStore, ClusterDirectory {
   private readonly origins: string[];
   private readonly pools: Pool[];
   private readonly deadlineMs: number;
@@ -354,6 +367,41 @@ export class MetadataClient implements MetadataStore {
   // Users and keys
   createUser(u: UserRecord): Promise<void> {
     return this.call('createUser', [u]);
+  }
+  registerNode(n: NodeRecord): Promise<void> {
+    return this.call('registerNode', [n]);
+  }
+  setNodeState(id: string, state: NodeState, since: number): Promise<void> {
+    return this.call('setNodeState', [id, state, since]);
+  }
+  listNodes(): Promise<NodeRecord[]> {
+    return this.call('listNodes', []);
+  }
+  createVolume(v: VolumeRecord): Promise<void> {
+    return this.call('createVolume', [v]);
+  }
+  getVolume(id: number): Promise<VolumeRecord | null> {
+    return this.call('getVolume', [id]);
+  }
+  listVolumes(): Promise<VolumeRecord[]> {
+    return this.call('listVolumes', []);
+  }
+  updateVolume(
+    id: number,
+    expectVersion: number,
+    patch: { replicas?: string[]; state?: VolumeState },
+  ): Promise<VolumeRecord> {
+    return this.call('updateVolume', [id, expectVersion, patch]);
+  }
+  // Served by Raft directory replicas only (ClusterDirectory).
+  heartbeat(h: Heartbeat): Promise<void> {
+    return this.call('heartbeat', [h]);
+  }
+  liveness(): Promise<NodeLiveness[]> {
+    return this.call('liveness', []);
+  }
+  allocateVolume(replicaCount: number): Promise<VolumeRecord & { urls: string[] }> {
+    return this.call('allocateVolume', [replicaCount]);
   }
   getUser(id: string): Promise<UserRecord | null> {
     return this.call('getUser', [id]);

@@ -18,6 +18,7 @@ import {
   type UserRecord,
 } from './api.ts';
 import * as K from './keys.ts';
+import { applyTopology, TOPOLOGY_COMMANDS, topologyPrefetch } from './topology-commands.ts';
 import type { Tx } from './writer.ts';
 
 export const MUTATING_METHODS = [
@@ -35,6 +36,7 @@ export const MUTATING_METHODS = [
   'deleteKey',
   'allocateNeedleIds',
   'allocateVolumeId',
+  ...TOPOLOGY_COMMANDS,
 ] as const satisfies ReadonlyArray<keyof MetadataStore>;
 
 export type MutatingMethod = (typeof MUTATING_METHODS)[number];
@@ -92,6 +94,8 @@ export function prefetchKeys(cmd: Command): string[] {
       return [NEEDLE_COUNTER];
     case 'allocateVolumeId':
       return [VOLUME_COUNTER];
+    default:
+      return topologyPrefetch(cmd);
   }
 }
 
@@ -155,6 +159,8 @@ export async function applyCommand(tx: Tx, cmd: Command): Promise<unknown> {
       return allocateNeedleIds(tx, ...cmd.args);
     case 'allocateVolumeId':
       return allocateVolumeId(tx);
+    default:
+      return applyTopology(tx, cmd);
   }
 }
 

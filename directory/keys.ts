@@ -14,6 +14,8 @@
 //   K esc(<userId>) 00 01 <accessKey>                → '' (index: a user's keys)
 //   C <name>                                         → counter: the next value, decimal
 //   V                                                → format marker
+//   N <nodeId>                                       → NodeRecord (topology.ts)
+//   Y <volumeId, 10 digits>                          → VolumeRecord
 //   00 "raft-applied"                                → last Raft log index applied, decimal
 //   00 "raft-peers"                                  → Raft replica id → URL pairs (JSON)
 //
@@ -34,6 +36,8 @@ export const NS = {
   userKeys: 'K',
   counter: 'C',
   format: 'V',
+  node: 'N',
+  volume: 'Y',
   // Sorts before every other key, so a snapshot stream states its applied index first.
   raftApplied: '\x00raft-applied',
   /** Replica id → base URL of the Raft group, replicated with the state (JSON). */
@@ -151,4 +155,12 @@ export function userKeysKey(userId: string, accessKey: string): string {
 
 export function counterKey(name: string): string {
   return NS.counter + name;
+}
+
+export function nodeKey(id: string): string {
+  return NS.node + bytes(id);
+}
+
+export function volumeKey(id: number): string {
+  return NS.volume + String(id).padStart(10, '0');
 }

@@ -34,6 +34,7 @@ import {
 } from './commands.ts';
 import { Cursor } from './cursor.ts';
 import * as K from './keys.ts';
+import type { NodeRecord, NodeState, VolumeRecord, VolumeState } from './topology.ts';
 import { type DB, type Outcome, type Tx, Writer, type WriterStats } from './writer.ts';
 
 const FORMAT = '1';
@@ -355,6 +356,43 @@ export class LevelMetadata implements MetadataStore {
       if (last.uploadId !== undefined) res.nextUploadIdMarker = last.uploadId;
     }
     return res;
+  }
+
+  // ---- Topology (nodes and volumes) ----
+
+  registerNode(n: NodeRecord): Promise<void> {
+    return this.submit({ op: 'registerNode', args: [n] });
+  }
+
+  setNodeState(id: string, state: NodeState, since: number): Promise<void> {
+    return this.submit({ op: 'setNodeState', args: [id, state, since] });
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    const vs = await this.db.values({ gte: K.NS.node, lt: K.successor(K.NS.node) }).all();
+    return vs.map((v) => JSON.parse(v) as NodeRecord);
+  }
+
+  createVolume(v: VolumeRecord): Promise<void> {
+    return this.submit({ op: 'createVolume', args: [v] });
+  }
+
+  async getVolume(id: number): Promise<VolumeRecord | null> {
+    if (!Number.isInteger(id) || id < 1 || id > 0xffff_ffff) return null;
+    return parse<VolumeRecord>(await this.db.get(K.volumeKey(id)));
+  }
+
+  async listVolumes(): Promise<VolumeRecord[]> {
+    const vs = await this.db.values({ gte: K.NS.volume, lt: K.successor(K.NS.volume) }).all();
+    return vs.map((v) => JSON.parse(v) as VolumeRecord);
+  }
+
+  updateVolume(
+    id: number,
+    expectVersion: number,
+    patch: { replicas?: string[]; state?: VolumeState },
+  ): Promise<VolumeRecord> {
+    return this.submit({ op: 'updateVolume', args: [id, expectVersion, patch] });
   }
 
   // ---- Users and keys ----

@@ -27,14 +27,29 @@ import type {
 import { MetadataError } from './api.ts';
 import { AmbiguousMetadataError, MetadataClient } from './client.ts';
 import { type Command, type CommandOf, checkCommand, type MutatingMethod } from './commands.ts';
+import type { Liveness } from './liveness.ts';
 import type { LevelMetadata } from './meta-level.ts';
+import { chooseReplicas } from './placement.ts';
 import { DroppedProposalError, NotLeaderError, type RaftHost } from './raft/host.ts';
+import type {
+  ClusterDirectory,
+  Heartbeat,
+  NodeLiveness,
+  NodeRecord,
+  NodeState,
+  VolumeRecord,
+  VolumeState,
+} from './topology.ts';
 
 /** Header on a call forwarded by a replica: the receiver never forwards it again. */
 export const FORWARDED_HEADER = 'x-ks-forwarded';
 
 export interface RaftMetadataOptions {
   auth: InternalAuth;
+  /** Store heartbeats received by this replica (shared by its views). */
+  liveness: Liveness;
+  /** A store silent this long counts as down for placement (default 3 s). */
+  aliveMs?: number;
   /** How long a call may wait for a leader (default 5 s). */
   waitMs?: number;
   /** Calls allowed to wait for a leader at once (default 10 000). */
@@ -45,7 +60,8 @@ export interface RaftMetadataOptions {
 
 type Result<M extends MutatingMethod> = Awaited<ReturnType<MetadataStore[M]>>;
 
-export class RaftMetadata implements MetadataStore {
+export class RaftMetadata implements MetadataStore, ClusterDirectory {
+  private readonly registering = new Set<string>();
   private waiting = 0;
   private readonly clients = new Map<string, MetadataClient>();
   private readonly waitMs: number;
@@ -256,7 +272,123 @@ export class RaftMetadata implements MetadataStore {
     return this.mutate('allocateVolumeId', []);
   }
 
+  // ---- Topology
+
+  registerNode(n: NodeRecord): Promise<void> {
+    return this.mutate('registerNode', [n]);
+  }
+  setNodeState(id: string, state: NodeState, since: number): Promise<void> {
+    return this.mutate('setNodeState', [id, state, since]);
+  }
+  listNodes(): Promise<NodeRecord[]> {
+    return this.read((sm) => sm.listNodes());
+  }
+  createVolume(v: VolumeRecord): Promise<void> {
+    return this.mutate('createVolume', [v]);
+  }
+  getVolume(id: number): Promise<VolumeRecord | null> {
+    return this.read((sm) => sm.getVolume(id));
+  }
+  listVolumes(): Promise<VolumeRecord[]> {
+    return this.read((sm) => sm.listVolumes());
+  }
+  updateVolume(
+    id: number,
+    expectVersion: number,
+    patch: { replicas?: string[]; state?: VolumeState },
+  ): Promise<VolumeRecord> {
+    return this.mutate('updateVolume', [id, expectVersion, patch]);
+  }
+
+  /**
+   * Recorded in memory on this replica. The leader also registers a store it does not know
+   * yet (or whose address or zone changed) — in the background, one proposal at a time.
+   */
+  async heartbeat(h: Heartbeat): Promise<void> {
+    checkHeartbeat(h);
+    this.o.liveness.record(h);
+    if (!this.host.isLeader || this.registering.has(h.id)) return;
+    const known = (await this.host.stateMachine.listNodes()).find((n) => n.id === h.id);
+    if (known && known.url === h.url && known.zone === h.zone && known.capacity === h.capacity) {
+      return;
+    }
+    this.registering.add(h.id);
+    const now = Date.now();
+    this.registerNode({
+      id: h.id,
+      url: h.url,
+      zone: h.zone,
+      capacity: h.capacity,
+      state: 'online',
+      registeredAt: now,
+      stateSince: now,
+    })
+      .catch(() => undefined)
+      .finally(() => this.registering.delete(h.id));
+  }
+
+  async liveness(): Promise<NodeLiveness[]> {
+    return this.o.liveness.list();
+  }
+
+  /** Runs on the leader (forwarded there otherwise): placement needs the freshest view. */
+  async allocateVolume(replicaCount: number): Promise<VolumeRecord & { urls: string[] }> {
+    if (!Number.isInteger(replicaCount) || replicaCount < 1 || replicaCount > 16) {
+      throw new Error('replicaCount must be an integer from 1 to 16');
+    }
+    if (!this.host.isLeader) {
+      const lead = this.host.leaderId;
+      const url = lead === null ? undefined : this.host.peerUrl(lead);
+      if (this.o.forwarded || !url) {
+        throw new MetadataError('Unavailable', 'no directory leader to place a volume');
+      }
+      return this.client(url).allocateVolume(replicaCount);
+    }
+    const aliveMs = this.o.aliveMs ?? 3_000;
+    const nodes = (await this.listNodes()).filter(
+      (n) => n.state === 'online' && this.o.liveness.isAlive(n.id, aliveMs),
+    );
+    const chosen = chooseReplicas(
+      nodes.map((n) => ({ ...n, used: this.o.liveness.get(n.id)?.h.used ?? 0 })),
+      replicaCount,
+    );
+    if (!chosen) {
+      throw new MetadataError(
+        'Unavailable',
+        `${replicaCount} replicas wanted, ${nodes.length} store node(s) online`,
+      );
+    }
+    const id = await this.allocateVolumeId();
+    const v: VolumeRecord = {
+      id,
+      replicas: chosen.map((n) => n.id),
+      replicaCount,
+      state: 'writable',
+      createdAt: Date.now(),
+      version: 1,
+    };
+    await this.createVolume(v);
+    return { ...v, urls: chosen.map((n) => n.url) };
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.clients.values()].map((c) => c.close()));
   }
+}
+
+function checkHeartbeat(h: Heartbeat): void {
+  const ok =
+    h !== null &&
+    typeof h === 'object' &&
+    typeof h.id === 'string' &&
+    /^[A-Za-z0-9._-]{1,64}$/.test(h.id) &&
+    typeof h.url === 'string' &&
+    /^https?:\/\/[^/\s]+$/.test(h.url) &&
+    typeof h.zone === 'string' &&
+    h.zone.length <= 64 &&
+    Number.isFinite(h.capacity) &&
+    Number.isFinite(h.used) &&
+    Number.isFinite(h.load) &&
+    Array.isArray(h.volumes);
+  if (!ok) throw new MetadataError('PreconditionFailed', 'malformed heartbeat');
 }

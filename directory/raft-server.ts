@@ -10,10 +10,12 @@ import type { AddressInfo } from 'node:net';
 import * as httpServer from '../common/http-server.ts';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
+import { Liveness } from './liveness.ts';
 import { RaftHost, type RaftHostOptions } from './raft/host.ts';
 import { raftRoutes } from './raft/transport.ts';
 import { FORWARDED_HEADER, RaftMetadata } from './raft-metadata.ts';
 import { MetadataServer } from './server.ts';
+import type { Heartbeat } from './topology.ts';
 
 export interface DirectoryServerOptions extends RaftHostOptions {
   listenHost: string;
@@ -21,11 +23,13 @@ export interface DirectoryServerOptions extends RaftHostOptions {
   waitMs?: number;
 }
 
-const MAX_ADMIN_BODY = 64 * 1024;
+// Admin calls and heartbeats (a store with thousands of volumes sends a few hundred KiB).
+const MAX_ADMIN_BODY = 4 * 1024 * 1024;
 
 export class DirectoryServer {
   readonly server: http.Server;
   readonly meta: RaftMetadata;
+  readonly liveness = new Liveness();
   private readonly direct: MetadataServer;
   private readonly forwarded: MetadataServer;
   private readonly raft: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
@@ -36,7 +40,7 @@ export class DirectoryServer {
     log: Logger,
     waitMs: number | undefined,
   ) {
-    this.meta = new RaftMetadata(host, { auth, waitMs });
+    this.meta = new RaftMetadata(host, { auth, waitMs, liveness: this.liveness });
     this.direct = new MetadataServer({ meta: this.meta, auth, logger: log });
     this.forwarded = new MetadataServer({ meta: this.meta.forwardedView(), auth, logger: log });
     this.raft = raftRoutes({
@@ -84,6 +88,22 @@ export class DirectoryServer {
       return;
     }
     if (this.raft(req, res)) return;
+    if (url === '/cluster/heartbeat' && req.method === 'POST') {
+      if (!this.auth.verify(req.headers[AUTH_HEADER] as string | undefined, 'POST', url)) {
+        json(res, 403, { error: 'Forbidden', message: 'missing or invalid internal auth token' });
+        return;
+      }
+      let h: Heartbeat;
+      try {
+        h = JSON.parse(await readSmall(req)) as Heartbeat;
+        await this.meta.heartbeat(h);
+      } catch (e) {
+        json(res, 400, { error: 'InvalidArgument', message: (e as Error).message });
+        return;
+      }
+      res.writeHead(204).end();
+      return;
+    }
     if (url.startsWith('/raft/admin/') && req.method === 'POST') {
       if (!this.auth.verify(req.headers[AUTH_HEADER] as string | undefined, 'POST', url)) {
         json(res, 403, { error: 'Forbidden', message: 'missing or invalid internal auth token' });

@@ -13,6 +13,7 @@ import * as httpServer from '../common/http-server.ts';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import { MetadataError, type MetadataStore } from './api.ts';
+import type { ClusterDirectory } from './topology.ts';
 
 /** The MetadataStore methods served (all but close). */
 export const META_METHODS = [
@@ -41,7 +42,18 @@ export const META_METHODS = [
   'deleteKey',
   'allocateNeedleIds',
   'allocateVolumeId',
-] as const satisfies readonly Exclude<keyof MetadataStore, 'close'>[];
+  'registerNode',
+  'setNodeState',
+  'listNodes',
+  'createVolume',
+  'getVolume',
+  'listVolumes',
+  'updateVolume',
+  // ClusterDirectory: only a Raft directory replica has these (404 elsewhere).
+  'heartbeat',
+  'liveness',
+  'allocateVolume',
+] as const satisfies readonly Exclude<keyof (MetadataStore & ClusterDirectory), 'close'>[];
 
 export type MetaMethod = (typeof META_METHODS)[number];
 const METHOD_SET = new Set<string>(META_METHODS);
@@ -184,7 +196,12 @@ export class MetadataServer {
         throw new HttpError(400, 'InvalidArgument', 'body must be a JSON array of arguments');
       // JSON has no undefined: an omitted optional argument arrives as null.
       const call = args.map((a) => (a === null ? undefined : a));
-      const fn = this.opts.meta[name as MetaMethod] as (...a: unknown[]) => Promise<unknown>;
+      const fn = (this.opts.meta as unknown as Record<string, unknown>)[name] as
+        | ((...a: unknown[]) => Promise<unknown>)
+        | undefined;
+      if (typeof fn !== 'function') {
+        throw new HttpError(404, 'NotFound', `${name} is served by directory replicas only`);
+      }
       const result = await fn.apply(this.opts.meta, call);
       send(res, 200, result === undefined ? '{}' : `{"r":${encodeJson(result)}}`);
     } catch (e) {

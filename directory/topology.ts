@@ -1,0 +1,86 @@
+// The cluster's shape as the directory records it: store nodes and volumes (which nodes
+// hold a replica of which volume). Node and volume records live in the replicated state
+// machine (Raft); heartbeats do not — every directory replica keeps the latest heartbeat of
+// each store in memory, so a new leader already knows who is alive.
+
+export type NodeState = 'online' | 'offline' | 'removed';
+
+export interface NodeRecord {
+  id: string;
+  /** Base URL of the store's internal API, e.g. http://127.0.0.1:8081. */
+  url: string;
+  /** Failure domain label; '' when the store has none. */
+  zone: string;
+  /** Bytes the store offers in all. */
+  capacity: number;
+  state: NodeState;
+  registeredAt: number;
+  /** When state last changed (ms since the epoch, from the proposer's clock). */
+  stateSince: number;
+}
+
+export type VolumeState = 'writable' | 'readonly';
+
+export interface VolumeRecord {
+  id: number;
+  /** Node ids holding a replica; the first is the primary that forwards writes. */
+  replicas: string[];
+  /** Replicas the volume should have (the bucket's replica count when it was made). */
+  replicaCount: number;
+  state: VolumeState;
+  createdAt: number;
+  /** Bumped by every update: updateVolume is a compare-and-set on it. */
+  version: number;
+}
+
+/** What a store sends every heartbeat interval to every directory replica. */
+export interface Heartbeat {
+  id: string;
+  url: string;
+  zone: string;
+  capacity: number;
+  /** Bytes used by its volumes. */
+  used: number;
+  volumes: Array<{ id: number; size: number; needles: number; readOnly: boolean }>;
+  /** Requests in flight or a recent rate: lower is preferred for reads. */
+  load: number;
+}
+
+/** A node's liveness as one directory replica sees it (in memory, not replicated). */
+export interface NodeLiveness {
+  id: string;
+  /** ms since the last heartbeat this replica received; null = never. */
+  silentMs: number | null;
+  load: number;
+  used: number;
+}
+
+/** Topology calls, served by every directory replica next to the MetadataStore ones. */
+export interface TopologyStore {
+  /** Adds or updates a node (url, zone, capacity); a returning node keeps its state. */
+  registerNode(n: NodeRecord): Promise<void>;
+  setNodeState(id: string, state: NodeState, since: number): Promise<void>;
+  listNodes(): Promise<NodeRecord[]>;
+  /** Throws PreconditionFailed if the id exists. */
+  createVolume(v: VolumeRecord): Promise<void>;
+  getVolume(id: number): Promise<VolumeRecord | null>;
+  listVolumes(): Promise<VolumeRecord[]>;
+  /** Compare-and-set on `version`: PreconditionFailed when it moved. Returns the new record. */
+  updateVolume(
+    id: number,
+    expectVersion: number,
+    patch: { replicas?: string[]; state?: VolumeState },
+  ): Promise<VolumeRecord>;
+}
+
+/** Directory-side services on top of the records (leader logic, in-memory liveness). */
+export interface ClusterDirectory extends TopologyStore {
+  heartbeat(h: Heartbeat): Promise<void>;
+  liveness(): Promise<NodeLiveness[]>;
+  /**
+   * A new writable volume with `replicaCount` replicas on distinct online nodes, on
+   * distinct zones when there are enough zones; throws Unavailable when there are not
+   * enough online nodes. The caller creates the volume on each replica store.
+   */
+  allocateVolume(replicaCount: number): Promise<VolumeRecord & { urls: string[] }>;
+}
