@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { signRequest, uriEncode } from '../gateway/sigv4.ts';
 
 const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint URL]
+       kubestorage admin raft <status|add|remove|transfer> ...   (admin raft --help)
 
   user add NAME          create a user with a first access key (prints the secret once)
   user list              users and their access keys
@@ -17,6 +18,11 @@ const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint U
 `;
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'raft') {
+    const raft = await import('./admin-raft.ts');
+    await raft.main(argv.slice(1));
+    return;
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -4,6 +4,7 @@ const USAGE = `usage: kubestorage <command> [options]
 commands:
   store     run a store node (Haystack volumes)       kubestorage store --help
   directory run a Raft directory replica (metadata)  kubestorage directory --help
+  cluster   start/stop a local multi-process cluster kubestorage cluster --help
   server    embedded all-in-one server (npm start)  kubestorage server --help
   admin     users and access keys of a running server kubestorage admin --help
   bench     the paper's workloads, load generator    kubestorage bench --help
@@ -15,6 +16,11 @@ try {
   switch (command) {
     case 'store': {
       const { main } = await import('./store.ts');
+      await main(args);
+      break;
+    }
+    case 'cluster': {
+      const { main } = await import('./cluster.ts');
       await main(args);
       break;
     }

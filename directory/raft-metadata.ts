@@ -136,6 +136,8 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
 
   /** Waits (bounded) until the leader differs from `seen`, or fails with Unavailable. */
   private async waitForLeader(deadline: number, seen: string | null): Promise<void> {
+    const now = this.host.leaderId;
+    if (now !== null && now !== seen) return; // elected while the last attempt was failing
     const left = deadline - Date.now();
     if (left <= 0) {
       throw new MetadataError('Unavailable', `no directory leader within ${this.waitMs} ms`);
@@ -166,7 +168,8 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     let c = this.clients.get(url);
     if (!c) {
       c = new MetadataClient([url], this.o.auth, {
-        deadlineMs: 1_000,
+        // Short: a dead leader refuses at once; the loop above then waits for the next one.
+        deadlineMs: 300,
         headers: { [FORWARDED_HEADER]: '1' },
       });
       this.clients.set(url, c);

@@ -117,14 +117,16 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     for (const k of ['role', 'term', 'leaderId', 'commitIndex', 'appliedIndex', 'peers']) {
       expect(s).toHaveProperty(k);
     }
-    const leader = d.leader();
-    const ls = (await (
-      await fetch(`${d.urls[d.replicas.indexOf(leader ?? null)]}/status`)
-    ).json()) as {
-      role: string;
-      peers: Record<string, { matchIndex: number; health: string }>;
-    };
-    expect(ls.role).toBe('leader');
+    // Peer health as the leader sees it settles within a heartbeat or two after the restart.
+    const ls = await until('every peer healthy in the leader status', async () => {
+      const leader = d.leader();
+      if (!leader) return undefined;
+      const st = (await (await fetch(`${d.urls[d.replicas.indexOf(leader)]}/status`)).json()) as {
+        role: string;
+        peers: Record<string, { matchIndex: number; health: string }>;
+      };
+      return Object.values(st.peers).every((p) => p.health === 'ok') ? st : undefined;
+    });
     expect(Object.values(ls.peers).every((p) => p.health === 'ok' && p.matchIndex > 0)).toBe(true);
   });
 });

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import * as httpServer from '../common/http-server.ts';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
+import { ClusterManager } from './cluster-manager.ts';
 import { Liveness } from './liveness.ts';
 import { RaftHost, type RaftHostOptions } from './raft/host.ts';
 import { raftRoutes } from './raft/transport.ts';
@@ -21,6 +22,8 @@ export interface DirectoryServerOptions extends RaftHostOptions {
   listenHost: string;
   listenPort: number;
   waitMs?: number;
+  /** Store failure handling (cluster-manager.ts). */
+  cluster?: { intervalMs?: number; offlineAfterMs?: number; rereplicateAfterMs?: number };
 }
 
 // Admin calls and heartbeats (a store with thousands of volumes sends a few hundred KiB).
@@ -32,6 +35,7 @@ export class DirectoryServer {
   readonly liveness = new Liveness();
   private readonly direct: MetadataServer;
   private readonly forwarded: MetadataServer;
+  readonly manager: ClusterManager;
   private readonly raft: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 
   private constructor(
@@ -39,10 +43,20 @@ export class DirectoryServer {
     private readonly auth: InternalAuth,
     log: Logger,
     waitMs: number | undefined,
+    cluster: DirectoryServerOptions['cluster'],
   ) {
     this.meta = new RaftMetadata(host, { auth, waitMs, liveness: this.liveness });
     this.direct = new MetadataServer({ meta: this.meta, auth, logger: log });
     this.forwarded = new MetadataServer({ meta: this.meta.forwardedView(), auth, logger: log });
+    this.manager = new ClusterManager({
+      meta: this.meta,
+      isLeader: () => host.isLeader,
+      liveness: this.liveness,
+      auth,
+      logger: log,
+      ...cluster,
+    });
+    this.manager.start();
     this.raft = raftRoutes({
       auth,
       onMessages: (msgs) => host.deliver(msgs),
@@ -62,12 +76,13 @@ export class DirectoryServer {
     o: DirectoryServerOptions,
   ): Promise<{ dir: DirectoryServer; addr: AddressInfo }> {
     const host = await RaftHost.open(o);
-    const dir = new DirectoryServer(host, o.auth, o.logger, o.waitMs);
+    const dir = new DirectoryServer(host, o.auth, o.logger, o.waitMs, o.cluster);
     const addr = await httpServer.listen(dir.server, o.listenHost, o.listenPort);
     return { dir, addr };
   }
 
   async close(): Promise<void> {
+    this.manager.stop();
     await httpServer.close(this.server);
     this.server.closeAllConnections();
     await this.meta.close();
@@ -79,6 +94,11 @@ export class DirectoryServer {
     if (url.startsWith('/meta/')) {
       const target = req.headers[FORWARDED_HEADER] ? this.forwarded : this.direct;
       await target.handle(req, res);
+      return;
+    }
+    if (req.method === 'GET' && url === '/cluster/liveness') {
+      // Which stores this replica hears from (ids and timings only), for readiness checks.
+      json(res, 200, this.liveness.list());
       return;
     }
     if (req.method === 'GET' && (url === '/status' || url === '/healthz')) {

@@ -416,6 +416,8 @@ export class RaftHost {
     }
     this.releaseReads();
     this.maybeCompact();
+    // Here, not only after applying: an idle cluster's learner catches up through heartbeats.
+    this.autoPromote();
   }
 
   private async apply(entries: Entry[]): Promise<void> {
@@ -461,7 +463,6 @@ export class RaftHost {
       const err = new DroppedProposalError('proposal lost to a leader change; not applied');
       for (const w of f.waiters) w.reject(err);
     }
-    this.autoPromote();
   }
 
   /** A learner that has caught up becomes a voter (the leader proposes it). */

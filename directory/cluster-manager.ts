@@ -1,0 +1,209 @@
+// The directory leader's caretaker for store nodes and volumes. Every interval, on the
+// leader only:
+//
+//  1. A store silent past `offlineAfterMs` is marked offline (gateways then read around it).
+//  2. An offline store that heartbeats again is reconciled before it serves: each volume
+//     that still lists it is synced from a healthy replica (missing needles copied, deletes
+//     applied), then it is marked online.
+//  3. A volume with fewer live replicas than its replica count — a replica offline past
+//     `rereplicateAfterMs`, or on a node removed for good — is re-homed: made read-only
+//     in the directory and sealed on its survivors (so no write can land on a survivor
+//     after the copy started), copied from a survivor onto a new node chosen by placement,
+//     and recorded with its new replica list (a compare-and-set on the volume's version, so
+//     a new leader racing an old one cannot both win). New writes go to fresh volumes.
+//
+// Every step is idempotent and re-derived from the records each round, so a leader change
+// or a crash mid-step only means the next round does it again.
+import type { InternalAuth } from '../common/internal-auth.ts';
+import { AUTH_HEADER } from '../common/internal-auth.ts';
+import type { Logger } from '../common/log.ts';
+import type { Liveness } from './liveness.ts';
+import { chooseReplicas } from './placement.ts';
+import type { RaftMetadata } from './raft-metadata.ts';
+import type { NodeRecord, VolumeRecord } from './topology.ts';
+
+export interface ClusterManagerOptions {
+  meta: RaftMetadata;
+  isLeader: () => boolean;
+  liveness: Liveness;
+  auth: InternalAuth;
+  logger: Logger;
+  intervalMs?: number;
+  offlineAfterMs?: number;
+  rereplicateAfterMs?: number;
+  /** Per store call (a volume sync can take a while). */
+  storeTimeoutMs?: number;
+}
+
+export class ClusterManager {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private leaderSince = 0;
+  readonly stats = { offlined: 0, reconciled: 0, rehomed: 0, errors: 0 };
+
+  constructor(private readonly o: ClusterManagerOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.round(), this.o.intervalMs ?? 1_000);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** One pass; exported for tests. Never throws. */
+  async round(): Promise<void> {
+    if (this.running) return;
+    if (!this.o.isLeader()) {
+      this.leaderSince = 0;
+      return;
+    }
+    this.running = true;
+    try {
+      if (this.leaderSince === 0) this.leaderSince = Date.now();
+      const nodes = await this.o.meta.listNodes();
+      await this.markOffline(nodes);
+      const volumes = await this.o.meta.listVolumes();
+      const byId = new Map((await this.o.meta.listNodes()).map((n) => [n.id, n]));
+      await this.reconcileReturning([...byId.values()], volumes, byId);
+      await this.rehome(await this.o.meta.listVolumes(), byId);
+    } catch (e) {
+      this.stats.errors++;
+      this.o.logger.warn({ err: (e as Error).message }, 'cluster manager round failed');
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private silentMs(id: string): number {
+    // A replica that just became leader has heard nothing yet from stores that went quiet
+    // before: count from the start of its leadership.
+    return this.o.liveness.get(id)?.silentMs ?? Date.now() - this.leaderSince;
+  }
+
+  private alive(n: NodeRecord): boolean {
+    return this.silentMs(n.id) <= (this.o.offlineAfterMs ?? 3_000);
+  }
+
+  private async markOffline(nodes: NodeRecord[]): Promise<void> {
+    for (const n of nodes) {
+      if (n.state !== 'online' || this.alive(n)) continue;
+      await this.o.meta.setNodeState(n.id, 'offline', Date.now());
+      this.stats.offlined++;
+      this.o.logger.warn({ node: n.id, silentMs: this.silentMs(n.id) }, 'store offline');
+    }
+  }
+
+  private async reconcileReturning(
+    nodes: NodeRecord[],
+    volumes: VolumeRecord[],
+    byId: Map<string, NodeRecord>,
+  ): Promise<void> {
+    for (const n of nodes) {
+      if (n.state !== 'offline' || !this.alive(n)) continue;
+      let ok = true;
+      for (const v of volumes) {
+        if (!v.replicas.includes(n.id)) continue;
+        const source = v.replicas
+          .map((id) => byId.get(id))
+          .find((r) => r && r.id !== n.id && r.state === 'online' && this.alive(r));
+        if (!source) continue; // it holds the only live copy: nothing to catch up from
+        try {
+          await this.storeCall(
+            n.url,
+            `/volumes/${v.id}/sync?source=${encodeURIComponent(source.url)}&deletes=1`,
+          );
+        } catch (e) {
+          ok = false;
+          this.o.logger.warn(
+            { node: n.id, volume: v.id, err: (e as Error).message },
+            'reconcile failed',
+          );
+        }
+      }
+      if (!ok) continue;
+      await this.o.meta.setNodeState(n.id, 'online', Date.now());
+      this.stats.reconciled++;
+      this.o.logger.info({ node: n.id }, 'store reconciled and back online');
+    }
+  }
+
+  private async rehome(volumes: VolumeRecord[], byId: Map<string, NodeRecord>): Promise<void> {
+    const after = this.o.rereplicateAfterMs ?? 30_000;
+    const healthy = (id: string) => {
+      const n = byId.get(id);
+      return n !== undefined && n.state === 'online' && this.alive(n);
+    };
+    const gone = (id: string) => {
+      const n = byId.get(id);
+      if (!n || n.state === 'removed') return true;
+      return n.state === 'offline' && Date.now() - n.stateSince >= after;
+    };
+    for (const v of volumes) {
+      const survivors = v.replicas.filter(healthy);
+      const lost = v.replicas.filter(gone);
+      if (lost.length === 0 && survivors.length >= v.replicaCount) continue;
+      if (lost.length === 0) continue; // offline but within the grace period: wait for it
+      if (survivors.length === 0) {
+        this.o.logger.error({ volume: v.id }, 'volume has no live replica left');
+        continue;
+      }
+      try {
+        await this.rehomeOne(v, survivors, byId);
+      } catch (e) {
+        this.stats.errors++;
+        this.o.logger.warn({ volume: v.id, err: (e as Error).message }, 're-replication failed');
+      }
+    }
+  }
+
+  private async rehomeOne(
+    v: VolumeRecord,
+    survivors: string[],
+    byId: Map<string, NodeRecord>,
+  ): Promise<void> {
+    let cur = v;
+    if (cur.state === 'writable')
+      cur = await this.o.meta.updateVolume(v.id, v.version, { state: 'readonly' });
+    for (const id of survivors) {
+      await this.storeCall((byId.get(id) as NodeRecord).url, `/volumes/${v.id}/seal`);
+    }
+    const need = Math.max(0, v.replicaCount - survivors.length);
+    const candidates = [...byId.values()]
+      .filter((n) => n.state === 'online' && this.alive(n))
+      .map((n) => ({ ...n, used: this.o.liveness.get(n.id)?.h.used ?? 0 }));
+    const zones = survivors.map((id) => byId.get(id)?.zone ?? '');
+    const targets = need === 0 ? [] : chooseReplicas(candidates, need, new Set(v.replicas), zones);
+    if (targets === null) {
+      this.o.logger.warn({ volume: v.id, need }, 'not enough store nodes to re-replicate');
+      // Still drop replicas that are gone for good, keeping the survivors.
+      if (survivors.length < v.replicas.length) {
+        await this.o.meta.updateVolume(v.id, cur.version, { replicas: survivors });
+      }
+      return;
+    }
+    const source = byId.get(survivors[0] as string) as NodeRecord;
+    for (const t of targets) {
+      await this.storeCall(t.url, `/volumes/${v.id}/sync?source=${encodeURIComponent(source.url)}`);
+    }
+    await this.o.meta.updateVolume(v.id, cur.version, {
+      replicas: [...survivors, ...targets.map((t) => t.id)],
+    });
+    this.stats.rehomed++;
+    this.o.logger.info(
+      { volume: v.id, from: source.id, to: targets.map((t) => t.id) },
+      'volume re-replicated',
+    );
+  }
+
+  private async storeCall(base: string, pathAndQuery: string): Promise<unknown> {
+    const res = await fetch(`${base}${pathAndQuery}`, {
+      method: 'POST',
+      headers: { [AUTH_HEADER]: this.o.auth.sign('POST', pathAndQuery) },
+      signal: AbortSignal.timeout(this.o.storeTimeoutMs ?? 120_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${base}${pathAndQuery}: ${res.status} ${text.slice(0, 200)}`);
+    return text ? JSON.parse(text) : null;
+  }
+}
