@@ -18,9 +18,10 @@ import type { Logger } from '../../common/log.ts';
 import type { Command } from '../commands.ts';
 import { LevelMetadata } from '../meta-level.ts';
 import { decodeJson, encodeJson } from '../server.ts';
-import { exportSnapshot, importSnapshot } from '../sm-snapshot.ts';
+import { exportSnapshot } from '../sm-snapshot.ts';
 import type { Outcome } from '../writer.ts';
 import { type ConfChange, Raft, type RaftStatus } from './core.ts';
+import { stagingReceiver } from './snapshot-receiver.ts';
 import { RaftStorage } from './storage.ts';
 import { RaftTransport, type SnapshotMessage, type SnapshotReceiver } from './transport.ts';
 import type { ConfState, Entry, Message, NodeId, Ready, SnapshotMeta } from './types.ts';
@@ -92,6 +93,10 @@ export class RaftHost {
     private readonly storage: RaftStorage,
   ) {
     this.peers = new Map(o.peers);
+    this.snapshotReceiver = stagingReceiver(this.smDir('-next'), (meta, msg) => {
+      this.staged = { meta, dir: this.smDir('-next') };
+      this.deliver([msg]);
+    });
     this.transport = new RaftTransport({
       self: o.id,
       peers: new Map([...this.peers].filter(([id]) => id !== o.id)),
@@ -538,63 +543,7 @@ export class RaftHost {
   }
 
   /** The transport's receiving side: chunks go straight into a fresh LevelDB in sm-next/. */
-  readonly snapshotReceiver: SnapshotReceiver = (() => {
-    let cur: {
-      id: string;
-      meta: SnapshotMeta;
-      push: (b: Buffer | null) => void;
-      done: Promise<void>;
-    } | null = null;
-    let n = 0;
-    return {
-      begin: async (_from, meta) => {
-        if (cur) {
-          cur.push(null);
-          await cur.done.catch(() => undefined);
-        }
-        const dir = this.smDir('-next');
-        await fs.rm(dir, { recursive: true, force: true });
-        const queue: Array<Buffer | null> = [];
-        let wake: (() => void) | null = null;
-        async function* chunks(): AsyncGenerator<Buffer> {
-          for (;;) {
-            while (queue.length === 0) await new Promise<void>((r) => (wake = r));
-            const b = queue.shift();
-            if (b === null || b === undefined) return;
-            yield b;
-          }
-        }
-        const push = (b: Buffer | null) => {
-          queue.push(b);
-          wake?.();
-        };
-        const id = `s${++n}`;
-        cur = { id, meta, push, done: importSnapshot(dir, chunks()) };
-        return id;
-      },
-      chunk: async (id, data) => {
-        if (cur?.id !== id) throw new Error('unknown snapshot transfer');
-        cur.push(data);
-      },
-      finish: async (id, msg) => {
-        if (cur?.id !== id) throw new Error('unknown snapshot transfer');
-        const c = cur;
-        c.push(null);
-        cur = null;
-        await c.done;
-        this.staged = { meta: c.meta, dir: this.smDir('-next') };
-        this.deliver([msg]);
-      },
-      abort: async (id) => {
-        if (cur?.id !== id) return;
-        const c = cur;
-        cur = null;
-        c.push(null);
-        await c.done.catch(() => undefined);
-        await fs.rm(this.smDir('-next'), { recursive: true, force: true });
-      },
-    };
-  })();
+  readonly snapshotReceiver: SnapshotReceiver;
 
   private async swapInSnapshot(meta: SnapshotMeta): Promise<void> {
     if (!this.staged || this.staged.meta.index !== meta.index) {
