@@ -6,6 +6,7 @@ commands:
   directory run a Raft directory replica (metadata)  kubestorage directory --help
   cluster   start/stop a local multi-process cluster kubestorage cluster --help
   server    embedded all-in-one server (npm start)  kubestorage server --help
+  gateway   stateless S3 gateway of a cluster       kubestorage gateway --help
   admin     users and access keys of a running server kubestorage admin --help
   bench     the paper's workloads, load generator    kubestorage bench --help
 `;
@@ -31,6 +32,11 @@ try {
     }
     case 'server': {
       const { main } = await import('./server.ts');
+      await main(args);
+      break;
+    }
+    case 'gateway': {
+      const { main } = await import('./gateway.ts');
       await main(args);
       break;
     }

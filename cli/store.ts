@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { loadConfig, parseSize } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
+import { directoryReplicaUrls, replicaRepair } from '../store-node/directory-link.ts';
+import { collectHeartbeat, HeartbeatSender } from '../store-node/heartbeat.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
 import { clusterSecret, onShutdown, parseListen, storeOptions } from './common.ts';
@@ -15,6 +17,14 @@ const HELP = `usage: kubestorage store [--data DIR] [--listen HOST:PORT] [option
   --max-volume-size SIZE  roll over to a new volume past this size (default 1GiB)
   --no-fsync              acknowledge before fdatasync (experiments only: not durable)
   --compression auto|off  zstd for compressible needles (default auto)
+
+Cluster (with --directory the node heartbeats and repairs corrupt needles from replicas):
+  --directory URL[,URL]   directory replicas to heartbeat to and ask for volume replicas
+  --id ID                 node id in the directory (default: host:port of --advertise)
+  --zone Z                failure domain label (default none)
+  --advertise URL         base URL other nodes use to reach this one (default http://LISTEN)
+  --capacity SIZE         bytes offered (default: used + free space of the data disk)
+  --heartbeat-ms N        heartbeat interval (default 1000)
 
 The cluster secret comes from KUBESTORAGE_CLUSTER_SECRET or the config file; without
 one, a secret is generated in DIR/cluster.secret.
@@ -30,6 +40,12 @@ export async function main(argv: string[]): Promise<void> {
       'max-volume-size': { type: 'string' },
       'no-fsync': { type: 'boolean' },
       compression: { type: 'string' },
+      directory: { type: 'string' },
+      id: { type: 'string' },
+      zone: { type: 'string' },
+      advertise: { type: 'string' },
+      capacity: { type: 'string' },
+      'heartbeat-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -48,6 +64,14 @@ export async function main(argv: string[]): Promise<void> {
       throw new Error('--compression auto|off');
     sc.compression = values.compression;
   }
+  const directories = (values.directory ?? '')
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '');
+  for (const d of directories) new URL(d); // a typo fails at start, not in every heartbeat
+  const heartbeatMs = Number(values['heartbeat-ms'] ?? 1000);
+  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 10) throw new Error('--heartbeat-ms >= 10');
+  const capacity = values.capacity ? parseSize(values.capacity) : undefined;
   const log = createLogger('store', cfg.logLevel);
   const { host, port } = parseListen(sc.listen);
   const auth = new InternalAuth(clusterSecret(cfg.clusterSecret, sc.data, log));
@@ -66,8 +90,29 @@ export async function main(argv: string[]): Promise<void> {
   store.startMaintenance();
   const server = new StoreServer({ store, auth, maxNeedleSize: sc.maxNeedleSize, logger: log });
   const addr = await server.listen(host, port);
-  log.info({ url: `http://${addr.address}:${addr.port}`, data: sc.data }, 'store node listening');
+  const listenUrl = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  log.info({ url: listenUrl, data: sc.data }, 'store node listening');
+  let heartbeat: HeartbeatSender | null = null;
+  if (directories.length > 0) {
+    const advertise = new URL(values.advertise ?? listenUrl).origin;
+    if (!values.advertise && /^http:\/\/(0\.0\.0\.0|\[::\])/.test(listenUrl))
+      log.warn({ advertise }, 'listening on a wildcard address: set --advertise');
+    const id = values.id ?? new URL(advertise).host;
+    const self = { id, url: advertise, zone: values.zone ?? '', capacity };
+    const replicaUrls = directoryReplicaUrls({ directories, auth, selfId: id, selfUrl: advertise });
+    store.repairHook = replicaRepair(replicaUrls, (url) => server.replicator.client(url));
+    heartbeat = new HeartbeatSender({
+      directories,
+      auth,
+      intervalMs: heartbeatMs,
+      collect: () => collectHeartbeat(store, self, () => server.load),
+      logger: log,
+    });
+    heartbeat.start();
+    log.info({ id, advertise, zone: self.zone, directories }, 'joined cluster');
+  }
   onShutdown(log, async () => {
+    await heartbeat?.stop();
     await server.close();
     await store.close();
   });

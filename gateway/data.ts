@@ -87,10 +87,15 @@ export class ObjectData {
           size: data.length,
         };
       } catch (e) {
-        const full =
-          e instanceof StoreError && (e.code === 'VolumeFull' || e.code === 'VolumeReadOnly');
-        if (!full || attempt >= 3) throw e;
-        this.placement.full(ref.volumeId);
+        if (attempt >= 3) throw e;
+        if (this.placement.writeFailed) {
+          if (!this.placement.writeFailed(ref.volumeId, e)) throw e;
+        } else {
+          const full =
+            e instanceof StoreError && (e.code === 'VolumeFull' || e.code === 'VolumeReadOnly');
+          if (!full) throw e;
+          this.placement.full(ref.volumeId);
+        }
       }
     }
   }

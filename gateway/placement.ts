@@ -11,6 +11,12 @@ export interface Placement {
   assign(size: number): Promise<NeedleRef>;
   /** The volume refused a write as full: stop using it. */
   full(volumeId: number): void;
+  /**
+   * A write to `volumeId` failed with `err`: true when the caller should retry on another
+   * volume (the placement has stopped using this one). Without it, only VolumeFull and
+   * VolumeReadOnly are retried.
+   */
+  writeFailed?(volumeId: number, err: unknown): boolean;
 }
 
 const ID_BLOCK = 10_000;

@@ -14,6 +14,36 @@ import {
 } from './api.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import type { StoreStatus } from './store.ts';
+import type { SyncResult } from './sync.ts';
+
+export interface PutOptions {
+  /** Base URLs of the volume's other replicas: the node forwards the write to each. */
+  replicas?: string[];
+  /** Copies (this node included) that must be durable before the answer (default all). */
+  writeQuorum?: number;
+}
+
+export interface RawNeedle {
+  cookie: number;
+  data: Buffer;
+  contentType?: string;
+  compressed: boolean;
+}
+
+export interface NeedleList {
+  needles: Array<{ id: bigint; size: number }>;
+  next?: bigint;
+  readOnly: boolean;
+}
+
+interface CallOptions {
+  body?: Buffer;
+  headers?: Record<string, string>;
+  /** Bound on the whole call (connect to last byte). */
+  timeoutMs?: number;
+  /** Per-phase undici timeouts for calls that legitimately take long (sync). */
+  waitMs?: number;
+}
 
 interface Answer {
   status: number;
@@ -43,13 +73,16 @@ export class StoreClient implements NeedleStore {
   private async call(
     method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE',
     pathAndQuery: string,
-    init: { body?: Buffer; headers?: Record<string, string> } = {},
+    init: CallOptions = {},
   ): Promise<Answer> {
     const res = await this.pool.request({
       method,
       path: pathAndQuery,
       headers: { [AUTH_HEADER]: this.auth.sign(method, pathAndQuery), ...init.headers },
       body: init.body,
+      signal: init.timeoutMs ? AbortSignal.timeout(init.timeoutMs) : undefined,
+      headersTimeout: init.waitMs,
+      bodyTimeout: init.waitMs,
     });
     const body = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode >= 400) {
@@ -72,11 +105,93 @@ export class StoreClient implements NeedleStore {
     return `/volumes/${ref.volumeId}/needles/${ref.needleId}?cookie=${ref.cookie}`;
   }
 
-  async put(ref: NeedleRef, data: Buffer, contentType?: string): Promise<PutResult> {
+  /**
+   * Stores a needle; with `replicas`, the node also forwards it to them and answers only
+   * once `writeQuorum` copies are durable (ReplicaWriteFailed otherwise).
+   */
+  async put(
+    ref: NeedleRef,
+    data: Buffer,
+    contentType?: string,
+    opts: PutOptions = {},
+  ): Promise<PutResult> {
     const headers: Record<string, string> = { [CRC_HEADER]: String(crc32c(data)) };
     if (contentType) headers['content-type'] = contentType;
+    if (opts.replicas && opts.replicas.length > 0)
+      headers['x-ks-replicas'] = opts.replicas.join(',');
+    if (opts.writeQuorum !== undefined) headers['x-ks-write-quorum'] = String(opts.writeQuorum);
     const res = await this.call('PUT', StoreClient.needlePath(ref), { body: data, headers });
     return JSON.parse(res.body.toString()) as PutResult;
+  }
+
+  /** The plain PUT one replica forwards to another: CRC already known, whole call bounded. */
+  async replicaPut(
+    ref: NeedleRef,
+    data: Buffer,
+    opts: { contentType?: string; crc32c: number; timeoutMs?: number },
+  ): Promise<PutResult> {
+    const headers: Record<string, string> = { [CRC_HEADER]: String(opts.crc32c) };
+    if (opts.contentType) headers['content-type'] = opts.contentType;
+    const res = await this.call('PUT', StoreClient.needlePath(ref), {
+      body: data,
+      headers,
+      timeoutMs: opts.timeoutMs,
+    });
+    return JSON.parse(res.body.toString()) as PutResult;
+  }
+
+  /** One page of a volume's live needles in ascending id order. */
+  async listNeedles(
+    volumeId: number,
+    opts: { after?: bigint; limit?: number } = {},
+  ): Promise<NeedleList> {
+    const q = `after=${opts.after ?? 0n}&limit=${opts.limit ?? 1000}`;
+    const res = await this.call('GET', `/volumes/${volumeId}/needles?${q}`);
+    const j = JSON.parse(res.body.toString()) as {
+      needles: Array<{ id: string; size: number }>;
+      next?: string;
+      readOnly: boolean;
+    };
+    const out: NeedleList = {
+      needles: j.needles.map((n) => ({ id: BigInt(n.id), size: n.size })),
+      readOnly: j.readOnly,
+    };
+    if (j.next !== undefined) out.next = BigInt(j.next);
+    return out;
+  }
+
+  /** A needle's bytes and cookie without knowing the cookie (replica-to-replica copies). */
+  async getRaw(volumeId: number, needleId: bigint, timeoutMs?: number): Promise<RawNeedle> {
+    const res = await this.call('GET', `/volumes/${volumeId}/needles/${needleId}/raw`, {
+      timeoutMs,
+    });
+    const sent = res.headers[CRC_HEADER];
+    if (sent === undefined || String(sent) !== String(crc32c(res.body))) {
+      throw new StoreError('NeedleCorrupt', `needle ${needleId}: damaged in transit`);
+    }
+    const ct = res.headers['content-type'];
+    return {
+      cookie: Number(res.headers['x-ks-cookie']),
+      data: res.body,
+      contentType: typeof ct === 'string' ? ct : undefined,
+      compressed: res.headers['x-ks-compressed'] === '1',
+    };
+  }
+
+  /**
+   * Makes the node's copy of a volume match the one at `sourceUrl` (creating it if
+   * missing); with `deletes`, also drops needles the source no longer has.
+   */
+  async syncVolume(
+    volumeId: number,
+    sourceUrl: string,
+    opts: { deletes?: boolean; timeoutMs?: number } = {},
+  ): Promise<SyncResult> {
+    const q = `source=${encodeURIComponent(sourceUrl)}${opts.deletes ? '&deletes=1' : ''}`;
+    const res = await this.call('POST', `/volumes/${volumeId}/sync?${q}`, {
+      waitMs: opts.timeoutMs ?? 3600_000,
+    });
+    return JSON.parse(res.body.toString()) as SyncResult;
   }
 
   async get(ref: NeedleRef, range?: { start: number; end: number }): Promise<GetResult> {
@@ -100,8 +215,13 @@ export class StoreClient implements NeedleStore {
     await this.call('DELETE', StoreClient.needlePath(ref));
   }
 
-  async createVolume(volumeId: number): Promise<void> {
-    await this.call('POST', `/volumes/${volumeId}`);
+  /** With `ifMissing`, a volume that already exists counts as created (retries, re-runs). */
+  async createVolume(volumeId: number, opts: { ifMissing?: boolean } = {}): Promise<void> {
+    try {
+      await this.call('POST', `/volumes/${volumeId}`);
+    } catch (e) {
+      if (!(opts.ifMissing && e instanceof StoreError && e.code === 'VolumeExists')) throw e;
+    }
   }
 
   async status(): Promise<StoreStatus> {

@@ -17,6 +17,8 @@ export type StoreErrorCode =
   | 'MethodNotAllowed'
   | 'NotFound'
   | 'Busy'
+  | 'ReplicaWriteFailed'
+  | 'SyncIncomplete'
   | 'InternalError';
 
 const STATUS: Record<StoreErrorCode, number> = {
@@ -36,6 +38,8 @@ const STATUS: Record<StoreErrorCode, number> = {
   MethodNotAllowed: 405,
   NotFound: 404,
   Busy: 409,
+  ReplicaWriteFailed: 502,
+  SyncIncomplete: 502,
   InternalError: 500,
 };
 
@@ -44,13 +48,15 @@ export class StoreError extends Error {
   constructor(
     readonly code: StoreErrorCode,
     message: string,
+    /** Extra fields of the JSON body (e.g. which replicas failed). */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'StoreError';
     this.status = STATUS[code];
   }
 
-  toJSON(): { error: StoreErrorCode; message: string } {
-    return { error: this.code, message: this.message };
+  toJSON(): { error: StoreErrorCode; message: string } & Record<string, unknown> {
+    return { ...this.details, error: this.code, message: this.message };
   }
 }

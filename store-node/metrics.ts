@@ -72,6 +72,11 @@ export class StoreMetrics {
     gauge('kubestorage_store_inflight_reads', 'Reads in progress', () => this.inflightReads);
     gauge('kubestorage_store_inflight_writes', 'Writes in progress', () => this.inflightWrites);
     gauge('kubestorage_store_io_errors', 'Disk I/O errors since start', () => store.ioErrors());
+    gauge(
+      'kubestorage_store_repaired_needles',
+      'Corrupt needles rewritten from another replica since start',
+      () => store.repairedNeedles,
+    );
     gauge('kubestorage_store_corrupt_needles', 'Corrupt needles found by the last scrub', () =>
       store.lastScrub ? store.lastScrub.results.reduce((a, r) => a + r.corrupt.length, 0) : 0,
     );

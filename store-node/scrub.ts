@@ -1,5 +1,5 @@
 // Scrub: re-verify every live needle's header and CRC against the disk. Corrupt needle
-// ids are reported (repair from another replica belongs to the cluster layer).
+// ids are reported; Store.scrub then asks its repair hook (the cluster layer) for copies.
 
 import { forEachLiveNeedle, snapshotByOffset } from './live-scan.ts';
 import { FLAG_DELETED, needleDataIntact, readNeedleHeader } from './needle.ts';
@@ -11,6 +11,8 @@ export interface ScrubResult {
   checked: number;
   bytes: number;
   corrupt: bigint[];
+  /** Corrupt needles rewritten from another replica (a subset of `corrupt`). */
+  repaired: bigint[];
   ms: number;
 }
 
@@ -34,7 +36,8 @@ export async function scrubVolume(v: Volume): Promise<ScrubResult> {
         needleDataIntact(body, 0, h.dataLength);
       if (!ok) corrupt.push(id);
     });
-    return { volumeId: v.id, checked: snap.count, bytes, corrupt, ms: performance.now() - t0 };
+    const ms = performance.now() - t0;
+    return { volumeId: v.id, checked: snap.count, bytes, corrupt, repaired: [], ms };
   } finally {
     v.release(g);
   }

@@ -6,6 +6,9 @@
 //   POST /volumes/:vid            create     POST /volumes/:vid/seal     seal
 //   POST /volumes/:vid/compact    compact    POST /scrub[?volume=N]      scrub
 //   GET  /status                  JSON       GET  /metrics               Prometheus
+//   cluster routes (listing, raw copy, sync): see server-cluster.ts
+// A needle PUT with `x-ks-replicas: <url>,<url>` [and `x-ks-write-quorum: N`] is also
+// forwarded to those replicas (replication.ts); 502 ReplicaWriteFailed when too few made it.
 // Every request must carry a valid x-ks-auth token (InternalAuth); /metrics also takes
 // the metrics bearer token. Errors are JSON {error, message} with a 4xx/5xx status.
 import http from 'node:http';
@@ -17,6 +20,14 @@ import type { Logger } from '../common/log.ts';
 import { CRC_HEADER } from './api.ts';
 import { StoreError } from './errors.ts';
 import { StoreMetrics } from './metrics.ts';
+import {
+  parseQuorum,
+  parseReplicas,
+  QUORUM_HEADER,
+  REPLICAS_HEADER,
+  Replicator,
+} from './replication.ts';
+import { type ClusterRouteContext, clusterRoute } from './server-cluster.ts';
 import type { Store } from './store.ts';
 
 export interface StoreServerOptions {
@@ -25,6 +36,8 @@ export interface StoreServerOptions {
   /** Largest needle body accepted; larger ones get 413 before any byte is stored. */
   maxNeedleSize: number;
   logger?: Logger;
+  /** Bound on one write forwarded to another replica (default 10 s). */
+  replicationTimeoutMs?: number;
 }
 
 const NEEDLE_RE = /^\/volumes\/([^/]+)\/needles\/([^/]+)$/;
@@ -139,9 +152,25 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 export class StoreServer {
   readonly server: http.Server;
   readonly metrics: StoreMetrics;
+  readonly replicator: Replicator;
+  private readonly cluster: ClusterRouteContext;
 
   constructor(readonly opts: StoreServerOptions) {
     this.metrics = new StoreMetrics(opts.store);
+    this.replicator = new Replicator({
+      auth: opts.auth,
+      timeoutMs: opts.replicationTimeoutMs,
+      logger: opts.logger,
+    });
+    this.cluster = {
+      store: opts.store,
+      replicator: this.replicator,
+      logger: opts.logger,
+      parseVolumeId,
+      parseNeedleId,
+      sendJson,
+      syncing: new Set(),
+    };
     this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       void this.handle(req, res);
     });
@@ -151,8 +180,21 @@ export class StoreServer {
     return httpServer.listen(this.server, host, port);
   }
 
-  close(): Promise<void> {
-    return httpServer.close(this.server);
+  async close(): Promise<void> {
+    // Peers keep pooled keep-alive connections (replica forwards, syncs): one that turns
+    // idle after close() began would otherwise hold the close until the peer drops it.
+    const sweep = setInterval(() => this.server.closeIdleConnections(), 50);
+    try {
+      await httpServer.close(this.server);
+    } finally {
+      clearInterval(sweep);
+    }
+    await this.replicator.close();
+  }
+
+  /** Requests being served that touch needles (the heartbeat's load figure). */
+  get load(): number {
+    return this.metrics.inflightReads + this.metrics.inflightWrites;
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -218,6 +260,8 @@ export class StoreServer {
           throw new StoreError('MethodNotAllowed', `${method} not allowed on a needle`);
       }
     }
+    const clusterOp = await clusterRoute(this.cluster, res, method, pathname, query);
+    if (clusterOp !== null) return clusterOp;
     const v = VOLUME_RE.exec(pathname);
     if (v) {
       if (method !== 'POST') throw new StoreError('MethodNotAllowed', `${method} not allowed here`);
@@ -273,10 +317,22 @@ export class StoreServer {
       // End-to-end integrity: the needle CRC is computed here, so bytes damaged between
       // the gateway and this process must be caught against the sender's CRC first.
       const sent = req.headers[CRC_HEADER];
-      if (sent !== undefined && sent !== String(crc32c(body))) {
-        throw new StoreError('BadChecksum', `body CRC32C ${crc32c(body)} does not match ${sent}`);
+      const crc = crc32c(body);
+      if (sent !== undefined && sent !== String(crc)) {
+        throw new StoreError('BadChecksum', `body CRC32C ${crc} does not match ${sent}`);
       }
-      const w = await vol.write(nid, cookie, body, req.headers['content-type']);
+      const ct = req.headers['content-type'];
+      const replicas = parseReplicas(req.headers[REPLICAS_HEADER]);
+      const local = () => vol.write(nid, cookie, body, ct);
+      const w =
+        replicas.length === 0
+          ? await local()
+          : await this.replicator.write(local, { volumeId: vid, needleId: nid, cookie }, body, {
+              replicas,
+              quorum: parseQuorum(req.headers[QUORUM_HEADER], replicas.length + 1),
+              contentType: ct,
+              crc32c: crc,
+            });
       this.metrics.bytesIn.inc(body.length);
       sendJson(res, 201, {
         size: body.length,

@@ -11,6 +11,7 @@ import {
   type Volume,
   type VolumeOptions,
   type VolumeStats,
+  type WriteOptions,
   type WriteResult,
 } from './volume.ts';
 import { createVolume, openVolume, volumePaths } from './volume-load.ts';
@@ -34,6 +35,18 @@ export const DEFAULT_STORE_OPTIONS: StoreOptions = {
   scrubIntervalMs: 24 * 3600_000,
 };
 
+/** Good bytes of a needle from another replica; the hook has already checked their CRC. */
+export interface RepairSource {
+  cookie: number;
+  data: Buffer;
+  contentType?: string;
+  /** Whether the source stored it compressed (the copy then makes the same choice). */
+  compressed?: boolean;
+}
+
+/** Finds a good copy of a corrupt needle elsewhere; null when no replica has one. */
+export type RepairHook = (vid: number, needleId: bigint) => Promise<RepairSource | null>;
+
 export interface StoreStatus {
   capacityBytes: number;
   freeBytes: number;
@@ -42,7 +55,7 @@ export interface StoreStatus {
   liveBytes: number;
   garbageBytes: number;
   indexBytes: number;
-  lastScrub: { at: string; checked: number; corrupt: string[] } | null;
+  lastScrub: { at: string; checked: number; corrupt: string[]; repaired: string[] } | null;
 }
 
 export class Store {
@@ -52,6 +65,10 @@ export class Store {
   private timers: NodeJS.Timeout[] = [];
   private maintenance: Promise<unknown> = Promise.resolve();
   lastScrub: { at: Date; results: ScrubResult[] } | null = null;
+  /** Set by the cluster wiring: scrub then rewrites corrupt needles from another replica. */
+  repairHook: RepairHook | null = null;
+  /** Needles rewritten from another replica since start. */
+  repairedNeedles = 0;
 
   private constructor(
     readonly dir: string,
@@ -127,8 +144,15 @@ export class Store {
     v.readOnly = true;
   }
 
-  write(vid: number, id: bigint, cookie: number, data: Buffer, ct?: string): Promise<WriteResult> {
-    return this.volume(vid).write(id, cookie, data, ct);
+  write(
+    vid: number,
+    id: bigint,
+    cookie: number,
+    data: Buffer,
+    ct?: string,
+    wo?: WriteOptions,
+  ): Promise<WriteResult> {
+    return this.volume(vid).write(id, cookie, data, ct, wo);
   }
 
   read(
@@ -217,9 +241,39 @@ export class Store {
   async scrub(vid?: number): Promise<ScrubResult[]> {
     const ids = vid === undefined ? this.volumeIds() : [this.volume(vid).id];
     const results: ScrubResult[] = [];
-    for (const id of ids) results.push(await scrubVolume(this.vols.get(id)!));
+    for (const id of ids) {
+      const r = await scrubVolume(this.vols.get(id)!);
+      r.repaired = await this.repairNeedles(id, r.corrupt);
+      results.push(r);
+    }
     if (vid === undefined) this.lastScrub = { at: new Date(), results };
     return results;
+  }
+
+  /** Rewrites corrupt needles from the repair hook; returns the ids now good again. */
+  private async repairNeedles(vid: number, corrupt: bigint[]): Promise<bigint[]> {
+    const hook = this.repairHook;
+    const repaired: bigint[] = [];
+    if (!hook) return repaired;
+    for (const id of corrupt) {
+      try {
+        const src = await hook(vid, id);
+        if (!src) continue;
+        const v = this.volume(vid);
+        await v.write(id, src.cookie, src.data, src.contentType, {
+          repair: true,
+          compression: src.compressed === false ? 'off' : undefined,
+        });
+        // Only what reads back intact counts as repaired.
+        const back = await v.read(id, src.cookie);
+        if (!back.data.equals(src.data)) continue;
+        repaired.push(id);
+        this.repairedNeedles++;
+      } catch {
+        // Left corrupt: the scrub result still lists it and the next scrub tries again.
+      }
+    }
+    return repaired;
   }
 
   async status(): Promise<StoreStatus> {
@@ -239,6 +293,9 @@ export class Store {
         checked: this.lastScrub.results.reduce((a, r) => a + r.checked, 0),
         corrupt: this.lastScrub.results.flatMap((r) =>
           r.corrupt.map((id) => `${r.volumeId}/${id}`),
+        ),
+        repaired: this.lastScrub.results.flatMap((r) =>
+          r.repaired.map((id) => `${r.volumeId}/${id}`),
         ),
       },
     };

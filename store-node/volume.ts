@@ -67,8 +67,20 @@ interface Pending {
   codec: Codec;
   diskSize: number;
   tombstone: boolean;
+  /** A repair or re-replication copy: allowed into a sealed (even full) volume. */
+  repair: boolean;
   resolve: (offset: number) => void;
   reject: (e: Error) => void;
+}
+
+export interface WriteOptions {
+  /**
+   * Restores a needle another replica holds (scrub repair, re-replication): accepted by a
+   * sealed volume, since sealing stops new objects, not the healing of existing ones.
+   */
+  repair?: boolean;
+  /** Overrides the volume's compression (a copy keeps the source's choice). */
+  compression?: CompressionMode;
 }
 
 export interface WriteResult {
@@ -172,12 +184,16 @@ export class Volume {
     cookie: number,
     data: Buffer,
     contentType?: string,
+    wo: WriteOptions = {},
   ): Promise<WriteResult> {
     if (id === 0n) throw new StoreError('InvalidArgument', 'needle id 0 is reserved');
-    if (this.readOnly) throw new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`);
+    const repair = wo.repair === true && !this.readOnlyAfterError;
+    if (this.readOnly && !repair)
+      throw new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`);
     const [lo, hi] = idParts(id);
     if (this.g.map.find(lo, hi) >= 0) await this.checkOverwrite(id, cookie);
-    const { stored, codec } = maybeCompress(data, this.opts.compression, contentType);
+    const mode = wo.compression ?? this.opts.compression;
+    const { stored, codec } = maybeCompress(data, mode, contentType);
     const diskSize = needleDiskSizeLarge(stored.length);
     if (diskSize > this.opts.maxSize - SUPERBLOCK_SIZE) {
       throw new StoreError('EntityTooLarge', `needle of ${diskSize} bytes exceeds volume size`);
@@ -194,6 +210,7 @@ export class Volume {
       codec,
       diskSize,
       tombstone: false,
+      repair,
     });
     return { offset, storedLength: stored.length, compressed: codec !== Codec.None };
   }
@@ -236,6 +253,7 @@ export class Volume {
       codec: Codec.None,
       diskSize: TOMBSTONE_DISK_SIZE,
       tombstone: true,
+      repair: false,
     });
   }
 
@@ -256,6 +274,18 @@ export class Volume {
     };
   }
 
+  /** Whether the id is live in the map (durable, not deleted); says nothing of its bytes. */
+  has(id: bigint): boolean {
+    const [lo, hi] = idParts(id);
+    return this.g.map.find(lo, hi) >= 0;
+  }
+
+  /** Reads a needle whatever its cookie (internal copies between replicas). */
+  async readRaw(id: bigint): Promise<{ data: Buffer; cookie: number; compressed: boolean }> {
+    const r = await this.readVerified(id, null, false);
+    return { data: r.data, cookie: r.cookie, compressed: r.compressed };
+  }
+
   /** Size of the stored object without reading its data. */
   async head(id: bigint, cookie: number): Promise<{ size: number; compressed: boolean }> {
     const r = await this.readVerified(id, cookie, true);
@@ -264,9 +294,9 @@ export class Volume {
 
   private async readVerified(
     id: bigint,
-    cookie: number,
+    cookie: number | null,
     headerOnly: boolean,
-  ): Promise<{ data: Buffer; originalLength: number; compressed: boolean }> {
+  ): Promise<{ data: Buffer; originalLength: number; compressed: boolean; cookie: number }> {
     const g = this.g;
     const [lo, hi] = idParts(id);
     const slot = g.map.find(lo, hi);
@@ -290,16 +320,18 @@ export class Volume {
     if (typeof h === 'string' || h.id !== id || h.dataLength !== size || h.flags & FLAG_DELETED) {
       throw new StoreError('NeedleCorrupt', `needle ${id} in volume ${this.id}: bad header`);
     }
-    if (h.cookie !== cookie) throw new StoreError('CookieMismatch', `needle ${id}: wrong cookie`);
+    if (cookie !== null && h.cookie !== cookie)
+      throw new StoreError('CookieMismatch', `needle ${id}: wrong cookie`);
     const compressed = (h.flags & FLAG_COMPRESSED) !== 0;
-    if (headerOnly) return { data: buf, originalLength: h.originalLength, compressed };
+    if (headerOnly)
+      return { data: buf, originalLength: h.originalLength, compressed, cookie: h.cookie };
     if (n < buf.length || !needleDataIntact(buf, 0, size)) {
       throw new StoreError('NeedleCorrupt', `needle ${id} in volume ${this.id}: checksum mismatch`);
     }
     const stored = buf.subarray(NEEDLE_HEADER_SIZE, NEEDLE_HEADER_SIZE + size);
     try {
       const data = compressed ? decode(stored, h.codec, h.originalLength) : stored;
-      return { data, originalLength: h.originalLength, compressed };
+      return { data, originalLength: h.originalLength, compressed, cookie: h.cookie };
     } catch (e) {
       throw new StoreError('NeedleCorrupt', `needle ${id}: ${(e as Error).message}`);
     }
@@ -373,8 +405,8 @@ export class Volume {
         const offsets: number[] = [];
         let pos = written;
         for (const p of batch) {
-          const limit = p.tombstone ? HARD_MAX_VOLUME_SIZE : this.opts.maxSize;
-          if (this.readOnly && !p.tombstone) {
+          const limit = p.tombstone || p.repair ? HARD_MAX_VOLUME_SIZE : this.opts.maxSize;
+          if (this.readOnly && !p.tombstone && !p.repair) {
             p.reject(new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`));
           } else if (pos + p.diskSize > limit) {
             p.reject(new StoreError('VolumeFull', `volume ${this.id} is full`));

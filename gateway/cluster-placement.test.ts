@@ -1,0 +1,188 @@
+// ClusterPlacement + ClusterNeedleStore + ObjectData on a real loopback cluster (Raft
+// directory, four store nodes), and the S3 gateway on top of them.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../common/log.ts';
+import { tempDir } from '../common/test-util.ts';
+import type { ChunkRef } from '../directory/api.ts';
+import { StoreError } from '../store-node/errors.ts';
+import { createGatewayServer } from './app.ts';
+import { ClusterPlacement } from './cluster-placement.ts';
+import { ClusterNeedleStore } from './cluster-store.ts';
+import { startTestCluster, type TestCluster } from './cluster-test-util.ts';
+import { ObjectData } from './data.ts';
+import { ensureRootCredentials } from './users.ts';
+
+let c: TestCluster;
+let cs: ClusterNeedleStore;
+let placement: ClusterPlacement;
+let data: ObjectData;
+const log = createLogger('cluster-test', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent');
+
+beforeAll(async () => {
+  c = await startTestCluster(tempDir(), { stores: 4 });
+  cs = new ClusterNeedleStore({ directory: c.dir.client, auth: c.auth, aliveMs: 1000, log });
+  placement = new ClusterPlacement({ directory: c.dir.client, store: cs, log });
+  data = new ObjectData(cs, placement, 64 * 1024, log);
+});
+
+afterAll(async () => {
+  placement?.close();
+  await cs?.close();
+  await c?.close();
+});
+
+async function* body(b: Buffer): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += 10_000) yield b.subarray(i, i + 10_000);
+}
+
+async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const b of it) out.push(b);
+  return Buffer.concat(out);
+}
+
+/** Which test nodes hold each chunk, read from the stores themselves. */
+async function holders(chunks: ChunkRef[]): Promise<string[][]> {
+  return Promise.all(
+    chunks.map(async (ch) => {
+      const ref = { volumeId: ch.volumeId, needleId: BigInt(ch.needleId), cookie: ch.cookie };
+      const found: string[] = [];
+      for (let i = 0; i < c.nodes.length; i++) {
+        if (!c.nodes[i]!.server) continue;
+        const got = await c
+          .direct(i)
+          .get(ref)
+          .catch(() => null);
+        if (got?.data.length === ch.size) found.push(c.nodes[i]!.id);
+      }
+      return found;
+    }),
+  );
+}
+
+describe('ClusterPlacement', () => {
+  it('writes objects onto directory-allocated volumes, on every replica', async () => {
+    const bytes = Buffer.alloc(200 * 1024);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) & 255;
+    const { chunks, size } = await data.write(body(bytes), { maxSize: 1 << 30 });
+    expect(size).toBe(bytes.length);
+    expect(chunks).toHaveLength(4);
+    for (const [i, h] of (await holders(chunks)).entries()) {
+      const rec = await c.dir.client.getVolume(chunks[i]!.volumeId);
+      expect(h.sort()).toEqual([...rec!.replicas].sort());
+      expect(h).toHaveLength(2);
+    }
+    expect(await collect(data.read(chunks, 0, bytes.length - 1))).toEqual(bytes);
+    expect(await collect(data.read(chunks, 70_000, 140_000))).toEqual(
+      bytes.subarray(70_000, 140_001),
+    );
+    await data.free(chunks);
+    expect((await holders(chunks)).flat()).toEqual([]);
+  });
+
+  it('keeps a pool per replica count', async () => {
+    const ref = await placement.assign(10, 3);
+    const rec = await c.dir.client.getVolume(ref.volumeId);
+    expect(rec!.replicas).toHaveLength(3);
+    expect(placement.pooled(3)).toContain(ref.volumeId);
+    expect(placement.pooled()).not.toContain(ref.volumeId);
+  });
+
+  it('moves to other volumes when a replica of its volumes goes down', async () => {
+    const first = await placement.assign(10);
+    const down = (await c.dir.client.getVolume(first.volumeId))!.replicas[0]!;
+    const i = c.nodes.findIndex((n) => n.id === down);
+    await c.stopNode(i);
+    // What the directory's failure detector will do; until then the operator's call.
+    await c.dir.client.setNodeState(down, 'offline', Date.now());
+    try {
+      await cs.view.refreshNodes();
+      for (let k = 0; k < 6; k++) {
+        const r = await placement.assign(10);
+        expect((await c.dir.client.getVolume(r.volumeId))!.replicas).not.toContain(down);
+      }
+      const { chunks } = await data.write(body(Buffer.from('while a node is down')), {
+        maxSize: 100,
+      });
+      expect((await holders(chunks))[0]).toHaveLength(2);
+    } finally {
+      await c.dir.client.setNodeState(down, 'online', Date.now());
+      await c.startNode(i);
+    }
+  });
+
+  it('tells which write failures to retry on another volume', async () => {
+    const r = await placement.assign(10);
+    expect(placement.writeFailed(r.volumeId, new StoreError('InvalidArgument', 'x'))).toBe(false);
+    expect(placement.pooled()).toContain(r.volumeId);
+    expect(placement.writeFailed(r.volumeId, new StoreError('ReplicaWriteFailed', 'x'))).toBe(true);
+    expect(placement.pooled()).not.toContain(r.volumeId);
+    expect(placement.writeFailed(1, Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBe(
+      true,
+    );
+  });
+});
+
+describe('S3 gateway on the cluster', () => {
+  let server: Server;
+  let s3: S3Client;
+
+  beforeAll(async () => {
+    const creds = await ensureRootCredentials(
+      c.dir.client,
+      'KSCLUSTERTESTKEY0001',
+      'cluster-secret-key-0123456789abcdefghij',
+    );
+    server = createGatewayServer({
+      meta: c.dir.client,
+      data,
+      log,
+      config: { region: 'us-east-1', maxObjectSize: 1 << 30 },
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    s3 = new S3Client({
+      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: creds.accessKey, secretAccessKey: creds.secretKey },
+    });
+  });
+
+  afterAll(async () => {
+    s3?.destroy();
+    await new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    });
+  });
+
+  it('puts, gets, lists and deletes objects stored on two replicas', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'cluster' }));
+    const big = Buffer.alloc(150 * 1024, 'k');
+    await s3.send(new PutObjectCommand({ Bucket: 'cluster', Key: 'small.txt', Body: 'hello' }));
+    await s3.send(new PutObjectCommand({ Bucket: 'cluster', Key: 'big.bin', Body: big }));
+    const got = await s3.send(new GetObjectCommand({ Bucket: 'cluster', Key: 'small.txt' }));
+    expect(await got.Body!.transformToString()).toBe('hello');
+    const gotBig = await s3.send(new GetObjectCommand({ Bucket: 'cluster', Key: 'big.bin' }));
+    expect(Buffer.from(await gotBig.Body!.transformToByteArray())).toEqual(big);
+    const list = await s3.send(new ListObjectsV2Command({ Bucket: 'cluster' }));
+    expect(list.Contents?.map((o) => o.Key)).toEqual(['big.bin', 'small.txt']);
+
+    const rec = await c.dir.client.getObject('cluster', 'small.txt');
+    expect((await holders(rec!.chunks))[0]).toHaveLength(2);
+    await s3.send(new DeleteObjectCommand({ Bucket: 'cluster', Key: 'small.txt' }));
+    expect((await holders(rec!.chunks)).flat()).toEqual([]);
+    const after = await s3.send(new ListObjectsV2Command({ Bucket: 'cluster' }));
+    expect(after.Contents?.map((o) => o.Key)).toEqual(['big.bin']);
+  });
+});

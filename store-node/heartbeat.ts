@@ -1,0 +1,141 @@
+// Heartbeats: every interval a store tells each directory replica who it is, how full it
+// is and which volumes it holds (directory/topology.ts Heartbeat). Fire and forget with a
+// short timeout; a directory that is slow or down must cost the store nothing, so a beat
+// to a directory whose previous beat is still in flight is skipped, never queued.
+import { Pool } from 'undici';
+import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
+import type { Logger } from '../common/log.ts';
+import type { Heartbeat } from '../directory/topology.ts';
+import type { Store } from './store.ts';
+
+export const HEARTBEAT_PATH = '/cluster/heartbeat';
+
+export interface HeartbeatSenderOptions {
+  /** Base URLs of the directory replicas. */
+  directories: string[];
+  auth: InternalAuth;
+  intervalMs: number;
+  /** Bound on one beat (default: the interval, at most 2 s). */
+  timeoutMs?: number;
+  collect: () => Promise<Heartbeat>;
+  logger?: Logger;
+}
+
+interface Target {
+  url: string;
+  pool: Pool;
+  path: string;
+  inFlight: boolean;
+  failing: boolean;
+}
+
+export class HeartbeatSender {
+  private readonly targets: Target[];
+  private timer: NodeJS.Timeout | null = null;
+  private readonly timeoutMs: number;
+  private running = new Set<Promise<void>>();
+  /** Beats sent and answered 2xx, failed, and skipped because the last was in flight. */
+  readonly counts = { ok: 0, failed: 0, skipped: 0 };
+
+  constructor(private readonly opts: HeartbeatSenderOptions) {
+    this.timeoutMs = opts.timeoutMs ?? Math.min(opts.intervalMs, 2000);
+    this.targets = opts.directories.map((d) => {
+      const u = new URL(d);
+      return {
+        url: d,
+        pool: new Pool(u.origin, { connections: 1, keepAliveTimeout: 60_000 }),
+        path: `${u.pathname.replace(/\/+$/, '')}${HEARTBEAT_PATH}`,
+        inFlight: false,
+        failing: false,
+      };
+    });
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.tick();
+    this.timer = setInterval(() => this.tick(), this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  /** One round: a beat to every directory that is not still busy with the previous one. */
+  tick(): void {
+    const idle = this.targets.filter((t) => !t.inFlight);
+    this.counts.skipped += this.targets.length - idle.length;
+    if (idle.length === 0) return;
+    for (const t of idle) t.inFlight = true;
+    const p = this.opts
+      .collect()
+      .then(
+        (hb) => Promise.all(idle.map((t) => this.send(t, JSON.stringify(hb)))),
+        (e) => {
+          for (const t of idle) t.inFlight = false;
+          this.opts.logger?.warn({ err: e }, 'heartbeat: collecting status failed');
+        },
+      )
+      .then(() => {});
+    this.running.add(p);
+    void p.finally(() => this.running.delete(p));
+  }
+
+  private async send(t: Target, body: string): Promise<void> {
+    try {
+      const res = await t.pool.request({
+        method: 'POST',
+        path: t.path,
+        headers: {
+          'content-type': 'application/json',
+          [AUTH_HEADER]: this.opts.auth.sign('POST', t.path),
+        },
+        body,
+        signal: AbortSignal.timeout(this.timeoutMs),
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+      await res.body.dump();
+      if (res.statusCode >= 300) throw new Error(`HTTP ${res.statusCode}`);
+      this.counts.ok++;
+      if (t.failing) this.opts.logger?.info({ directory: t.url }, 'heartbeat: directory back');
+      t.failing = false;
+    } catch (e) {
+      this.counts.failed++;
+      // Once per outage, not once a second.
+      if (!t.failing)
+        this.opts.logger?.warn({ err: e, directory: t.url }, 'heartbeat: directory unreachable');
+      t.failing = true;
+    } finally {
+      t.inFlight = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await Promise.allSettled([...this.running]);
+    await Promise.all(this.targets.map((t) => t.pool.destroy().catch(() => {})));
+  }
+}
+
+/** What this store reports; capacity defaults to what its volumes use plus the disk's free. */
+export async function collectHeartbeat(
+  store: Store,
+  self: { id: string; url: string; zone: string; capacity?: number },
+  load: () => number,
+): Promise<Heartbeat> {
+  const st = await store.status();
+  const used = st.volumes.reduce((a, v) => a + v.fileBytes, 0);
+  return {
+    id: self.id,
+    url: self.url,
+    zone: self.zone,
+    capacity: self.capacity ?? used + st.freeBytes,
+    used,
+    volumes: st.volumes.map((v) => ({
+      id: v.id,
+      size: v.fileBytes,
+      needles: v.needles,
+      readOnly: v.readOnly,
+    })),
+    load: load(),
+  };
+}

@@ -1,0 +1,162 @@
+// Scrub repair from another replica (real store servers on loopback as the replicas) and
+// the directory lookup that names the replicas (a small recording directory peer).
+import http from 'node:http';
+import { Client } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { payload } from '../common/payload.ts';
+import type { NodeRecord, VolumeRecord } from '../directory/topology.ts';
+import { directoryReplicaUrls, replicaRepair } from './directory-link.ts';
+import { auth, flipDataByte, startNode, type TestNode } from './test-nodes.ts';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function node(volumes = [1]): Promise<TestNode> {
+  const n = await startNode({ volumes });
+  cleanups.push(() => n.close());
+  return n;
+}
+
+async function metric(n: TestNode, name: string): Promise<number> {
+  const text = await n.server.metrics.registry.metrics();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return Number(m?.[1]);
+}
+
+describe('scrub repair', () => {
+  it('rewrites corrupt needles with good bytes from another replica', async () => {
+    const [a, b, c] = [await node(), await node(), await node()];
+    for (let i = 1n; i <= 30n; i++) {
+      const ref = { volumeId: 1, needleId: i, cookie: Number(i) + 100 };
+      await a.client.put(ref, payload(i, 3000), undefined, { replicas: [b.url, c.url] });
+    }
+    // Learn offsets by rewriting the three victims (same bytes, same cookie), then damage
+    // 5 on a and b (b then cannot help, c can), 6 on a only, and 7 on every replica.
+    const victim = async (n: TestNode, id: bigint) => {
+      const w = await n.store.write(1, id, Number(id) + 100, payload(id, 3000));
+      flipDataByte(n, 1, w.offset, 1234);
+    };
+    for (const [n, id] of [
+      [a, 5n],
+      [b, 5n],
+      [a, 6n],
+      [a, 7n],
+      [b, 7n],
+      [c, 7n],
+    ] as const)
+      await victim(n, id);
+    await a.store.seal(1); // repair works on sealed volumes too (that is where most data is)
+
+    const asked: number[] = [];
+    a.store.repairHook = replicaRepair(
+      async (vid) => {
+        asked.push(vid);
+        return [b.url, c.url];
+      },
+      (url) => a.server.replicator.client(url),
+    );
+    const [r] = await a.store.scrub();
+    expect(r!.corrupt.sort()).toEqual([5n, 6n, 7n]);
+    expect(r!.repaired.sort()).toEqual([5n, 6n]);
+    expect(asked).toEqual([1, 1, 1]);
+    for (const id of [5n, 6n]) {
+      const got = await a.client.get({ volumeId: 1, needleId: id, cookie: Number(id) + 100 });
+      expect(got.data.equals(payload(id, 3000))).toBe(true);
+    }
+    expect(await metric(a, 'kubestorage_store_repaired_needles')).toBe(2);
+    expect((await a.store.status()).lastScrub).toMatchObject({
+      corrupt: expect.arrayContaining(['1/5', '1/6', '1/7']),
+      repaired: expect.arrayContaining(['1/5', '1/6']),
+    });
+    // Next scrub: only the needle no replica has intact is still corrupt.
+    const [r2] = await a.store.scrub();
+    expect(r2!.corrupt).toEqual([7n]);
+    expect(r2!.repaired).toEqual([]);
+    // Through the HTTP API as well.
+    const client = new Client(a.url);
+    const res = await client.request({
+      method: 'POST',
+      path: '/scrub?volume=1',
+      headers: { 'x-ks-auth': auth.sign('POST', '/scrub?volume=1') },
+    });
+    const viaHttp = (await res.body.json()) as Array<{ corrupt: string[]; repaired: string[] }>;
+    await client.close();
+    expect(viaHttp[0]).toMatchObject({ corrupt: ['7'], repaired: [] });
+  });
+
+  it('leaves a needle corrupt when the hook has nothing or the cookie disagrees', async () => {
+    const a = await node();
+    const w = await a.store.write(1, 1n, 11, payload(1n, 2000));
+    flipDataByte(a, 1, w.offset);
+    a.store.repairHook = async () => null;
+    expect((await a.store.scrub())[0]).toMatchObject({ corrupt: [1n], repaired: [] });
+    // A different object under the same id must not replace this one.
+    a.store.repairHook = async () => ({ cookie: 12, data: payload(1n, 2000) });
+    expect((await a.store.scrub())[0]).toMatchObject({ corrupt: [1n], repaired: [] });
+    a.store.repairHook = async () => {
+      throw new Error('directory down');
+    };
+    expect((await a.store.scrub())[0]).toMatchObject({ corrupt: [1n], repaired: [] });
+  });
+});
+
+describe('directoryReplicaUrls', () => {
+  it('asks the directory for the volume and the nodes, leaving itself out', async () => {
+    const calls: Array<{ path: string; body: unknown; authOk: boolean }> = [];
+    const vol: VolumeRecord = {
+      id: 4,
+      replicas: ['n1', 'n2', 'n3', 'gone'],
+      replicaCount: 3,
+      state: 'writable',
+      createdAt: 0,
+      version: 1,
+    };
+    const nodeRec = (id: string, url: string): NodeRecord => ({
+      id,
+      url,
+      zone: '',
+      capacity: 1,
+      state: 'online',
+      registeredAt: 0,
+      stateSince: 0,
+    });
+    const nodes = [
+      nodeRec('n1', 'http://10.0.0.1:8080'),
+      nodeRec('n2', 'http://10.0.0.2:8080'),
+      nodeRec('n3', 'http://10.0.0.3:8080'),
+    ];
+    const dir = http.createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c));
+      req.on('end', () => {
+        const authOk = auth.verify(req.headers['x-ks-auth'] as string, 'POST', req.url!);
+        calls.push({ path: req.url!, body: JSON.parse(text), authOk });
+        const r =
+          req.url === '/meta/getVolume'
+            ? (JSON.parse(text) as number[])[0] === 4
+              ? vol
+              : null
+            : nodes;
+        res.end(JSON.stringify({ r }));
+      });
+    });
+    await new Promise<void>((r) => dir.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => dir.close(() => r())));
+    const port = (dir.address() as { port: number }).port;
+    const urls = directoryReplicaUrls({
+      // The first directory replica is down: the next one answers.
+      directories: ['http://127.0.0.1:1', `http://127.0.0.1:${port}`],
+      auth,
+      selfId: 'n2',
+      selfUrl: 'http://10.0.0.2:8080',
+    });
+    expect(await urls(4)).toEqual(['http://10.0.0.1:8080', 'http://10.0.0.3:8080']);
+    expect(await urls(5)).toEqual([]);
+    expect(calls.slice(0, 2)).toEqual([
+      { path: '/meta/getVolume', body: [4], authOk: true },
+      { path: '/meta/listNodes', body: [], authOk: true },
+    ]);
+  });
+});
