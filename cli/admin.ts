@@ -5,6 +5,7 @@ import { signRequest, uriEncode } from '../gateway/sigv4.ts';
 
 const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint URL]
        kubestorage admin raft <status|add|remove|transfer> ...   (admin raft --help)
+       kubestorage admin store <list|volumes|remove ID> ...       (admin store --help)
 
   user add NAME          create a user with a first access key (prints the secret once)
   user list              users and their access keys
@@ -18,6 +19,11 @@ const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint U
 `;
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'store') {
+    const store = await import('./admin-store.ts');
+    await store.main(argv.slice(1));
+    return;
+  }
   if (argv[0] === 'raft') {
     const raft = await import('./admin-raft.ts');
     await raft.main(argv.slice(1));

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 
 const HELP = `usage: kubestorage cluster up --data DIR [--directories 3] [--stores 4] [--gateways 2]
                                 [--zones 2] [--port-base 9100] [--replicas 2]
+                                [--offline-after-ms N] [--rereplicate-after-ms N]
        kubestorage cluster down --data DIR
 
   up    starts the processes (logs in DIR/logs/), waits until they are ready, and writes
@@ -89,8 +90,13 @@ export async function up(argv: string[]): Promise<ClusterFile> {
       zones: { type: 'string' },
       replicas: { type: 'string' },
       'port-base': { type: 'string' },
+      'offline-after-ms': { type: 'string' },
+      'rereplicate-after-ms': { type: 'string' },
     },
   });
+  const passOn = (['offline-after-ms', 'rereplicate-after-ms'] as const).flatMap((k) =>
+    values[k] === undefined ? [] : [`--${k}`, values[k] as string],
+  );
   if (!values.data) throw new Error(`--data DIR is required\n\n${HELP}`);
   const dir = path.resolve(values.data);
   const nd = count(values.directories, 3, 'directories');
@@ -98,11 +104,10 @@ export async function up(argv: string[]): Promise<ClusterFile> {
   const ng = count(values.gateways, 2, 'gateways');
   const nz = count(values.zones, 2, 'zones');
   const replicas = count(values.replicas, 2, 'replicas');
-  const base = count(values['port-base'], 9100, 'port-base', 1);
-  if (values['port-base'] !== undefined && (base < 1024 || base > 65_000)) {
+  const portBase = values['port-base'] === undefined ? 9100 : Number(values['port-base']);
+  if (!Number.isInteger(portBase) || portBase < 1024 || portBase > 65_000) {
     throw new Error('--port-base: 1024..65000');
   }
-  const portBase = values['port-base'] === undefined ? 9100 : Number(values['port-base']);
   const logs = path.join(dir, 'logs');
   fs.mkdirSync(logs, { recursive: true });
   if (fs.existsSync(path.join(dir, 'cluster.json'))) {

@@ -16,6 +16,11 @@ const HELP = `usage: kubestorage directory --id ID --listen HOST:PORT --peers ID
                        (kubestorage admin raft add ID URL); without it a fresh data
                        directory bootstraps a group of exactly --peers
   --tick-ms N          Raft tick (default 50; elections after 10-20 ticks, heartbeats every 2)
+  --snapshot-every N   compact the log after N applied entries (default 20000)
+  --offline-after-ms N a store silent this long is marked offline (default 3000)
+  --rereplicate-after-ms N
+                       an offline store's volumes are re-replicated after this long
+                       (default 30000; a store removed for good: at once)
   --config FILE        JSON config file (see README); env KUBESTORAGE_* overrides it
 
 The cluster secret comes from KUBESTORAGE_CLUSTER_SECRET or the config file; every replica,
@@ -47,6 +52,9 @@ export async function main(argv: string[]): Promise<void> {
       data: { type: 'string' },
       join: { type: 'boolean', default: false },
       'tick-ms': { type: 'string' },
+      'snapshot-every': { type: 'string' },
+      'offline-after-ms': { type: 'string' },
+      'rereplicate-after-ms': { type: 'string' },
       config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -58,10 +66,19 @@ export async function main(argv: string[]): Promise<void> {
   if (!values.id || !values.peers) throw new Error(`--id and --peers are required\n\n${HELP}`);
   const peers = parsePeers(values.peers);
   if (!peers.has(values.id)) throw new Error(`--id ${values.id} is not in --peers`);
-  const tickMs = values['tick-ms'] === undefined ? undefined : Number(values['tick-ms']);
-  if (tickMs !== undefined && !(Number.isInteger(tickMs) && tickMs >= 1 && tickMs <= 10_000)) {
-    throw new Error('--tick-ms: an integer from 1 to 10000');
-  }
+  const int = (name: keyof typeof values, min: number, max: number): number | undefined => {
+    const v = values[name];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new Error(`--${name}: an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const tickMs = int('tick-ms', 1, 10_000);
+  const snapshotEvery = int('snapshot-every', 10, 100_000_000);
+  const offlineAfterMs = int('offline-after-ms', 100, 3_600_000);
+  const rereplicateAfterMs = int('rereplicate-after-ms', 0, 86_400_000);
   const cfg = loadConfig({ file: values.config });
   const log = createLogger(`directory-${values.id}`, cfg.logLevel);
   const data = values.data ?? `./data/directory/${values.id}`;
@@ -80,6 +97,8 @@ export async function main(argv: string[]): Promise<void> {
     listenHost: host,
     listenPort: port,
     tickMs,
+    snapshotEvery,
+    cluster: { offlineAfterMs, rereplicateAfterMs },
   });
   log.info(
     { id: values.id, url: `http://${addr.address}:${addr.port}`, data, peers: [...peers.keys()] },
