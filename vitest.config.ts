@@ -17,8 +17,19 @@ export default defineConfig({
         test: {
           name: 'raft-directory',
           include: ['gateway/*.test.ts', 'conformance/*.test.ts'],
-          exclude,
+          exclude: [...exclude, 'conformance/cluster-*.test.ts', 'gateway/cluster-*.test.ts'],
           env: { KUBESTORAGE_TEST_DIRECTORY: 'raft' },
+        },
+      },
+      {
+        // The client scenarios against a real local cluster: separate directory, store and
+        // gateway processes (conformance/harness.ts → kubestorage cluster up).
+        extends: true,
+        test: {
+          name: 'cluster',
+          include: ['conformance/*.test.ts'],
+          exclude: [...exclude, 'conformance/cluster-*.test.ts'],
+          env: { KUBESTORAGE_TEST_TARGET: 'cluster' },
         },
       },
     ],

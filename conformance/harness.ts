@@ -4,12 +4,17 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { down, up } from '../cli/cluster.ts';
 import { startTestServer, type TestServer } from '../gateway/test-server.ts';
 
+/** What a client scenario needs of the server under test. */
+export type ScenarioServer = Pick<TestServer, 'endpoint' | 'accessKey' | 'secretKey'>;
+
 export interface Scenario {
-  srv: TestServer;
+  srv: ScenarioServer;
   /** Scratch space for this client (HOME, config files, trees); removed by close(). */
   dir: string;
   /** A minimal environment for child processes: PATH, a private HOME, no AWS_* leakage. */
@@ -32,7 +37,10 @@ export async function startScenario(name: string): Promise<Scenario> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `ks-conf-${name}-`));
   const home = path.join(dir, 'home');
   fs.mkdirSync(home);
-  const srv = await startTestServer(path.join(dir, 'server'), { chunkSize: 1024 * 1024 });
+  const srv =
+    process.env.KUBESTORAGE_TEST_TARGET === 'cluster'
+      ? await startLocalCluster(path.join(dir, 'cluster'))
+      : await startTestServer(path.join(dir, 'server'), { chunkSize: 1024 * 1024 });
   const env: NodeJS.ProcessEnv = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: home,
@@ -52,6 +60,43 @@ export async function startScenario(name: string): Promise<Scenario> {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The vitest project `cluster`: a real local cluster (`kubestorage cluster up`: 3 directory
+ * replicas, 4 stores in 2 zones, 2 gateways as separate processes); the scenario talks to
+ * its first gateway.
+ */
+async function startLocalCluster(
+  dir: string,
+): Promise<ScenarioServer & { close(): Promise<void> }> {
+  const base = await freePortBase(30);
+  const c = await up(['--data', dir, '--port-base', String(base)]);
+  return {
+    endpoint: c.gateways[0] as string,
+    accessKey: c.accessKey,
+    secretKey: c.secretKey,
+    close: async () => {
+      await down(['--data', dir]);
+    },
+  };
+}
+
+/** A base port P with P+1 .. P+span all free a moment ago (cluster up uses fixed offsets). */
+async function freePortBase(span: number): Promise<number> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    let ok = true;
+    for (let p = base + 1; p <= base + span && ok; p++) ok = await free(p);
+    if (ok) return base;
+  }
+  throw new Error('no free block of loopback ports');
 }
 
 export interface RunResult {
