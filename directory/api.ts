@@ -43,6 +43,8 @@ export interface BucketRecord {
   owner: string;
   createdAt: number;
   region: string;
+  /** Copies of each object's data (cluster mode); the gateway's default when absent. */
+  replicaCount?: number;
 }
 
 export interface UploadRecord {

@@ -1,7 +1,9 @@
 // Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation.
+
 import { MetadataError } from '../directory/api.ts';
 import { readSmallBody, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
+import { replicaHeader } from './replicas.ts';
 import { empty, xmlResponse } from './response.ts';
 import { escapeXml, isoDate, parseXmlBody, S3_NS } from './xml.ts';
 
@@ -66,12 +68,14 @@ export async function createBucket(req: S3Request): Promise<Response> {
     const constraint = doc.LocationConstraint;
     if (typeof constraint === 'string' && constraint !== '') region = constraint;
   }
+  const replicaCount = replicaHeader(req);
   try {
     await req.services.meta.createBucket({
       name: req.bucket,
       owner: req.userId!,
       createdAt: Date.now(),
       region,
+      ...(replicaCount === undefined ? {} : { replicaCount }),
     });
   } catch (e) {
     if (e instanceof MetadataError && e.code === 'BucketAlreadyOwnedByYou') {

@@ -9,6 +9,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../common/log.ts';
@@ -136,6 +137,7 @@ describe('ClusterPlacement', () => {
 describe('S3 gateway on the cluster', () => {
   let server: Server;
   let s3: S3Client;
+  let s3opts: S3ClientConfig;
 
   beforeAll(async () => {
     const creds = await ensureRootCredentials(
@@ -150,12 +152,13 @@ describe('S3 gateway on the cluster', () => {
       config: { region: 'us-east-1', maxObjectSize: 1 << 30 },
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    s3 = new S3Client({
+    s3opts = {
       endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
       region: 'us-east-1',
       forcePathStyle: true,
       credentials: { accessKeyId: creds.accessKey, secretAccessKey: creds.secretKey },
-    });
+    };
+    s3 = new S3Client(s3opts);
   });
 
   afterAll(async () => {
@@ -184,5 +187,43 @@ describe('S3 gateway on the cluster', () => {
     expect((await holders(rec!.chunks)).flat()).toEqual([]);
     const after = await s3.send(new ListObjectsV2Command({ Bucket: 'cluster' }));
     expect(after.Contents?.map((o) => o.Key)).toEqual(['big.bin']);
+  });
+
+  it('keeps as many copies as the bucket or the request says (x-ks-replica-count)', async () => {
+    // A client that adds one header to every request it sends.
+    const withHeader = (value: string) => {
+      const client = new S3Client(s3opts);
+      client.middlewareStack.add(
+        (next) => (args) => {
+          (args.request as { headers: Record<string, string> }).headers['x-ks-replica-count'] =
+            value;
+          return next(args);
+        },
+        { step: 'build', name: 'replicaCount' },
+      );
+      return client;
+    };
+    const three = withHeader('3');
+    const one = withHeader('1');
+    try {
+      await three.send(new CreateBucketCommand({ Bucket: 'triple' }));
+      expect((await c.dir.client.getBucket('triple'))?.replicaCount).toBe(3);
+      // The bucket's setting applies to plain PUTs...
+      await s3.send(new PutObjectCommand({ Bucket: 'triple', Key: 'a', Body: 'three copies' }));
+      const a = await c.dir.client.getObject('triple', 'a');
+      expect((await holders(a!.chunks))[0]).toHaveLength(3);
+      // ...and the request header overrides it.
+      await one.send(new PutObjectCommand({ Bucket: 'triple', Key: 'b', Body: 'one copy' }));
+      const b = await c.dir.client.getObject('triple', 'b');
+      expect((await holders(b!.chunks))[0]).toHaveLength(1);
+      const bad = withHeader('9');
+      await expect(
+        bad.send(new PutObjectCommand({ Bucket: 'triple', Key: 'c', Body: 'x' })),
+      ).rejects.toMatchObject({ name: 'InvalidArgument', $metadata: { httpStatusCode: 400 } });
+      bad.destroy();
+    } finally {
+      three.destroy();
+      one.destroy();
+    }
   });
 });

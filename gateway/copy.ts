@@ -1,6 +1,7 @@
 // CopyObject (and the copy-source parsing UploadPartCopy shares). Data is copied into
 // new needles: needles are immutable and owned by exactly one record, which keeps
 // deletes and compaction free of reference counting.
+
 import crypto from 'node:crypto';
 import type { ObjectRecord } from '../directory/api.ts';
 import { requireBucket } from './bucket.ts';
@@ -9,6 +10,7 @@ import { S3Error } from './error.ts';
 import { checkConditions } from './get.ts';
 import { validateKey } from './keys.ts';
 import { commitObject } from './put.ts';
+import { replicaCountFor } from './replicas.ts';
 import { xmlResponse } from './response.ts';
 import { objectAttributes } from './upload.ts';
 import { isoDate } from './xml.ts';
@@ -67,6 +69,7 @@ export async function copyData(req: S3Request, src: ObjectRecord, start: number,
       contentType: src.contentType,
       maxSize: req.services.config.maxObjectSize,
       tap: (b) => md5.update(b),
+      replicaCount: await replicaCountFor(req, req.bucket),
     },
   );
   return { chunks, size, md5: md5.digest('hex') };

@@ -19,6 +19,8 @@ export interface WriteOptions {
   maxSize: number;
   /** Sees every byte in order (hashing, checksums). */
   tap?: (chunk: Buffer) => void;
+  /** Copies of each needle (bucket or request setting); the placement's default otherwise. */
+  replicaCount?: number;
 }
 
 export class ObjectData {
@@ -42,7 +44,7 @@ export class ObjectData {
       const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
-      chunks.push(await this.writeChunk(data, opts.contentType));
+      chunks.push(await this.writeChunk(data, opts.contentType, opts.replicaCount));
     };
     try {
       for await (const piece of body) {
@@ -75,9 +77,13 @@ export class ObjectData {
     }
   }
 
-  private async writeChunk(data: Buffer, contentType?: string): Promise<ChunkRef> {
+  private async writeChunk(
+    data: Buffer,
+    contentType?: string,
+    replicaCount?: number,
+  ): Promise<ChunkRef> {
     for (let attempt = 0; ; attempt++) {
-      const ref = await this.placement.assign(data.length);
+      const ref = await this.placement.assign(data.length, replicaCount);
       try {
         await this.store.put(ref, data, contentType);
         return {

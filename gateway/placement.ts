@@ -7,8 +7,11 @@ import type { MetadataStore } from '../directory/api.ts';
 import type { NeedleRef, NeedleStore } from '../store-node/api.ts';
 
 export interface Placement {
-  /** A fresh needle address for `size` bytes. */
-  assign(size: number): Promise<NeedleRef>;
+  /**
+   * A fresh needle address for `size` bytes, on a volume with `replicaCount` replicas
+   * (the placement's default when absent; a single-node placement ignores it).
+   */
+  assign(size: number, replicaCount?: number): Promise<NeedleRef>;
   /** The volume refused a write as full: stop using it. */
   full(volumeId: number): void;
   /**

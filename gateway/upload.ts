@@ -14,6 +14,7 @@ import {
 } from './checksum.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
+import { replicaCountFor } from './replicas.ts';
 
 export interface Received {
   chunks: ChunkRef[];
@@ -65,10 +66,12 @@ export async function receiveBody(req: S3Request, contentType?: string): Promise
     sha256: req.declaredSha256 !== null,
     checksums: algs,
   });
+  const replicaCount = await replicaCountFor(req, req.bucket);
   const { chunks, size } = await req.services.data.write(req.body(), {
     contentType,
     maxSize: req.services.config.maxObjectSize,
     tap: (b) => digests.update(b),
+    replicaCount,
   });
   try {
     const got = digests.finish();

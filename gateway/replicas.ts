@@ -1,0 +1,30 @@
+// How many copies of an object's data to keep: `x-ks-replica-count` on the PUT (or upload
+// part / copy) wins, then the bucket's setting from CreateBucket, then the gateway's
+// default (`kubestorage gateway --replicas`). Only the cluster placement acts on it.
+import { header, type S3Request } from './context.ts';
+import { S3Error } from './error.ts';
+
+export const REPLICA_HEADER = 'x-ks-replica-count';
+export const MAX_REPLICAS = 5;
+
+/** The header's value, validated; undefined when absent. */
+export function replicaHeader(req: S3Request): number | undefined {
+  const v = header(req, REPLICA_HEADER);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d{1,2}$/.test(v) || n < 1 || n > MAX_REPLICAS) {
+    throw new S3Error(
+      'InvalidArgument',
+      `${REPLICA_HEADER} must be an integer from 1 to ${MAX_REPLICAS}.`,
+      {
+        extra: { ArgumentName: REPLICA_HEADER, ArgumentValue: v },
+      },
+    );
+  }
+  return n;
+}
+
+/** For a write into `bucket`: the request's count, else the bucket's. */
+export async function replicaCountFor(req: S3Request, bucket: string): Promise<number | undefined> {
+  return replicaHeader(req) ?? (await req.services.meta.getBucket(bucket))?.replicaCount;
+}
