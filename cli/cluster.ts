@@ -150,6 +150,7 @@ export async function up(argv: string[]): Promise<ClusterFile> {
           peers,
           '--data',
           path.join(dir, d.id),
+          ...passOn,
         ],
         env,
         logs,

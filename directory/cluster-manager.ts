@@ -11,6 +11,8 @@
 //     after the copy started), copied from a survivor onto a new node chosen by placement,
 //     and recorded with its new replica list (a compare-and-set on the volume's version, so
 //     a new leader racing an old one cannot both win). New writes go to fresh volumes.
+//  4. Every `sweepIntervalMs`, orphan needles (no record points at them) are reclaimed
+//     after a grace period (orphan-sweep.ts).
 //
 // Every step is idempotent and re-derived from the records each round, so a leader change
 // or a crash mid-step only means the next round does it again.
@@ -18,8 +20,9 @@ import type { InternalAuth } from '../common/internal-auth.ts';
 import { AUTH_HEADER } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import type { Liveness } from './liveness.ts';
+import { type NeedleLister, OrphanSweeper } from './orphan-sweep.ts';
 import { chooseReplicas } from './placement.ts';
-import type { RaftMetadata } from './raft-metadata.ts';
+import { type RaftMetadata, volumeCounts } from './raft-metadata.ts';
 import type { NodeRecord, VolumeRecord } from './topology.ts';
 
 export interface ClusterManagerOptions {
@@ -33,15 +36,23 @@ export interface ClusterManagerOptions {
   rereplicateAfterMs?: number;
   /** Per store call (a volume sync can take a while). */
   storeTimeoutMs?: number;
+  /** How often orphan needles are looked for (default 1 h; 0 = never). */
+  sweepIntervalMs?: number;
+  /** An orphan is reclaimed once it has been one for this long (default 24 h). */
+  orphanGraceMs?: number;
 }
 
 export class ClusterManager {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private leaderSince = 0;
-  readonly stats = { offlined: 0, reconciled: 0, rehomed: 0, errors: 0 };
+  readonly stats = { offlined: 0, reconciled: 0, rehomed: 0, errors: 0, orphansRemoved: 0 };
+  private readonly sweeper: OrphanSweeper;
+  private lastSweep = Date.now();
 
-  constructor(private readonly o: ClusterManagerOptions) {}
+  constructor(private readonly o: ClusterManagerOptions) {
+    this.sweeper = new OrphanSweeper(o.meta, this.lister(), o.orphanGraceMs ?? 24 * 3_600_000);
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.round(), this.o.intervalMs ?? 1_000);
@@ -67,6 +78,11 @@ export class ClusterManager {
       const byId = new Map((await this.o.meta.listNodes()).map((n) => [n.id, n]));
       await this.reconcileReturning([...byId.values()], volumes, byId);
       await this.rehome(await this.o.meta.listVolumes(), byId);
+      const every = this.o.sweepIntervalMs ?? 3_600_000;
+      if (every > 0 && Date.now() - this.lastSweep >= every) {
+        this.lastSweep = Date.now();
+        await this.sweepOrphans(byId);
+      }
     } catch (e) {
       this.stats.errors++;
       this.o.logger.warn({ err: (e as Error).message }, 'cluster manager round failed');
@@ -169,9 +185,14 @@ export class ClusterManager {
       await this.storeCall((byId.get(id) as NodeRecord).url, `/volumes/${v.id}/seal`);
     }
     const need = Math.max(0, v.replicaCount - survivors.length);
+    const held = volumeCounts(await this.o.meta.listVolumes());
     const candidates = [...byId.values()]
       .filter((n) => n.state === 'online' && this.alive(n))
-      .map((n) => ({ ...n, used: this.o.liveness.get(n.id)?.h.used ?? 0 }));
+      .map((n) => ({
+        ...n,
+        used: this.o.liveness.get(n.id)?.h.used ?? 0,
+        volumes: held.get(n.id) ?? 0,
+      }));
     const zones = survivors.map((id) => byId.get(id)?.zone ?? '');
     const targets = need === 0 ? [] : chooseReplicas(candidates, need, new Set(v.replicas), zones);
     if (targets === null) {
@@ -196,10 +217,60 @@ export class ClusterManager {
     );
   }
 
-  private async storeCall(base: string, pathAndQuery: string): Promise<unknown> {
+  /** One orphan pass over the volumes whose replicas are all healthy; for tests too. */
+  async sweepOrphans(byId?: Map<string, NodeRecord>, now = Date.now()) {
+    const nodes = byId ?? new Map((await this.o.meta.listNodes()).map((n) => [n.id, n]));
+    const urlOf = (id: string) => {
+      const n = nodes.get(id);
+      return n && n.state === 'online' && this.alive(n) ? n.url : undefined;
+    };
+    const r = await this.sweeper.pass(await this.o.meta.listVolumes(), urlOf, now);
+    this.stats.orphansRemoved += r.removed;
+    if (r.removed > 0) this.o.logger.info(r, 'orphan needles reclaimed');
+    return r;
+  }
+
+  private lister(): NeedleLister {
+    return {
+      list: async (url, vid) => {
+        const ids: string[] = [];
+        let after: string | undefined;
+        for (let page = 0; page < 100_000; page++) {
+          const q = `/volumes/${vid}/needles?limit=10000${after ? `&after=${after}` : ''}`;
+          const r = (await this.storeCall(url, q, 'GET').catch((e: Error) => {
+            // Allocated in the directory but not created on the store yet: nothing to sweep.
+            if (/ 404 .*NoSuchVolume/.test(e.message)) return { needles: [] };
+            throw e;
+          })) as { needles: Array<{ id: string }>; next?: string };
+          for (const n of r.needles) ids.push(n.id);
+          if (!r.next) break;
+          after = r.next;
+        }
+        return ids;
+      },
+      remove: async (url, vid, id) => {
+        // The store wants the cookie on a delete: read it from the needle itself.
+        const raw = `/volumes/${vid}/needles/${id}/raw`;
+        const res = await fetch(`${url}${raw}`, {
+          headers: { [AUTH_HEADER]: this.o.auth.sign('GET', raw) },
+          signal: AbortSignal.timeout(this.o.storeTimeoutMs ?? 120_000),
+        });
+        await res.arrayBuffer();
+        if (res.status === 404) return;
+        const cookie = res.headers.get('x-ks-cookie');
+        if (!res.ok || cookie === null) throw new Error(`${url}${raw}: ${res.status}`);
+        const del = `/volumes/${vid}/needles/${id}?cookie=${cookie}`;
+        await this.storeCall(url, del, 'DELETE').catch((e: Error) => {
+          if (!/ 404 /.test(e.message)) throw e;
+        });
+      },
+    };
+  }
+
+  private async storeCall(base: string, pathAndQuery: string, method = 'POST'): Promise<unknown> {
     const res = await fetch(`${base}${pathAndQuery}`, {
-      method: 'POST',
-      headers: { [AUTH_HEADER]: this.o.auth.sign('POST', pathAndQuery) },
+      method,
+      headers: { [AUTH_HEADER]: this.o.auth.sign(method, pathAndQuery) },
       signal: AbortSignal.timeout(this.o.storeTimeoutMs ?? 120_000),
     });
     const text = await res.text();

@@ -7,6 +7,8 @@ export interface Candidate {
   zone: string;
   used: number;
   capacity: number;
+  /** Volumes the node already holds: new volumes spread even before any bytes land. */
+  volumes?: number;
 }
 
 /**
@@ -23,7 +25,10 @@ export function chooseReplicas<T extends Candidate>(
   const fill = (c: Candidate) => (c.capacity > 0 ? c.used / c.capacity : 1);
   const pool = candidates
     .filter((c) => !exclude.has(c.id))
-    .sort((a, b) => fill(a) - fill(b) || a.id.localeCompare(b.id));
+    .sort(
+      (a, b) =>
+        (a.volumes ?? 0) - (b.volumes ?? 0) || fill(a) - fill(b) || a.id.localeCompare(b.id),
+    );
   const chosen: T[] = [];
   const zones = new Set(zonesTaken);
   for (const c of pool) {

@@ -351,8 +351,13 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     const nodes = (await this.listNodes()).filter(
       (n) => n.state === 'online' && this.o.liveness.isAlive(n.id, aliveMs),
     );
+    const held = volumeCounts(await this.listVolumes());
     const chosen = chooseReplicas(
-      nodes.map((n) => ({ ...n, used: this.o.liveness.get(n.id)?.h.used ?? 0 })),
+      nodes.map((n) => ({
+        ...n,
+        used: this.o.liveness.get(n.id)?.h.used ?? 0,
+        volumes: held.get(n.id) ?? 0,
+      })),
       replicaCount,
     );
     if (!chosen) {
@@ -394,4 +399,11 @@ function checkHeartbeat(h: Heartbeat): void {
     Number.isFinite(h.load) &&
     Array.isArray(h.volumes);
   if (!ok) throw new MetadataError('PreconditionFailed', 'malformed heartbeat');
+}
+
+/** Node id → how many volumes list it as a replica. */
+export function volumeCounts(volumes: VolumeRecord[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const v of volumes) for (const r of v.replicas) m.set(r, (m.get(r) ?? 0) + 1);
+  return m;
 }

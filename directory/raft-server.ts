@@ -23,7 +23,13 @@ export interface DirectoryServerOptions extends RaftHostOptions {
   listenPort: number;
   waitMs?: number;
   /** Store failure handling (cluster-manager.ts). */
-  cluster?: { intervalMs?: number; offlineAfterMs?: number; rereplicateAfterMs?: number };
+  cluster?: {
+    intervalMs?: number;
+    offlineAfterMs?: number;
+    rereplicateAfterMs?: number;
+    sweepIntervalMs?: number;
+    orphanGraceMs?: number;
+  };
 }
 
 // Admin calls and heartbeats (a store with thousands of volumes sends a few hundred KiB).

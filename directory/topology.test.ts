@@ -72,6 +72,16 @@ describe('chooseReplicas', () => {
     expect(chooseReplicas(nodes, 5)).toBeNull();
   });
 
+  it('spreads new volumes over nodes that hold fewer volumes, before any bytes land', () => {
+    const nodes = [
+      { ...c('a1', 'a'), volumes: 3 },
+      { ...c('a2', 'a'), volumes: 0 },
+      { ...c('b1', 'b'), volumes: 2 },
+      { ...c('b2', 'b'), volumes: 1 },
+    ];
+    expect(chooseReplicas(nodes, 2)?.map((n) => n.id)).toEqual(['a2', 'b2']);
+  });
+
   it('avoids nodes that hold the volume and prefers zones it is not in yet', () => {
     const nodes = [c('a1', 'a'), c('a2', 'a'), c('b1', 'b')];
     expect(chooseReplicas(nodes, 1, new Set(['b1']), ['b'])?.map((n) => n.id)).toEqual(['a1']);
