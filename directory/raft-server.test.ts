@@ -110,6 +110,20 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     }
   });
 
+  it('a read sent to a follower just as the leader dies is answered by the next leader', async () => {
+    const leaderIdx = d.replicas.findIndex((r) => r?.host.isLeader);
+    const follower = d.replicas.find((r, i) => r && i !== leaderIdx);
+    if (!follower) throw new Error('no follower');
+    await d.stop(leaderIdx);
+    // The follower still believes in the dead leader: its read index request goes nowhere
+    // and nobody refuses it. It must time out or fail over, not hang.
+    const t0 = Date.now();
+    const got = await follower.meta.getObject('fw', 'k1');
+    expect(got?.size).toBe(5);
+    expect(Date.now() - t0).toBeLessThan(4_000);
+    await d.restart(leaderIdx);
+  });
+
   it('serves /status with role, term, leader, indexes and peer health', async () => {
     const r = await fetch(`${d.urls[0]}/status`);
     const s = (await r.json()) as Record<string, unknown>;
@@ -125,7 +139,8 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
         role: string;
         peers: Record<string, { matchIndex: number; health: string }>;
       };
-      return Object.values(st.peers).every((p) => p.health === 'ok') ? st : undefined;
+      const settled = Object.values(st.peers).every((p) => p.health === 'ok' && p.matchIndex > 0);
+      return settled ? st : undefined;
     });
     expect(Object.values(ls.peers).every((p) => p.health === 'ok' && p.matchIndex > 0)).toBe(true);
   });

@@ -70,7 +70,8 @@ export class RaftHost {
   private proposals: Array<{ cmd: Command } & Waiter<Outcome>> = [];
   private inflight = new Map<number, { term: number; waiters: Array<Waiter<Outcome>> }>();
   private barrierWaiters: Array<Waiter<void>> = [];
-  private reads = new Map<string, Array<Waiter<void>>>();
+  /** Read-index requests in flight: a follower's go to the leader, which may be dead. */
+  private reads = new Map<string, { waiters: Array<Waiter<void>>; at: number }>();
   private readsAtIndex: Array<{ index: number; waiters: Array<Waiter<void>> }> = [];
   private readSeq = 0;
   private actions: Array<() => void> = [];
@@ -302,7 +303,7 @@ export class RaftHost {
     for (const p of this.proposals) p.reject(err);
     for (const f of this.inflight.values()) for (const w of f.waiters) w.reject(err);
     for (const w of this.barrierWaiters) w.reject(err);
-    for (const ws of this.reads.values()) for (const w of ws) w.reject(err);
+    for (const r of this.reads.values()) for (const w of r.waiters) w.reject(err);
     for (const r of this.readsAtIndex) for (const w of r.waiters) w.reject(err);
     await this.transport.close();
     await this.meta.close();
@@ -367,6 +368,7 @@ export class RaftHost {
     const inbox = this.inbox;
     this.inbox = [];
     for (const m of inbox) this.core.step(m);
+    if (this.ticks > 0 && this.reads.size > 0) this.expireReads();
     for (; this.ticks > 0; this.ticks--) this.core.tick();
     const actions = this.actions;
     this.actions = [];
@@ -374,7 +376,7 @@ export class RaftHost {
     any = inbox.length > 0 || actions.length > 0;
     if (this.barrierWaiters.length > 0) {
       const id = `r${++this.readSeq}`;
-      this.reads.set(id, this.barrierWaiters);
+      this.reads.set(id, { waiters: this.barrierWaiters, at: Date.now() });
       this.barrierWaiters = [];
       this.core.readIndex(id);
       any = true;
@@ -410,14 +412,14 @@ export class RaftHost {
     if (plain.length > 0) this.transport.send(plain);
     if (rd.committed.length > 0) await this.apply(rd.committed);
     for (const r of rd.reads) {
-      const ws = this.reads.get(r.id);
+      const pending = this.reads.get(r.id);
       this.reads.delete(r.id);
-      if (ws) this.readsAtIndex.push({ index: r.index, waiters: ws });
+      if (pending) this.readsAtIndex.push({ index: r.index, waiters: pending.waiters });
     }
     for (const d of rd.dropped) {
-      const ws = this.reads.get(d.id);
+      const pending = this.reads.get(d.id);
       this.reads.delete(d.id);
-      for (const w of ws ?? []) w.reject(new NotLeaderError(this.core.leaderId));
+      for (const w of pending?.waiters ?? []) w.reject(new NotLeaderError(this.core.leaderId));
     }
     this.releaseReads();
     this.maybeCompact();
@@ -485,6 +487,21 @@ export class RaftHost {
     }
   }
 
+  /** Nobody refuses a read index sent to a dead leader, so unanswered ones time out too. */
+  private expireReads(): void {
+    const limit = Date.now() - this.o.tickMs * this.o.electionTicks * 2;
+    this.failReads((at) => at < limit, this.core.leaderId);
+  }
+
+  private failReads(which: (at: number) => boolean, lead: NodeId | null): void {
+    for (const [id, r] of this.reads) {
+      if (!which(r.at)) continue;
+      this.reads.delete(id);
+      const err = new NotLeaderError(lead);
+      for (const w of r.waiters) w.reject(err);
+    }
+  }
+
   private releaseReads(): void {
     if (this.readsAtIndex.length === 0) return;
     const still: typeof this.readsAtIndex = [];
@@ -504,6 +521,8 @@ export class RaftHost {
       const err = new NotLeaderError(lead);
       for (const p of this.proposals.splice(0)) p.reject(err);
     }
+    // A read index asked of the old leader will not come back: the caller retries.
+    this.failReads(() => true, lead);
     for (const f of this.leaderListeners.slice()) f();
   }
 
