@@ -14,6 +14,7 @@ import { readPlan } from '../bench/workloads/read.ts';
 import { writePlan } from '../bench/workloads/write.ts';
 
 const USAGE = `usage: kubestorage bench <preload|read|write|hotspot|faults|all|compare> [options]
+  (faults: a local cluster, kill -9 mid-run; options in kubestorage bench faults --help)
   --endpoint URL|embedded   target (default embedded: starts kubestorage server on a temp dir)
   --mode s3|http            SigV4 S3 (default) or plain PUT/GET of URL/bucket/key (nginx)
   --access-key K --secret-key S   S3 credentials (embedded: generated)
@@ -461,18 +462,18 @@ export function ratios(results: Labeled[], targets: string[]) {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'faults') {
+    // Its own options: it runs a whole cluster rather than one endpoint.
+    const { faultsCommand } = await import('../bench/workloads/faults.ts');
+    await faultsCommand(argv.slice(1), parseSize);
+    return;
+  }
   const a0 = parseBenchArgs(argv);
   if (a0.help) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
   const a = a0;
-  if (a.command === 'faults') {
-    throw new Error(
-      'bench faults needs a multi-node cluster (directory + store servers to take offline); ' +
-        'the embedded server has none. Not implemented yet.',
-    );
-  }
   const started = new Date().toISOString();
   const payloads = new Payloads(a.size, a.seed);
   const out: Record<string, unknown> = {

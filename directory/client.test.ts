@@ -12,7 +12,7 @@ import {
   type PartRecord,
   type UploadRecord,
 } from './api.ts';
-import { AmbiguousMetadataError, MetadataClient } from './client.ts';
+import { AmbiguousMetadataError, MetadataClient, type MetadataClientOptions } from './client.ts';
 import { LevelMetadata } from './meta-level.ts';
 import { decodeJson, encodeJson, MetadataServer } from './server.ts';
 
@@ -24,16 +24,26 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function setup(): Promise<{ m: MetadataClient; level: LevelMetadata; url: string }> {
+async function setup(): Promise<{
+  m: MetadataClient;
+  level: LevelMetadata;
+  url: string;
+  /** The URL of every HTTP request the server got. */
+  requests: string[];
+}> {
   const level = await LevelMetadata.open(tempDir());
   const server = new MetadataServer({ meta: level, auth });
+  const requests: string[] = [];
+  server.server.on('request', (req: http.IncomingMessage) => requests.push(req.url ?? ''));
   const addr = await server.listen('127.0.0.1', 0);
   cleanups.push(async () => {
     await server.close();
     await level.close();
   });
   const url = `http://127.0.0.1:${addr.port}`;
-  return { m: new MetadataClient(url, auth), level, url };
+  const m = new MetadataClient(url, auth);
+  cleanups.push(() => m.close());
+  return { m, level, url, requests };
 }
 
 function obj(key: string, etag = `e-${key}`, extra: Partial<ObjectRecord> = {}): ObjectRecord {
@@ -290,6 +300,140 @@ describe('MetadataClient over MetadataServer', () => {
   });
 });
 
+describe('batched calls', () => {
+  const signed = (url: string, body: string, path = '/meta/_batch') =>
+    fetch(`${url}${path}`, {
+      method: 'POST',
+      body,
+      headers: { [AUTH_HEADER]: auth.sign('POST', path) },
+    });
+
+  it('coalesces concurrent calls into few requests, each keeping its own answer', async () => {
+    const { m, level, requests } = await setup();
+    await bucket(m, 'b');
+    for (let i = 0; i < 1000; i++) await level.putObject('b', obj(`k${i}`, `old-${i}`));
+    const odd = obj('odd', 'e', { userMeta: { $bigint: '5', $x: 'y' } });
+    await level.putObject('b', odd);
+    requests.length = 0;
+
+    const n = 2000;
+    const puts: Promise<ObjectRecord | null>[] = [];
+    const others: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) {
+      puts.push(m.putObject('b', obj(`k${i}`, `new-${i}`)));
+      if (i % 400 === 200) {
+        others.push(
+          m.putObject('missing', obj('x')).catch((e: unknown) => e),
+          m.allocateNeedleIds(1000),
+          m.getObject('b', 'odd'),
+        );
+      }
+    }
+    const results = await Promise.all(puts);
+    for (let i = 0; i < n; i++) {
+      expect(results[i]).toEqual(i < 1000 ? obj(`k${i}`, `old-${i}`) : null);
+    }
+    const rest = await Promise.all(others);
+    const ranges: { first: bigint; count: number }[] = [];
+    for (let j = 0; j < rest.length; j += 3) {
+      expect(rest[j]).toBeInstanceOf(MetadataError);
+      expect(rest[j]).toMatchObject({ code: 'NoSuchBucket' });
+      ranges.push(rest[j + 1] as { first: bigint; count: number });
+      expect(rest[j + 2]).toEqual(odd);
+    }
+    ranges.sort((x, y) => (x.first < y.first ? -1 : 1));
+    for (const [j, r] of ranges.entries()) {
+      expect(typeof r.first).toBe('bigint');
+      expect(r.count).toBe(1000);
+      if (j > 0) expect(r.first >= ranges[j - 1]!.first + 1000n).toBe(true);
+    }
+    expect((await level.getObject('b', 'k1999'))?.etag).toBe('new-1999');
+    // 2015 calls: the first few alone, then batches of up to 1000.
+    expect(requests.length).toBeLessThan(20);
+    expect(requests.filter((u) => u === '/meta/_batch').length).toBeGreaterThan(0);
+  });
+
+  it('sends a lone call on its own route, and every call alone when batching is off', async () => {
+    const { m, url, requests } = await setup();
+    await bucket(m, 'b');
+    expect(requests).toEqual(['/meta/createBucket']);
+    const off = new MetadataClient(url, auth, { batch: false });
+    cleanups.push(() => off.close());
+    await Promise.all(Array.from({ length: 20 }, (_, i) => off.putObject('b', obj(`k${i}`))));
+    expect(requests.filter((u) => u === '/meta/putObject').length).toBe(20);
+  });
+
+  it('answers each call of a batch on its own, and refuses bad batches whole', async () => {
+    const { url, level } = await setup();
+    await level.createBucket({ name: 'b', owner: 'o', createdAt: 1, region: 'r' });
+    const res = await signed(
+      url,
+      encodeJson([
+        ['getBucket', ['b']],
+        ['getBucket', ['none']],
+        ['close', []],
+        ['nope', []],
+        'junk',
+        ['deleteBucket', ['none']],
+        ['allocateNeedleIds', [3]],
+        ['createBucket', [{ name: 'c', owner: 'o', createdAt: 1, region: 'r' }]],
+      ]),
+    );
+    expect(res.status).toBe(200);
+    const items = decodeJson(await res.text()) as unknown[];
+    expect(items).toEqual([
+      { r: { name: 'b', owner: 'o', createdAt: 1, region: 'r' } },
+      { r: null },
+      { e: { error: 'NotFound', message: expect.any(String), status: 404 } },
+      { e: { error: 'NotFound', message: expect.any(String), status: 404 } },
+      { e: { error: 'InvalidArgument', message: expect.any(String), status: 400 } },
+      { e: { error: 'NoSuchBucket', message: expect.any(String), status: 409 } },
+      { r: { first: expect.any(BigInt), count: 3 } },
+      {},
+    ]);
+    expect((await level.getBucket('c'))?.name).toBe('c');
+    expect((await signed(url, '{bad')).status).toBe(400);
+    expect((await signed(url, '{"a":1}')).status).toBe(400);
+    const tooMany = JSON.stringify(Array.from({ length: 10_001 }, () => ['listBuckets', []]));
+    expect((await signed(url, tooMany)).status).toBe(413);
+    const unsigned = await fetch(`${url}/meta/_batch`, { method: 'POST', body: '[]' });
+    expect(unsigned.status).toBe(403);
+    // A token signed for a single-call route does not open the batch route.
+    const misbound = await fetch(`${url}/meta/_batch`, {
+      method: 'POST',
+      body: '[]',
+      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/listBuckets') },
+    });
+    expect(misbound.status).toBe(403);
+  });
+
+  it('turns a store failure into that call’s InternalError only', async () => {
+    const { level } = await setup();
+    const failing = new Proxy(level, {
+      get(target, prop) {
+        if (prop === 'getUser') return () => Promise.reject(new Error('disk on fire'));
+        return Reflect.get(target, prop);
+      },
+    }) as MetadataStore;
+    const server = new MetadataServer({ meta: failing, auth });
+    const addr = await server.listen('127.0.0.1', 0);
+    cleanups.push(() => server.close());
+    const m = new MetadataClient(`http://127.0.0.1:${addr.port}`, auth, {
+      batch: { maxInFlight: 1 },
+    });
+    cleanups.push(() => m.close());
+    const calls = [m.listUsers(), m.getUser('x'), m.listUsers(), m.getUser('y'), m.listUsers()];
+    const out = await Promise.all(calls.map((p) => p.catch((e: unknown) => e)));
+    expect(out[0]).toEqual([]);
+    expect(out[2]).toEqual([]);
+    expect(out[4]).toEqual([]);
+    for (const e of [out[1], out[3]]) {
+      expect(e).not.toBeInstanceOf(MetadataError);
+      expect(e).toMatchObject({ status: 500, code: 'InternalError' });
+    }
+  });
+});
+
 describe('MetadataClient over several replicas', () => {
   /** Every method call that reached a replica, as "<replica>:<method>". */
   const arrivals: string[] = [];
@@ -334,9 +478,15 @@ describe('MetadataClient over several replicas', () => {
     answer: (req: http.IncomingMessage, res: http.ServerResponse) => void,
   ): Promise<string> {
     const server = http.createServer((req, res) => {
-      req.resume();
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         arrivals.push(`${name}:${req.url?.slice('/meta/'.length)}`);
+        if (req.url === '/meta/_batch') {
+          const calls = JSON.parse(Buffer.concat(chunks).toString()) as [string, unknown[]][];
+          for (const [method] of calls) arrivals.push(`${name}:${method}`);
+          (req as http.IncomingMessage & { calls?: unknown[] }).calls = calls;
+        }
         answer(req, res);
       });
     });
@@ -360,7 +510,7 @@ describe('MetadataClient over several replicas', () => {
     return `http://127.0.0.1:${port}`;
   }
 
-  function client(urls: string | string[], opts: { deadlineMs?: number; timeoutMs?: number }) {
+  function client(urls: string | string[], opts: MetadataClientOptions) {
     const m = new MetadataClient(urls, auth, opts);
     cleanups.push(() => m.close());
     return m;
@@ -484,5 +634,123 @@ describe('MetadataClient over several replicas', () => {
     expect(err).not.toBeInstanceOf(AmbiguousMetadataError);
     expect(count('b', 'createBucket')).toBe(0);
     expect(seen).toEqual([undefined, 'yes']);
+  });
+
+  it('makes the mutations of an unanswered batch ambiguous, and retries its reads', async () => {
+    const reset = await rawServer('reset', (req) => req.socket.destroy());
+    const hang = await rawServer('hang', () => {});
+    const b = await replica('b');
+    await bucket(client(b.url, {}), 'v');
+
+    for (const [bad, opts] of [
+      [reset, { deadlineMs: 5000 }],
+      [hang, { deadlineMs: 5000, timeoutMs: 300 }],
+    ] as const) {
+      const name = bad === reset ? 'reset' : 'hang';
+      arrivals.length = 0;
+      const m = client([bad, b.url], { ...opts, batch: { maxInFlight: 1 } });
+      // The first read and the first mutation go alone; the rest wait for them and then
+      // leave as one batch of reads and one of mutations.
+      const lone = m.getBucket('v');
+      const puts = Array.from({ length: 10 }, (_, i) =>
+        m.putObject('v', obj(`k${i}`)).catch((e: unknown) => e),
+      );
+      const allocs = Array.from({ length: 3 }, () =>
+        m.allocateNeedleIds(5).catch((e: unknown) => e),
+      );
+      const reads = Array.from({ length: 10 }, () => m.getBucket('v'));
+      expect((await lone)?.name).toBe('v');
+      for (const e of [...(await Promise.all(puts)), ...(await Promise.all(allocs))]) {
+        expect(e).toBeInstanceOf(AmbiguousMetadataError);
+        expect(e).toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/may or/) });
+      }
+      for (const r of await Promise.all(reads)) expect(r?.name).toBe('v');
+      expect(count(name, '_batch')).toBe(2);
+      // Each mutation reached the misbehaving replica once, and no other.
+      expect(count(name, 'putObject')).toBe(10);
+      expect(count(name, 'allocateNeedleIds')).toBe(3);
+      expect(count('b', 'putObject')).toBe(0);
+      expect(count('b', 'allocateNeedleIds')).toBe(0);
+      expect(count(name, 'getBucket')).toBe(11);
+      expect(count('b', 'getBucket')).toBe(11);
+    }
+  });
+
+  it('retries a whole batch elsewhere when it could not be sent, or got a 503', async () => {
+    const busy = await rawServer('busy', (_req, res) => {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end('{"error":"NoLeader","message":"no leader"}');
+    });
+    const b = await replica('b');
+    for (const first of [await deadUrl(), busy]) {
+      arrivals.length = 0;
+      const m = client([first, b.url], { deadlineMs: 3000, batch: { maxInFlight: 1 } });
+      const names = Array.from({ length: 30 }, (_, i) => `${first === busy ? 's' : 'd'}${i}`);
+      await Promise.all(names.map((n) => bucket(m, n)));
+      const ids = await Promise.all(Array.from({ length: 5 }, () => m.allocateNeedleIds(2)));
+      for (const r of ids) expect(typeof r.first).toBe('bigint');
+      expect(count('b', 'createBucket')).toBe(30);
+      expect(count('b', 'allocateNeedleIds')).toBe(5);
+      if (first === busy) {
+        expect(count('busy', '_batch')).toBe(1);
+        expect(count('busy', 'createBucket')).toBe(30);
+      }
+    }
+  });
+
+  it("moves reads, not mutations, past a batch call's own Unavailable answer", async () => {
+    const noLeader = await rawServer('noleader', (req, res) => {
+      const e = { error: 'Unavailable', message: 'no directory leader within 5000 ms' };
+      const calls = (req as http.IncomingMessage & { calls?: unknown[] }).calls;
+      const body = calls ? JSON.stringify(calls.map(() => ({ e: { ...e, status: 409 } }))) : '';
+      res.writeHead(calls ? 200 : 409, { 'content-type': 'application/json' });
+      res.end(body || JSON.stringify(e));
+    });
+    const b = await replica('b');
+    const m = client([noLeader, b.url], { deadlineMs: 2000, batch: { maxInFlight: 1 } });
+    const calls = [
+      ...Array.from({ length: 5 }, () => m.getBucket('u')),
+      ...Array.from({ length: 5 }, (_, i) => bucket(m, `u${i}`)),
+    ];
+    const out = await Promise.all(calls.map((p) => p.catch((e: unknown) => e)));
+    expect(count('noleader', '_batch')).toBe(2);
+    expect(out.slice(0, 5)).toEqual([null, null, null, null, null]);
+    for (const e of out.slice(5)) {
+      expect(e).toBeInstanceOf(MetadataError);
+      expect(e).not.toBeInstanceOf(AmbiguousMetadataError);
+      expect(e).toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/leader/) });
+    }
+    expect(count('b', 'getBucket')).toBe(5);
+    expect(count('b', 'createBucket')).toBe(0);
+  });
+
+  it('falls back to single calls on a replica without the batch route', async () => {
+    const level = await LevelMetadata.open(tempDir());
+    const inner = new MetadataServer({ meta: level, auth });
+    const old = http.createServer((req, res) => {
+      arrivals.push(`old:${req.url?.slice('/meta/'.length)}`);
+      if (req.url === '/meta/_batch') {
+        req.resume();
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{"error":"NotFound","message":"no route for /meta/_batch"}');
+      } else void inner.handle(req, res);
+    });
+    await new Promise<void>((r) => old.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      old.closeAllConnections();
+      await new Promise<void>((r) => old.close(() => r()));
+      await level.close();
+    });
+    const m = client(`http://127.0.0.1:${(old.address() as AddressInfo).port}`, {
+      batch: { maxInFlight: 1 },
+    });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => bucket(m, `o${i}`)));
+    expect((await level.listBuckets()).length).toBe(20);
+    expect(count('old', '_batch')).toBe(1);
+    expect(count('old', 'createBucket')).toBe(20);
+    // Known now: no more batches to this replica.
+    await Promise.all(Array.from({ length: 5 }, () => m.listBuckets()));
+    expect(count('old', '_batch')).toBe(1);
+    expect(count('old', 'listBuckets')).toBe(5);
   });
 });

@@ -19,6 +19,11 @@
 //
 // A 409 answer is the store's MetadataError, thrown again as one; any other answer is an
 // Error carrying the HTTP status and the server's error code.
+//
+// Concurrent calls to one replica share requests (client-batch.ts). The rules above apply
+// to each call of a batch on its own: a batch not sent is retried elsewhere whole, one
+// sent but unanswered makes its mutations ambiguous and its reads move on, and each call
+// of an answered batch is treated as if its single-call answer had come back.
 import { type Dispatcher, Pool } from 'undici';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type {
@@ -35,7 +40,15 @@ import type {
   UserRecord,
 } from './api.ts';
 import { MetadataError } from './api.ts';
-import { decodeJson, encodeJson, type MetaMethod } from './server.ts';
+import {
+  type Answer,
+  AttemptFailure,
+  type BatchOptions,
+  BatchQueue,
+  type Reply,
+  replyOf,
+} from './client-batch.ts';
+import { encodeJson, type MetaMethod } from './server.ts';
 import type {
   ClusterDirectory,
   Heartbeat,
@@ -67,6 +80,11 @@ export interface MetadataClientOptions {
    * at once).
    */
   keyCacheMs?: number;
+  /**
+   * Coalescing of concurrent calls into POST /meta/_batch requests (default on, with the
+   * defaults of BatchOptions); false sends every call on its own.
+   */
+  batch?: BatchOptions | false;
 }
 
 /** Methods that change nothing, so repeating one on another replica is always harmless. */
@@ -103,28 +121,8 @@ export class AmbiguousMetadataError extends MetadataError {
   }
 }
 
-/** A transport failure of one attempt, and whether the replica may have got the request. */
-class AttemptFailure extends Error {
-  constructor(
-    readonly error: Error,
-    readonly sent: boolean,
-  ) {
-    super(error?.message ?? String(error));
-  }
-}
-
-interface Answer {
-  status: number;
-  text: string;
-}
-
-function isUnavailable(a: Answer): boolean {
-  if (a.status !== 409) return false;
-  try {
-    return (JSON.parse(a.text) as { error?: unknown }).error === 'Unavailable';
-  } catch {
-    return false;
-  }
+function isUnavailable(r: Reply): boolean {
+  return !r.ok && r.status === 409 && r.code === 'Unavailable';
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -142,6 +140,11 @@ function parseUrls(baseUrls: string | readonly string[]): string[] {
 export class MetadataClient implements MetadataStore, ClusterDirectory {
   private readonly origins: string[];
   private readonly pools: Pool[];
+  /**
+   * Per replica, reads and mutations apart: a batch answers when its slowest call is done,
+   * and a read should not wait for a Raft commit. Undefined when batching is off.
+   */
+  private readonly batches: { read: BatchQueue; write: BatchQueue }[] | undefined;
   private readonly deadlineMs: number;
   private readonly headers: Record<string, string>;
   /** Index of the replica to try first: the last one that answered. */
@@ -176,6 +179,18 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
           keepAliveTimeout: 60_000,
         }),
     );
+    const batch = opts.batch ?? {};
+    this.batches =
+      batch === false
+        ? undefined
+        : this.pools.map((pool) => {
+            const post = (path: string, body: string) => this.attempt(pool, path, body);
+            const replica = { batchRoute: true };
+            return {
+              read: new BatchQueue(post, batch, replica),
+              write: new BatchQueue(post, batch, replica),
+            };
+          });
   }
 
   /**
@@ -183,7 +198,8 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
    * the socket (it writes a buffer body in one go): before that the server cannot hold a
    * complete request, and it applies only complete ones, so the call was not applied.
    */
-  private attempt(pool: Pool, path: string, body: Buffer): Promise<Answer> {
+  private attempt(pool: Pool, path: string, text: string): Promise<Answer> {
+    const body = Buffer.from(text);
     return new Promise((resolve, reject) => {
       let sent = false;
       let status = 0;
@@ -209,15 +225,19 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
           reject(new AttemptFailure(err, sent));
         },
       };
-      pool.dispatch(
-        {
-          method: 'POST',
-          path,
-          headers: { ...this.headers, [AUTH_HEADER]: this.auth.sign('POST', path) },
-          body,
-        },
-        handler,
-      );
+      try {
+        pool.dispatch(
+          {
+            method: 'POST',
+            path,
+            headers: { ...this.headers, [AUTH_HEADER]: this.auth.sign('POST', path) },
+            body,
+          },
+          handler,
+        );
+      } catch (e) {
+        reject(new AttemptFailure(e as Error, false));
+      }
     });
   }
 
@@ -225,8 +245,7 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     // Trailing undefined arguments are dropped rather than sent as null.
     let n = args.length;
     while (n > 0 && args[n - 1] === undefined) n--;
-    const path = `/meta/${method}`;
-    const body = Buffer.from(encodeJson(n === args.length ? args : args.slice(0, n)));
+    const body = encodeJson(n === args.length ? args : args.slice(0, n));
     const readOnly = READ_ONLY.has(method);
     const replicas = this.pools.length;
     const deadline = Date.now() + this.deadlineMs;
@@ -236,9 +255,11 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     let last = '';
     for (;;) {
       if (this.closed) throw new MetadataError('Unavailable', 'metadata client closed');
-      let answer: Answer | undefined;
+      let answer: Reply | undefined;
       try {
-        answer = await this.attempt(this.pools[idx]!, path, body);
+        answer = this.batches
+          ? await this.batches[idx]![readOnly ? 'read' : 'write'].submit(method, body)
+          : replyOf(await this.attempt(this.pools[idx]!, `/meta/${method}`, body));
       } catch (e) {
         if (!(e instanceof AttemptFailure)) throw e;
         if (e.sent && !readOnly) {
@@ -250,11 +271,15 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
         }
         last = `${this.origins[idx]}: ${e.message}`;
       }
-      if (answer && answer.status !== 503 && !(readOnly && isUnavailable(answer))) {
+      if (
+        answer &&
+        (answer.ok || (answer.status !== 503 && !(readOnly && isUnavailable(answer))))
+      ) {
         this.current = idx;
         return this.result<T>(method, answer);
       }
-      if (answer) last = `${this.origins[idx]}: HTTP ${answer.status} ${answer.text.slice(0, 200)}`;
+      if (answer && !answer.ok)
+        last = `${this.origins[idx]}: HTTP ${answer.status} ${answer.text.slice(0, 200)}`;
       attempts++;
       // Other calls in flight start at the next replica instead of failing here first.
       if (this.current === idx) this.current = (idx + 1) % replicas;
@@ -275,17 +300,9 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     }
   }
 
-  private result<T>(method: MetaMethod, { status, text }: Answer): T {
-    if (status === 200) return (decodeJson(text) as { r?: T }).r as T;
-    let code = 'InternalError';
-    let message = `HTTP ${status}`;
-    try {
-      const j = JSON.parse(text) as { error: string; message: string };
-      code = j.error;
-      message = j.message;
-    } catch {
-      // not JSON: keep the status line
-    }
+  private result<T>(method: MetaMethod, reply: Reply): T {
+    if (reply.ok) return reply.value as T;
+    const { status, code, message } = reply;
     if (status === 409) throw new MetadataError(code as MetadataError['code'], message);
     const err = new Error(`metadata ${method}: ${code}: ${message}`);
     (err as Error & { code?: string; status?: number }).code = code;
@@ -400,8 +417,11 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   liveness(): Promise<NodeLiveness[]> {
     return this.call('liveness', []);
   }
-  allocateVolume(replicaCount: number): Promise<VolumeRecord & { urls: string[] }> {
-    return this.call('allocateVolume', [replicaCount]);
+  allocateVolume(
+    replicaCount: number,
+    avoid: string[] = [],
+  ): Promise<VolumeRecord & { urls: string[] }> {
+    return this.call('allocateVolume', [replicaCount, avoid]);
   }
   getUser(id: string): Promise<UserRecord | null> {
     return this.call('getUser', [id]);

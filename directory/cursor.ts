@@ -7,7 +7,22 @@ import type { DB } from './writer.ts';
 
 type Iter = Iterator<DB, string, string>;
 
-const MAX_CHUNK = 1000;
+// Above a 1000-key page plus the one entry that tells whether the page is truncated, so a
+// full page is one read.
+const MAX_CHUNK = 1024;
+
+// The binding ends a read at this many bytes even when fewer entries than asked were read
+// (16 KiB by default: a 1000-record page would take ~20 trips to the thread pool). The
+// chunk size bounds a read already.
+const HIGH_WATER_MARK_BYTES = 16 * 1024 * 1024;
+
+/** How the iterator's keys are encoded (the database's key encoding when absent). */
+export type KeyEncoding = {
+  name: string;
+  format: 'utf8';
+  encode: (s: string) => Buffer;
+  decode: (s: string) => string;
+};
 
 export class Cursor {
   private readonly it: Iter;
@@ -21,8 +36,13 @@ export class Cursor {
     db: DB,
     range: { gt?: string; gte?: string; lt: string },
     private readonly first: number,
+    keyEncoding?: KeyEncoding,
   ) {
-    this.it = db.iterator(range);
+    this.it = db.iterator({
+      ...range,
+      ...(keyEncoding && { keyEncoding }),
+      highWaterMarkBytes: HIGH_WATER_MARK_BYTES,
+    });
     this.chunk = Math.max(1, first);
   }
 
@@ -40,8 +60,12 @@ export class Cursor {
     return this.buf[this.pos++];
   }
 
-  /** Skips every entry whose key starts with `prefix` (which must be at or after the cursor). */
-  skipPrefix(prefix: string): void {
+  /**
+   * Skips every entry whose key starts with `prefix` (which must be at or after the cursor).
+   * `seekTo` is where a seek lands, in the iterator's range encoding: the default suits
+   * keys that come out as they go in.
+   */
+  skipPrefix(prefix: string, seekTo?: () => string): void {
     const last = this.buf[this.buf.length - 1];
     if (this.pos < this.buf.length && last !== undefined && !last[0].startsWith(prefix)) {
       // The run of keys with this prefix ends inside the chunk we hold.
@@ -49,7 +73,7 @@ export class Cursor {
       return;
     }
     if (this.ended) return;
-    this.it.seek(successor(prefix));
+    this.it.seek(seekTo ? seekTo() : successor(prefix));
     this.buf = [];
     this.pos = 0;
     this.chunk = Math.max(1, Math.min(this.first, 2));

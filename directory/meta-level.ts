@@ -34,6 +34,7 @@ import {
 } from './commands.ts';
 import { Cursor } from './cursor.ts';
 import * as K from './keys.ts';
+import { commonPrefix, listObjectPage } from './object-listing.ts';
 import type { NodeRecord, NodeState, VolumeRecord, VolumeState } from './topology.ts';
 import { type DB, type Outcome, type Tx, Writer, type WriterStats } from './writer.ts';
 
@@ -46,10 +47,6 @@ const latin1 = {
   encode: (s: string): Buffer => Buffer.from(s, 'latin1'),
   decode: (b: Buffer): string => b.toString('latin1'),
 };
-
-function decodeObject(keyBytes: string, v: string): ObjectRecord {
-  return { key: K.text(keyBytes), ...(JSON.parse(v) as Omit<ObjectRecord, 'key'>) };
-}
 
 function checkMax(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0) throw new Error(`${what} must be a non-negative integer`);
@@ -181,53 +178,24 @@ export class LevelMetadata implements MetadataStore {
    * `after` (a continuation from it) is not repeated, so the keys under it are skipped. A
    * common prefix is therefore returned when `after` lies inside it (a start-after in the
    * middle of a "folder") — AWS's behaviour as far as we know; the conformance suite should
-   * confirm it. maxKeys 0 returns an empty, untruncated page.
+   * confirm it. maxKeys 0 returns an empty, untruncated page. The records are parsed when
+   * `objects` is first read, and not at all when the page is only served (object-listing.ts).
    */
   async listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
     checkMax(opts.maxKeys, 'maxKeys');
-    if ((await this.db.get(K.bucketKey(bucket))) === undefined) throw noSuchBucket(bucket);
-    const res: ListObjectsResult = { objects: [], commonPrefixes: [], isTruncated: false };
-    const max = opts.maxKeys;
-    if (max === 0) return res;
-    const base = K.objectBase(bucket);
-    const prefix = K.bytes(opts.prefix ?? '');
-    const delim = opts.delimiter ? K.bytes(opts.delimiter) : '';
-    const after = opts.after ? K.bytes(opts.after) : undefined;
-    const lt = prefix ? base + K.successor(prefix) : K.successor(base);
-    const lower =
-      after !== undefined && after >= prefix ? { gt: base + after } : { gte: base + prefix };
-    const cur = new Cursor(this.db, { ...lower, lt }, delim ? 16 : max + 1);
-    let count = 0;
-    let last: string | undefined;
-    try {
-      for (;;) {
-        const e = await cur.next(max - count + 1);
-        if (!e) break;
-        const rel = e[0].slice(base.length);
-        const cp = commonPrefix(rel, prefix.length, delim);
-        if (cp !== undefined && cp === after) {
-          cur.skipPrefix(base + cp);
-          continue;
-        }
-        if (count === max) {
-          res.isTruncated = true;
-          break;
-        }
-        count++;
-        if (cp !== undefined) {
-          res.commonPrefixes.push(K.text(cp));
-          last = cp;
-          cur.skipPrefix(base + cp);
-        } else {
-          res.objects.push(decodeObject(rel, e[1]));
-          last = rel;
-        }
-      }
-    } finally {
-      await cur.close();
+    // The page is read while the bucket is looked up (one trip to LevelDB's threads less);
+    // a missing bucket still wins over whatever the page came to.
+    const exists = this.db.get(K.bucketKey(bucket));
+    const page = listObjectPage(this.db, bucket, opts);
+    const settled = page.then(
+      () => undefined,
+      () => undefined,
+    );
+    if ((await exists) === undefined) {
+      await settled;
+      throw noSuchBucket(bucket);
     }
-    if (last !== undefined) res.last = K.text(last);
-    return res;
+    return page;
   }
 
   // ---- Multipart uploads ----
@@ -457,15 +425,4 @@ export class LevelMetadata implements MetadataStore {
     await this.writer.close();
     await this.db.close();
   }
-}
-
-/** The common prefix `key` rolls up into: up to the first delimiter after the prefix. */
-function commonPrefix(
-  key: string,
-  prefixLength: number,
-  delim: string | undefined,
-): string | undefined {
-  if (!delim) return undefined;
-  const i = key.indexOf(delim, prefixLength);
-  return i >= 0 ? key.slice(0, i + delim.length) : undefined;
 }

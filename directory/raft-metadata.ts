@@ -335,7 +335,13 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
   }
 
   /** Runs on the leader (forwarded there otherwise): placement needs the freshest view. */
-  async allocateVolume(replicaCount: number): Promise<VolumeRecord & { urls: string[] }> {
+  async allocateVolume(
+    replicaCount: number,
+    avoid: string[] = [],
+  ): Promise<VolumeRecord & { urls: string[] }> {
+    if (!Array.isArray(avoid) || !avoid.every((a) => typeof a === 'string')) {
+      throw new Error('avoid must be a list of node ids');
+    }
     if (!Number.isInteger(replicaCount) || replicaCount < 1 || replicaCount > 16) {
       throw new Error('replicaCount must be an integer from 1 to 16');
     }
@@ -345,7 +351,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
       if (this.o.forwarded || !url) {
         throw new MetadataError('Unavailable', 'no directory leader to place a volume');
       }
-      return this.client(url).allocateVolume(replicaCount);
+      return this.client(url).allocateVolume(replicaCount, avoid);
     }
     const aliveMs = this.o.aliveMs ?? 3_000;
     const nodes = (await this.listNodes()).filter(
@@ -359,6 +365,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
         volumes: held.get(n.id) ?? 0,
       })),
       replicaCount,
+      new Set(avoid),
     );
     if (!chosen) {
       throw new MetadataError(

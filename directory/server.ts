@@ -7,12 +7,22 @@
 // decodeJson). A MetadataError thrown by the store answers 409 {error: code, message}
 // and MetadataClient throws it again as a MetadataError; anything else is 500.
 // Plain node:http, like the store server: fixed routes, small JSON bodies.
+//
+//   POST /meta/_batch      body: [[method, [args…]], …]   → 200 [{"r": result} | {"e": …}, …]
+//
+// runs several calls in one request (MetadataClient coalesces concurrent calls this way:
+// per-request HTTP, auth and JSON work cost the leader as much CPU as the records). The
+// calls run concurrently, so a RaftMetadata proposes their mutations together, and each
+// answers on its own: {"e": {error, message, status}} carries what the call alone would
+// have got (status 409 for a MetadataError). Auth and body errors (403, 400, 413) answer
+// for the whole batch; a server of an older build answers 404 (no such route).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as httpServer from '../common/http-server.ts';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import { MetadataError, type MetadataStore } from './api.ts';
+import { hasWireJson, WIRE_JSON } from './object-listing.ts';
 import type { ClusterDirectory } from './topology.ts';
 
 /** The MetadataStore methods served (all but close). */
@@ -58,6 +68,11 @@ export const META_METHODS = [
 export type MetaMethod = (typeof META_METHODS)[number];
 const METHOD_SET = new Set<string>(META_METHODS);
 
+/** The route of POST /meta/_batch. */
+export const BATCH_PATH = '/meta/_batch';
+/** Most calls in one batch. */
+export const MAX_BATCH_CALLS = 10_000;
+
 const BIGINT_TAG = '$bigint';
 
 // Object keys that start with "$" in the data (user metadata names can) get one more "$"
@@ -87,8 +102,16 @@ const reviver = (_k: string, v: unknown) => {
   return keys.some((k) => k[0] === '$') ? escapeKeys(v, false) : v;
 };
 
-/** JSON.stringify with bigints as {"$bigint": "<decimal>"} (and "$…" keys escaped). */
+/**
+ * JSON.stringify with bigints as {"$bigint": "<decimal>"} (and "$…" keys escaped). A result
+ * that carries its wire JSON already (WIRE_JSON: a listing page still in stored form) gives
+ * that instead; only at the top level, which is where the server's results are.
+ */
 export function encodeJson(value: unknown): string {
+  if (hasWireJson(value)) {
+    const text = value[WIRE_JSON](encodeJson);
+    if (text !== undefined) return text;
+  }
   // Fast path without a replacer call per value: only a bigint makes stringify throw, and
   // only a string starting with "$" can be a key that needs escaping.
   try {
@@ -183,6 +206,12 @@ export class MetadataServer {
       if (!this.opts.auth.verify(req.headers[AUTH_HEADER] as string | undefined, method, rawUrl))
         throw new HttpError(403, 'Forbidden', 'missing or invalid internal auth token');
       const name = rawUrl.startsWith('/meta/') ? rawUrl.slice(6) : '';
+      if (rawUrl === BATCH_PATH) {
+        if (method !== 'POST')
+          throw new HttpError(405, 'MethodNotAllowed', `${method} not allowed`);
+        await this.batch(req, res);
+        return;
+      }
       if (!METHOD_SET.has(name)) throw new HttpError(404, 'NotFound', `no route for ${rawUrl}`);
       if (method !== 'POST') throw new HttpError(405, 'MethodNotAllowed', `${method} not allowed`);
       const text = await readBody(req, this.maxBody);
@@ -224,6 +253,58 @@ export class MetadataServer {
       }
       if (!req.complete) res.setHeader('connection', 'close');
       send(res, status, JSON.stringify(body));
+    }
+  }
+
+  private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const text = await readBody(req, this.maxBody);
+    let calls: unknown;
+    try {
+      calls = decodeJson(text);
+    } catch {
+      throw new HttpError(400, 'InvalidArgument', 'body is not JSON');
+    }
+    if (!Array.isArray(calls))
+      throw new HttpError(400, 'InvalidArgument', 'body must be a JSON array of calls');
+    if (calls.length > MAX_BATCH_CALLS)
+      throw new HttpError(413, 'EntityTooLarge', `more than ${MAX_BATCH_CALLS} calls`);
+    const answers = await Promise.all(calls.map((c) => this.batchCall(c)));
+    send(res, 200, `[${answers.join(',')}]`);
+  }
+
+  /** One call of a batch, answered as JSON text; never throws. */
+  private async batchCall(c: unknown): Promise<string> {
+    try {
+      if (!Array.isArray(c) || typeof c[0] !== 'string' || !Array.isArray(c[1]))
+        throw new HttpError(400, 'InvalidArgument', 'a call must be [method, [args…]]');
+      const name = c[0];
+      const fn = METHOD_SET.has(name)
+        ? ((this.opts.meta as unknown as Record<string, unknown>)[name] as
+            | ((...a: unknown[]) => Promise<unknown>)
+            | undefined)
+        : undefined;
+      if (typeof fn !== 'function') throw new HttpError(404, 'NotFound', `no method ${name}`);
+      // JSON has no undefined: an omitted optional argument arrives as null.
+      const args = (c[1] as unknown[]).map((a) => (a === null ? undefined : a));
+      const result = await fn.apply(this.opts.meta, args);
+      return result === undefined ? '{}' : `{"r":${encodeJson(result)}}`;
+    } catch (e) {
+      let error: { error: string; message: string; status: number };
+      if (e instanceof MetadataError) error = { error: e.code, message: e.message, status: 409 };
+      else if (e instanceof HttpError)
+        error = { error: e.code, message: e.message, status: e.status };
+      else {
+        error = {
+          error: 'InternalError',
+          message: (e as Error)?.message ?? String(e),
+          status: 500,
+        };
+        this.opts.logger?.error(
+          { err: e, method: (c as unknown[])[0] },
+          'metadata batch call failed',
+        );
+      }
+      return JSON.stringify({ e: error });
     }
   }
 }

@@ -80,7 +80,11 @@ export interface ClusterDirectory extends TopologyStore {
   /**
    * A new writable volume with `replicaCount` replicas on distinct online nodes, on
    * distinct zones when there are enough zones; throws Unavailable when there are not
-   * enough online nodes. The caller creates the volume on each replica store.
+   * enough online nodes. The caller creates the volume on each replica store. `avoid`:
+   * nodes the caller just failed to reach (the directory may not know yet).
    */
-  allocateVolume(replicaCount: number): Promise<VolumeRecord & { urls: string[] }>;
+  allocateVolume(
+    replicaCount: number,
+    avoid?: string[],
+  ): Promise<VolumeRecord & { urls: string[] }>;
 }

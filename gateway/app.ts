@@ -40,6 +40,26 @@ export function splitTarget(
   return { rawPath, rawQuery, bucket: rest.slice(0, slash), key: rest.slice(slash + 1) };
 }
 
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+]);
+
+/** A store could not be reached or could not reach its replicas. */
+function unreachable(e: unknown): boolean {
+  if (e instanceof StoreError) return e.code === 'ReplicaWriteFailed';
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && CONNECTION_ERRORS.has(code);
+}
+
 function toS3Error(e: unknown, services: Services): S3Error {
   if (e instanceof S3Error) return e;
   if (e instanceof MetadataError) {
@@ -54,6 +74,11 @@ function toS3Error(e: unknown, services: Services): S3Error {
   }
   if (e instanceof StoreError && (e.code === 'Busy' || e.code === 'VolumeFull')) {
     return new S3Error('SlowDown', 'Please reduce your request rate.');
+  }
+  if (unreachable(e)) {
+    // Store nodes failing under us (a node just died, replicas unreachable): worth a retry.
+    services.log.warn({ err: e }, 'storage unavailable');
+    return new S3Error('ServiceUnavailable', 'Please reduce your request rate.');
   }
   services.log.error({ err: e }, 'internal error');
   return new S3Error('InternalError', 'We encountered an internal error. Please try again.');

@@ -47,6 +47,9 @@ const NOT_RETRYABLE = new Set<StoreErrorCode>(['InvalidArgument', 'EntityTooLarg
  * or read-only, a replica failed (ReplicaWriteFailed), or the store could not be reached.
  * A failed replicated write leaves at most orphan copies, which no metadata refers to.
  */
+/** How long a node that failed a write is kept out of this gateway's placement. */
+const SUSPECT_MS = 5_000;
+
 export function retryableWrite(e: unknown): boolean {
   return !(e instanceof StoreError && NOT_RETRYABLE.has(e.code));
 }
@@ -97,8 +100,27 @@ export class ClusterPlacement implements Placement {
    */
   writeFailed(volumeId: number, err: unknown): boolean {
     if (!retryableWrite(err)) return false;
+    for (const id of this.culprits(volumeId, err)) this.o.store.view.suspect(id, SUSPECT_MS);
     this.drop(volumeId);
     return true;
+  }
+
+  /**
+   * Which nodes made a write fail: the replicas a replicated write reports as failed, or
+   * the primary when it could not be reached at all. Every other pooled volume on them is
+   * then skipped too, not just this one.
+   */
+  private culprits(volumeId: number, err: unknown): string[] {
+    const view = this.o.store.view;
+    if (err instanceof StoreError) {
+      if (err.code !== 'ReplicaWriteFailed') return [];
+      const failed = (err.details?.failed ?? []) as Array<{ url?: unknown }>;
+      return failed
+        .map((f) => (typeof f.url === 'string' ? view.nodeIdByUrl(f.url) : undefined))
+        .filter((id): id is string => id !== undefined);
+    }
+    const primary = view.cachedVolume(volumeId)?.replicas[0];
+    return primary === undefined ? [] : [primary];
   }
 
   /** Volumes in the pool for `replicaCount` (tests, metrics). */
@@ -161,7 +183,10 @@ export class ClusterPlacement implements Placement {
   /** Adds one volume to the pool; concurrent callers share the allocation. */
   private fill(pool: Pool, replicaCount: number): Promise<void> {
     pool.filling ??= (async () => {
-      const rec = await this.o.directory.allocateVolume(replicaCount);
+      const rec = await this.o.directory.allocateVolume(
+        replicaCount,
+        this.o.store.view.suspected(),
+      );
       const vol = this.o.store.view.learn(rec, rec.urls);
       try {
         await this.o.store.createOnReplicas(vol);

@@ -303,9 +303,18 @@ export class ClusterNeedleStore implements NeedleStore {
     if (nodes.length !== vol.replicas.length) {
       throw new StoreError('InternalError', `volume ${vol.id}: replica node(s) unknown`);
     }
-    await Promise.all(
+    const results = await Promise.allSettled(
       nodes.map((n) => this.onNode(n, (c) => c.createVolume(vol.id, { ifMissing: true }))),
     );
+    const failed = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [nodes[i] as NodeView] : [],
+    );
+    if (failed.length > 0) {
+      // The directory placed the volume on a node this gateway cannot reach (it may not
+      // know yet that it is gone): keep our writes off it until it does.
+      for (const n of failed) this.view.suspect(n.id, 5_000);
+      throw (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason;
+    }
   }
 
   /** Only the embedded placement reads a store's status; the cluster's is the directory's. */

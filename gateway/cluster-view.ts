@@ -50,6 +50,7 @@ export class ClusterView {
   private readonly fetching = new Map<number, Promise<VolumeView>>();
   private nodesLoaded = false;
   private refreshing: Promise<void> | null = null;
+  private readonly suspects = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private readonly aliveMs: number;
   private readonly volumeTtlMs: number;
@@ -116,7 +117,33 @@ export class ClusterView {
   /** Online per the directory and heard from recently: fit for writes and first reads. */
   usable(id: string): boolean {
     const n = this.nodes.get(id);
-    return n !== undefined && n.state === 'online' && n.alive;
+    return n !== undefined && n.state === 'online' && n.alive && !this.isSuspect(id);
+  }
+
+  /**
+   * This gateway just failed to reach the node: keep writes off it for `ms`, before the
+   * directory (heartbeat timeout) says so too.
+   */
+  suspect(id: string, ms: number): void {
+    this.suspects.set(id, Date.now() + ms);
+  }
+
+  isSuspect(id: string): boolean {
+    const until = this.suspects.get(id);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.suspects.delete(id);
+    return false;
+  }
+
+  /** Nodes this gateway currently avoids for writes. */
+  suspected(): string[] {
+    return [...this.suspects.keys()].filter((id) => this.isSuspect(id));
+  }
+
+  nodeIdByUrl(url: string): string | undefined {
+    for (const n of this.nodes.values()) if (n.url === url) return n.id;
+    return undefined;
   }
 
   /** The node records of a volume's replicas, loading nodes on first use. */

@@ -88,15 +88,19 @@ export class StoreClient implements NeedleStore {
     if (res.statusCode >= 400) {
       let code: StoreErrorCode = 'InternalError';
       let message = `HTTP ${res.statusCode}`;
+      let details: Record<string, unknown> | undefined;
       try {
         const j = JSON.parse(body.toString()) as { error: StoreErrorCode; message: string };
-        code = j.error;
-        message = j.message;
+        const { error, message: m, ...rest } = j;
+        code = error;
+        message = m;
+        // e.g. which replicas a replicated write could not reach
+        if (Object.keys(rest).length > 0) details = rest;
       } catch {
         if (res.statusCode === 404) code = 'NoSuchNeedle';
         else if (res.statusCode === 403) code = 'Forbidden';
       }
-      throw new StoreError(code, message);
+      throw new StoreError(code, message, details);
     }
     return { status: res.statusCode, headers: res.headers, body };
   }
