@@ -256,10 +256,19 @@ export class Writer {
     }
     for (const [k, v] of extra) batch.set(k, v);
     if (batch.size > 0) {
-      const ops = [...batch].map(([key, value]) =>
-        value === null ? { type: 'del' as const, key } : { type: 'put' as const, key, value },
-      );
-      await this.db.batch(ops, { sync: true });
+      // A chained batch: the array form costs several times more CPU per operation
+      // (abstract-level clones and normalizes every op object). Same atomic synced write.
+      const b = this.db.batch();
+      try {
+        for (const [key, value] of batch) {
+          if (value === null) b.del(key);
+          else b.put(key, value);
+        }
+      } catch (e) {
+        await b.close();
+        throw e;
+      }
+      await b.write({ sync: true });
     }
     this.stats.batches++;
     this.stats.jobs += units.length;

@@ -4,6 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { close, listen } from '../../common/http-server.ts';
 import { AUTH_HEADER, InternalAuth } from '../../common/internal-auth.ts';
 import {
+  decodeFrame,
+  encodeFrame,
   RaftTransport,
   raftRoutes,
   type SnapshotMessage,
@@ -178,6 +180,81 @@ describe('RaftTransport messages', () => {
     expect((await fetch(`${url}/raft/msgs`)).status).toBe(405);
     const elsewhere = await fetch(`${url}/raft/other`, { method: 'POST' });
     expect(await elsewhere.text()).toBe('not raft');
+  });
+
+  it('frames entry payloads as raw bytes and restores them exactly', async () => {
+    const rb = new Receiver();
+    const { t, errors } = transport({ b: await startPeer(rb) });
+    const append: Message = {
+      type: 'append',
+      from: 'a',
+      to: 'b',
+      term: 3,
+      prevIndex: 6,
+      prevTerm: 2,
+      entries: [
+        { index: 7, term: 3, kind: 'cmd', data: '[{"op":"putObject","args":["b\\"q\\u0000"]}]' },
+        { index: 8, term: 3, kind: 'noop' },
+        { index: 9, term: 3, kind: 'cmd', data: '' },
+        {
+          index: 10,
+          term: 3,
+          kind: 'conf',
+          data: '{"id":"é😀","url":"x"}',
+          conf: { voters: ['a'], learners: [] },
+        },
+      ],
+      commit: 6,
+      readSeq: 0,
+    };
+    const msgs = [append, resp('b', 1), { ...append, entries: [] }];
+    expect(decodeFrame(encodeFrame(msgs))).toEqual(msgs);
+    t.send(msgs);
+    await until(() => rb.msgs.length === 3, 'delivery');
+    expect(rb.msgs).toEqual(msgs);
+    expect(errors).toEqual([]);
+    const frame = encodeFrame(msgs);
+    const type = { 'content-type': 'application/x-raft-msgs' };
+    const bad = [
+      frame.subarray(0, 3),
+      frame.subarray(0, frame.length - 1),
+      Buffer.concat([frame, Buffer.from('x')]),
+    ];
+    for (const body of bad) {
+      const r = await fetch(`${await startPeer(rb)}/raft/msgs`, {
+        method: 'POST',
+        headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/msgs'), ...type },
+        body,
+      });
+      expect(r.status).toBe(400);
+    }
+    expect(rb.msgs.length).toBe(3);
+  });
+
+  it('falls back to JSON bodies for a receiver that refuses frames', async () => {
+    const got: Message[][] = [];
+    const server = http.createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (b: Buffer) => parts.push(b));
+      req.on('end', () => {
+        try {
+          got.push(JSON.parse(Buffer.concat(parts).toString('utf8')) as Message[]);
+          res.writeHead(204).end();
+        } catch {
+          res.writeHead(400).end('malformed JSON');
+        }
+      });
+    });
+    servers.push(server);
+    const { port } = await listen(server, '127.0.0.1', 0);
+    const { t } = transport({ b: `http://127.0.0.1:${port}` });
+    // The first (framed) batch is refused and lost; later ones arrive as JSON.
+    const end = Date.now() + 5_000;
+    while (got.length === 0 && Date.now() < end) {
+      t.send([resp('b', 2)]);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(got.flat().length).toBeGreaterThan(0);
   });
 
   it('survives a peer that is down and delivers once it is back', async () => {
