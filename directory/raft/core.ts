@@ -133,6 +133,8 @@ export class Raft {
 
   private readSeq = 0;
   private readBroadcastPending = false;
+  /** The commit index moved during this step: followers must hear of it (see ready()). */
+  private commitNotify = false;
   private pendingReads: PendingRead[] = [];
   private readsAwaitingCommit: Array<{ id: string; from: NodeId }> = [];
 
@@ -419,6 +421,8 @@ export class Raft {
   }
 
   ready(): Ready {
+    if (this.commitNotify && this.role === 'leader') this.notifyCommit();
+    this.commitNotify = false;
     if (this.readBroadcastPending && this.role === 'leader') {
       this.readBroadcastPending = false;
       this.readSeq++;
@@ -708,7 +712,17 @@ export class Raft {
       this.becomeFollower(this.term, null);
       return;
     }
-    this.bcastAppend(true);
+    // Entries waiting go now (they carry the new commit); followers with nothing to
+    // receive are told in ready(), once for all the commits of this step.
+    this.bcastAppend(false);
+    this.commitNotify = true;
+  }
+
+  /** One empty append per peer that no append of this step told the current commit. */
+  private notifyCommit(): void {
+    const told = new Set<NodeId>();
+    for (const m of this.out) if (m.type === 'append' && m.commit >= this.commit) told.add(m.to);
+    for (const id of this.progress.keys()) if (!told.has(id)) this.sendAppend(id, true);
   }
 
   private commitTo(n: number): void {
