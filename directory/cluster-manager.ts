@@ -17,8 +17,9 @@
 // Every step is idempotent and re-derived from the records each round, so a leader change
 // or a crash mid-step only means the next round does it again.
 import type { InternalAuth } from '../common/internal-auth.ts';
-import { AUTH_HEADER } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
+import { type NeedleList, StoreClient } from '../store-node/client.ts';
+import { StoreError } from '../store-node/errors.ts';
 import type { Liveness } from './liveness.ts';
 import { type NeedleLister, OrphanSweeper } from './orphan-sweep.ts';
 import { chooseReplicas } from './placement.ts';
@@ -49,6 +50,7 @@ export class ClusterManager {
   readonly stats = { offlined: 0, reconciled: 0, rehomed: 0, errors: 0, orphansRemoved: 0 };
   private readonly sweeper: OrphanSweeper;
   private lastSweep = Date.now();
+  private readonly clients = new Map<string, StoreClient>();
 
   constructor(private readonly o: ClusterManagerOptions) {
     this.sweeper = new OrphanSweeper(o.meta, this.lister(), o.orphanGraceMs ?? 24 * 3_600_000);
@@ -60,6 +62,8 @@ export class ClusterManager {
 
   stop(): void {
     clearInterval(this.timer);
+    for (const c of this.clients.values()) void c.close();
+    this.clients.clear();
   }
 
   /** One pass; exported for tests. Never throws. */
@@ -125,10 +129,7 @@ export class ClusterManager {
           .find((r) => r && r.id !== n.id && r.state === 'online' && this.alive(r));
         if (!source) continue; // it holds the only live copy: nothing to catch up from
         try {
-          await this.storeCall(
-            n.url,
-            `/volumes/${v.id}/sync?source=${encodeURIComponent(source.url)}&deletes=1`,
-          );
+          await this.store(n.url).syncVolume(v.id, source.url, { deletes: true });
         } catch (e) {
           ok = false;
           this.o.logger.warn(
@@ -182,7 +183,7 @@ export class ClusterManager {
     if (cur.state === 'writable')
       cur = await this.o.meta.updateVolume(v.id, v.version, { state: 'readonly' });
     for (const id of survivors) {
-      await this.storeCall((byId.get(id) as NodeRecord).url, `/volumes/${v.id}/seal`);
+      await this.store((byId.get(id) as NodeRecord).url).seal(v.id);
     }
     const need = Math.max(0, v.replicaCount - survivors.length);
     const held = volumeCounts(await this.o.meta.listVolumes());
@@ -205,7 +206,7 @@ export class ClusterManager {
     }
     const source = byId.get(survivors[0] as string) as NodeRecord;
     for (const t of targets) {
-      await this.storeCall(t.url, `/volumes/${v.id}/sync?source=${encodeURIComponent(source.url)}`);
+      await this.store(t.url).syncVolume(v.id, source.url);
     }
     await this.o.meta.updateVolume(v.id, cur.version, {
       replicas: [...survivors, ...targets.map((t) => t.id)],
@@ -234,47 +235,41 @@ export class ClusterManager {
     return {
       list: async (url, vid) => {
         const ids: string[] = [];
-        let after: string | undefined;
+        let after: bigint | undefined;
         for (let page = 0; page < 100_000; page++) {
-          const q = `/volumes/${vid}/needles?limit=10000${after ? `&after=${after}` : ''}`;
-          const r = (await this.storeCall(url, q, 'GET').catch((e: Error) => {
+          let r: NeedleList;
+          try {
+            r = await this.store(url).listNeedles(vid, { after, limit: 10_000 });
+          } catch (e) {
             // Allocated in the directory but not created on the store yet: nothing to sweep.
-            if (/ 404 .*NoSuchVolume/.test(e.message)) return { needles: [] };
+            if (e instanceof StoreError && e.code === 'NoSuchVolume') return ids;
             throw e;
-          })) as { needles: Array<{ id: string }>; next?: string };
-          for (const n of r.needles) ids.push(n.id);
-          if (!r.next) break;
+          }
+          for (const n of r.needles) ids.push(n.id.toString());
+          if (r.next === undefined) break;
           after = r.next;
         }
         return ids;
       },
       remove: async (url, vid, id) => {
-        // The store wants the cookie on a delete: read it from the needle itself.
-        const raw = `/volumes/${vid}/needles/${id}/raw`;
-        const res = await fetch(`${url}${raw}`, {
-          headers: { [AUTH_HEADER]: this.o.auth.sign('GET', raw) },
-          signal: AbortSignal.timeout(this.o.storeTimeoutMs ?? 120_000),
-        });
-        await res.arrayBuffer();
-        if (res.status === 404) return;
-        const cookie = res.headers.get('x-ks-cookie');
-        if (!res.ok || cookie === null) throw new Error(`${url}${raw}: ${res.status}`);
-        const del = `/volumes/${vid}/needles/${id}?cookie=${cookie}`;
-        await this.storeCall(url, del, 'DELETE').catch((e: Error) => {
-          if (!/ 404 /.test(e.message)) throw e;
-        });
+        const client = this.store(url);
+        try {
+          // The store wants the cookie on a delete: read it from the needle itself.
+          const { cookie } = await client.getRaw(vid, BigInt(id));
+          await client.delete({ volumeId: vid, needleId: BigInt(id), cookie });
+        } catch (e) {
+          if (!(e instanceof StoreError && e.code === 'NoSuchNeedle')) throw e;
+        }
       },
     };
   }
 
-  private async storeCall(base: string, pathAndQuery: string, method = 'POST'): Promise<unknown> {
-    const res = await fetch(`${base}${pathAndQuery}`, {
-      method,
-      headers: { [AUTH_HEADER]: this.o.auth.sign(method, pathAndQuery) },
-      signal: AbortSignal.timeout(this.o.storeTimeoutMs ?? 120_000),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${base}${pathAndQuery}: ${res.status} ${text.slice(0, 200)}`);
-    return text ? JSON.parse(text) : null;
+  private store(url: string): StoreClient {
+    let c = this.clients.get(url);
+    if (!c) {
+      c = new StoreClient(url, this.o.auth, this.o.storeTimeoutMs ?? 120_000, 4);
+      this.clients.set(url, c);
+    }
+    return c;
   }
 }

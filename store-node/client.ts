@@ -220,6 +220,11 @@ export class StoreClient implements NeedleStore {
   }
 
   /** With `ifMissing`, a volume that already exists counts as created (retries, re-runs). */
+  /** Read-only for good on this node (deletes still apply); idempotent. */
+  async seal(volumeId: number): Promise<void> {
+    await this.call('POST', `/volumes/${volumeId}/seal`);
+  }
+
   async createVolume(volumeId: number, opts: { ifMissing?: boolean } = {}): Promise<void> {
     try {
       await this.call('POST', `/volumes/${volumeId}`);
