@@ -159,6 +159,7 @@ interface AdminAnswer {
     message?: string;
     leaderId?: string | null;
     leaderUrl?: string | null;
+    conf?: { voters: string[]; learners: string[] };
   };
 }
 
@@ -197,7 +198,7 @@ async function change(
   body: Record<string, string>,
   auth: InternalAuth,
   timeoutMs: number,
-): Promise<string> {
+): Promise<{ at: string; conf?: { voters: string[]; learners: string[] } }> {
   const unreachable: string[] = [];
   for (const url of urls) {
     let a: AdminAnswer;
@@ -219,7 +220,7 @@ async function change(
         throw new CommandError(`leader ${a.body.leaderId} at ${at} unreachable: ${errorText(e)}`);
       }
     }
-    if (a.status === 200 && a.body.ok) return at;
+    if (a.status === 200 && a.body.ok) return { at, conf: a.body.conf };
     throw new CommandError(
       `${at}: ${a.body.error ?? `HTTP ${a.status}`}: ${a.body.message ?? ''}`.trimEnd(),
     );
@@ -285,13 +286,16 @@ export async function main(argv: string[]): Promise<void> {
       throw new CommandError('set KUBESTORAGE_CLUSTER_SECRET (or clusterSecret in --config)');
     const auth = new InternalAuth(secret);
     const body: Record<string, string> = verb === 'add' ? { id, url: peerUrl! } : { id };
-    const at = await change(urls, verb, body, auth, timeoutMs);
+    const { at, conf } = await change(urls, verb, body, auth, timeoutMs);
+    const members = conf
+      ? ` (voters ${conf.voters.join(',') || '-'}; learners ${conf.learners.join(',') || '-'})`
+      : '';
     if (verb === 'add') {
       process.stdout.write(
-        `${id} (${peerUrl}) added as a learner by ${at}; it becomes a voter once caught up\n`,
+        `${id} (${peerUrl}) added as a learner by ${at}${members}; it becomes a voter once caught up\n`,
       );
     } else if (verb === 'remove') {
-      process.stdout.write(`${id} removed by ${at}\n`);
+      process.stdout.write(`${id} removed by ${at}${members}\n`);
     } else {
       // The leader only starts the handover (TimeoutNow); the target still has to win.
       const s = await waitForLeader([at, ...urls], id, timeoutMs);

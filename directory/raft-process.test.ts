@@ -393,7 +393,10 @@ describe('raft directory as processes', () => {
     const add = await cli(['add', 'd4', d4.url, '--directory', via!.url]);
     expect(add.code, add.err).toBe(0);
     const addedAt = performance.now();
-    const seen: string[] = [];
+    // The membership right after the add entry was appended: a caught-up learner may be
+    // promoted before the first /status poll, so the learner step is read from the answer.
+    const added = /learners ([^)]*)\)/.exec(add.out)?.[1]?.split(',') ?? [];
+    const seen: string[] = added.includes('d4') ? ['learner'] : [];
     let last = null as Status | null;
     const isVoter = async () => {
       last = await status(lead.url);

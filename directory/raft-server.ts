@@ -166,19 +166,20 @@ export class DirectoryServer {
       return;
     }
     try {
+      let conf: unknown;
       if (what === 'add') {
         if (typeof body.url !== 'string' || !/^https?:\/\/[^/\s]+$/.test(body.url)) {
           json(res, 400, { error: 'InvalidArgument', message: 'url: http://host:port' });
           return;
         }
-        await this.host.addNode(id, body.url);
-      } else if (what === 'remove') await this.host.removeNode(id);
+        conf = await this.host.addNode(id, body.url);
+      } else if (what === 'remove') conf = await this.host.removeNode(id);
       else if (what === 'transfer') await this.host.transferLeadership(id);
       else {
         json(res, 404, { error: 'NotFound', message: `no admin action ${what}` });
         return;
       }
-      json(res, 200, { ok: true });
+      json(res, 200, conf ? { ok: true, conf } : { ok: true });
     } catch (e) {
       json(res, 409, { error: 'Refused', message: (e as Error).message });
     }

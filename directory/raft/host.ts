@@ -253,11 +253,11 @@ export class RaftHost {
   }
 
   /** Adds a replica as a learner; it is promoted to voter once it has caught up. */
-  addNode(id: NodeId, url: string): Promise<void> {
+  addNode(id: NodeId, url: string): Promise<ConfState> {
     return this.confChange({ type: 'addLearner', node: id }, { id, url });
   }
 
-  removeNode(id: NodeId): Promise<void> {
+  removeNode(id: NodeId): Promise<ConfState> {
     return this.confChange({ type: 'remove', node: id });
   }
 
@@ -267,12 +267,19 @@ export class RaftHost {
     });
   }
 
-  private async confChange(change: ConfChange, peer?: { id: NodeId; url: string }): Promise<void> {
+  /** Resolves with the membership in force right after the change was appended (effective on append). */
+  private async confChange(
+    change: ConfChange,
+    peer?: { id: NodeId; url: string },
+  ): Promise<ConfState> {
+    let conf: ConfState | undefined;
     await this.act(() => {
       if (peer) this.setPeerUrl(peer.id, peer.url);
       const p = this.core.proposeConf(change, peer ? JSON.stringify(peer) : undefined);
       if (!p) throw new Error(`membership change ${change.type} ${change.node} refused now`);
+      conf = this.core.membership;
     });
+    return conf!;
   }
 
   private act(fn: () => void): Promise<void> {
