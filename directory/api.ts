@@ -38,6 +38,9 @@ export interface ObjectRecord {
   owner: string;
 }
 
+/** What a listing shows of an object. */
+export type ObjectSummary = Pick<ObjectRecord, 'key' | 'size' | 'etag' | 'lastModified' | 'owner'>;
+
 export interface BucketRecord {
   name: string;
   owner: string;
@@ -87,9 +90,9 @@ export interface ListObjectsOptions {
   maxKeys: number;
 }
 
-export interface ListObjectsResult {
+export interface ListObjectsResult<T = ObjectRecord> {
   /** Objects and common prefixes interleaved in key order, at most maxKeys in all. */
-  objects: ObjectRecord[];
+  objects: T[];
   commonPrefixes: string[];
   isTruncated: boolean;
   /** The last key or common prefix returned: where the next page starts (after it). */
@@ -164,6 +167,11 @@ export interface MetadataStore extends TopologyStore {
    * past each common prefix instead of walking the keys under it. Throws NoSuchBucket.
    */
   listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult>;
+  /** listObjects with each object's summary only (what S3 listings show): a third of the bytes. */
+  listObjectSummaries(
+    bucket: string,
+    opts: ListObjectsOptions,
+  ): Promise<ListObjectsResult<ObjectSummary>>;
 
   // Multipart uploads
   createUpload(u: UploadRecord): Promise<void>;

@@ -35,6 +35,7 @@ import type {
   ListUploadsResult,
   MetadataStore,
   ObjectRecord,
+  ObjectSummary,
   PartRecord,
   UploadRecord,
   UserRecord,
@@ -48,7 +49,7 @@ import {
   type Reply,
   replyOf,
 } from './client-batch.ts';
-import { encodeJson, type MetaMethod } from './server.ts';
+import { encodeJson, LEADER_HEADER, type MetaMethod } from './server.ts';
 import type {
   ClusterDirectory,
   Heartbeat,
@@ -93,6 +94,7 @@ const READ_ONLY = new Set<MetaMethod>([
   'listBuckets',
   'getObject',
   'listObjects',
+  'listObjectSummaries',
   'getUpload',
   'listParts',
   'listUploads',
@@ -107,6 +109,8 @@ const READ_ONLY = new Set<MetaMethod>([
 ] satisfies MetaMethod[]);
 
 const BACKOFF_FIRST_MS = 50;
+/** A leader that failed a call is not preferred again for this long (others still work). */
+const LEADER_RETRY_MS = 5_000;
 const BACKOFF_MAX_MS = 400;
 
 /**
@@ -147,8 +151,12 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   private readonly batches: { read: BatchQueue; write: BatchQueue }[] | undefined;
   private readonly deadlineMs: number;
   private readonly headers: Record<string, string>;
-  /** Index of the replica to try first: the last one that answered. */
+  /** Index of the replica to try first: the leader if known, else the last one that answered. */
   private current = 0;
+  /** The leader among our replicas, as the last answer named it (LEADER_HEADER). */
+  private leader = -1;
+  /** Per replica: not chosen for being the leader again before this time (it failed us). */
+  private readonly failedAt: number[];
   private closed = false;
   private readonly keyCacheMs: number;
   private readonly keyCache = new Map<string, { rec: AccessKeyRecord; until: number }>();
@@ -166,6 +174,7 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     this.keyCacheMs = opts.keyCacheMs ?? 0;
     this.headers = { ...opts.headers, 'content-type': 'application/json' };
     this.origins = parseUrls(baseUrls);
+    this.failedAt = this.origins.map(() => Number.NEGATIVE_INFINITY);
     // A short connect timeout: a replica whose host is gone would otherwise hold a call
     // for most of its deadline before another replica is tried.
     const connectTimeout = Math.min(timeoutMs, opts.connectTimeoutMs ?? 2_000);
@@ -209,9 +218,10 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
         onBodySent() {
           sent = true;
         },
-        onHeaders(statusCode) {
+        onHeaders: (statusCode, rawHeaders) => {
           sent = true;
           status = statusCode;
+          if (this.origins.length > 1) this.noteLeader(rawHeaders);
           return true;
         },
         onData(chunk) {
@@ -241,6 +251,34 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     });
   }
 
+  /** The replica the next call goes to first. */
+  get target(): string {
+    return this.origins[this.current]!;
+  }
+
+  private noteLeader(raw: Buffer[] | string[] | null | undefined): void {
+    if (!raw) return;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (raw[i]!.toString().toLowerCase() !== LEADER_HEADER) continue;
+      let origin: string;
+      try {
+        origin = new URL(raw[i + 1]!.toString()).origin;
+      } catch {
+        return;
+      }
+      // Only a replica we were given: the replicas' own addresses for each other may not be
+      // reachable from here.
+      this.leader = this.origins.indexOf(origin);
+      return;
+    }
+  }
+
+  /** Where calls go next after `idx` answered: the leader, unless it failed us lately. */
+  private preferred(idx: number): number {
+    const l = this.leader;
+    return l >= 0 && Date.now() - this.failedAt[l]! > LEADER_RETRY_MS ? l : idx;
+  }
+
   private async call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
     // Trailing undefined arguments are dropped rather than sent as null.
     let n = args.length;
@@ -262,6 +300,7 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
           : replyOf(await this.attempt(this.pools[idx]!, `/meta/${method}`, body));
       } catch (e) {
         if (!(e instanceof AttemptFailure)) throw e;
+        this.failedAt[idx] = Date.now();
         if (e.sent && !readOnly) {
           if (this.current === idx) this.current = (idx + 1) % replicas;
           throw new AmbiguousMetadataError(
@@ -275,11 +314,12 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
         answer &&
         (answer.ok || (answer.status !== 503 && !(readOnly && isUnavailable(answer))))
       ) {
-        this.current = idx;
+        this.current = this.preferred(idx);
         return this.result<T>(method, answer);
       }
       if (answer && !answer.ok)
         last = `${this.origins[idx]}: HTTP ${answer.status} ${answer.text.slice(0, 200)}`;
+      this.failedAt[idx] = Date.now();
       attempts++;
       // Other calls in flight start at the next replica instead of failing here first.
       if (this.current === idx) this.current = (idx + 1) % replicas;
@@ -340,6 +380,13 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   }
   listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
     return this.call('listObjects', [bucket, opts]);
+  }
+
+  listObjectSummaries(
+    bucket: string,
+    opts: ListObjectsOptions,
+  ): Promise<ListObjectsResult<ObjectSummary>> {
+    return this.call('listObjectSummaries', [bucket, opts]);
   }
 
   // Multipart uploads

@@ -18,6 +18,7 @@ import {
   type UserRecord,
 } from './api.ts';
 import * as K from './keys.ts';
+import { decodeObjectOrNull, encodeObject } from './object-codec.ts';
 import { applyTopology, TOPOLOGY_COMMANDS, topologyPrefetch } from './topology-commands.ts';
 import type { Tx } from './writer.ts';
 
@@ -168,16 +169,6 @@ export async function applyCommand(tx: Tx, cmd: Command): Promise<unknown> {
 
 export function parse<T>(v: string | undefined): T | null {
   return v === undefined ? null : (JSON.parse(v) as T);
-}
-
-/** The object key is in the database key already. */
-function encodeObject(rec: ObjectRecord): string {
-  const { key: _key, ...rest } = rec;
-  return JSON.stringify(rest);
-}
-
-export function decodeObjectOrNull(key: string, v: string | undefined): ObjectRecord | null {
-  return v === undefined ? null : { key, ...(JSON.parse(v) as Omit<ObjectRecord, 'key'>) };
 }
 
 export function noSuchBucket(name: string): MetadataError {

@@ -18,6 +18,7 @@ import type {
   ListUploadsResult,
   MetadataStore,
   ObjectRecord,
+  ObjectSummary,
   PartRecord,
   UploadRecord,
   UserRecord,
@@ -26,7 +27,6 @@ import {
   applyCommand,
   type Command,
   type CommandResult,
-  decodeObjectOrNull,
   noSuchBucket,
   noSuchUpload,
   parse,
@@ -34,7 +34,8 @@ import {
 } from './commands.ts';
 import { Cursor } from './cursor.ts';
 import * as K from './keys.ts';
-import { commonPrefix, listObjectPage } from './object-listing.ts';
+import { decodeObjectOrNull } from './object-codec.ts';
+import { commonPrefix, listObjectPage, type PageForm } from './object-listing.ts';
 import type { NodeRecord, NodeState, VolumeRecord, VolumeState } from './topology.ts';
 import { type DB, type Outcome, type Tx, Writer, type WriterStats } from './writer.ts';
 
@@ -181,12 +182,23 @@ export class LevelMetadata implements MetadataStore {
    * confirm it. maxKeys 0 returns an empty, untruncated page. The records are parsed when
    * `objects` is first read, and not at all when the page is only served (object-listing.ts).
    */
-  async listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
+  listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
+    return this.listPage(bucket, opts, 'record');
+  }
+
+  listObjectSummaries(
+    bucket: string,
+    opts: ListObjectsOptions,
+  ): Promise<ListObjectsResult<ObjectSummary>> {
+    return this.listPage(bucket, opts, 'summary');
+  }
+
+  private async listPage<F extends PageForm>(bucket: string, opts: ListObjectsOptions, form: F) {
     checkMax(opts.maxKeys, 'maxKeys');
     // The page is read while the bucket is looked up (one trip to LevelDB's threads less);
     // a missing bucket still wins over whatever the page came to.
     const exists = this.db.get(K.bucketKey(bucket));
-    const page = listObjectPage(this.db, bucket, opts);
+    const page = listObjectPage(this.db, bucket, opts, form);
     const settled = page.then(
       () => undefined,
       () => undefined,

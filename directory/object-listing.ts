@@ -2,9 +2,20 @@
 // the records stay the JSON text they are stored as until someone reads `objects`, and the
 // metadata server's encodeJson splices that text into its answer (WIRE_JSON). Parsing each
 // record only to stringify it again was most of the cost of serving a page.
-import type { ListObjectsOptions, ListObjectsResult, ObjectRecord } from './api.ts';
+import type { ListObjectsOptions, ListObjectsResult, ObjectRecord, ObjectSummary } from './api.ts';
 import { Cursor, type KeyEncoding } from './cursor.ts';
 import * as K from './keys.ts';
+import { decodeObject, decodeSummary, recordJson, summaryJson } from './object-codec.ts';
+
+/** Whole records, or listing summaries (object-codec.ts). */
+export type PageForm = 'record' | 'summary';
+type Item<F extends PageForm> = F extends 'summary' ? ObjectSummary : ObjectRecord;
+
+const FORMS = {
+  record: { decode: decodeObject, json: recordJson },
+  summary: { decode: decodeSummary, json: summaryJson },
+} as const;
+
 import type { DB } from './writer.ts';
 
 /**
@@ -46,11 +57,12 @@ export function commonPrefix(
 }
 
 /** The bucket must exist and maxKeys be valid (LevelMetadata.listObjects checks). */
-export async function listObjectPage(
+export async function listObjectPage<F extends PageForm>(
   db: DB,
   bucket: string,
   opts: ListObjectsOptions,
-): Promise<ListObjectsResult> {
+  form: F,
+): Promise<ListObjectsResult<Item<F>>> {
   const max = opts.maxKeys;
   if (max === 0) return { objects: [], commonPrefixes: [], isTruncated: false };
   const base = K.objectBase(bucket);
@@ -100,27 +112,25 @@ export async function listObjectPage(
   } finally {
     await cur.close();
   }
-  return lazyPage(rows, commonPrefixes, isTruncated, last);
-}
-
-export function decodeObject(key: string, stored: string): ObjectRecord {
-  return { key, ...(JSON.parse(stored) as Omit<ObjectRecord, 'key'>) };
+  return lazyPage(rows, commonPrefixes, isTruncated, last, form);
 }
 
 /**
  * A plain ListObjectsResult whose `objects` are parsed on first read (then an ordinary data
  * property), and which encodes as the stored text while they have not been.
  */
-function lazyPage(
+function lazyPage<F extends PageForm>(
   rows: string[],
   commonPrefixes: string[],
   isTruncated: boolean,
   last: string | undefined,
-): ListObjectsResult {
-  const res = { objects: [], commonPrefixes, isTruncated } as ListObjectsResult;
+  form: F,
+): ListObjectsResult<Item<F>> {
+  const { decode } = FORMS[form];
+  const res = { objects: [], commonPrefixes, isTruncated } as ListObjectsResult<Item<F>>;
   if (last !== undefined) res.last = last;
   let raw = true;
-  const settle = (value: ObjectRecord[]) => {
+  const settle = (value: Item<F>[]) => {
     raw = false;
     Object.defineProperty(res, 'objects', {
       value,
@@ -133,8 +143,9 @@ function lazyPage(
     enumerable: true,
     configurable: true,
     get() {
-      const objects: ObjectRecord[] = [];
-      for (let i = 0; i < rows.length; i += 2) objects.push(decodeObject(rows[i]!, rows[i + 1]!));
+      const objects: Item<F>[] = [];
+      for (let i = 0; i < rows.length; i += 2)
+        objects.push(decode(rows[i]!, rows[i + 1]!) as Item<F>);
       settle(objects);
       return objects;
     },
@@ -143,14 +154,15 @@ function lazyPage(
   // Not enumerable: invisible to equality checks, spreads and clones (which get plain data).
   Object.defineProperty(res, WIRE_JSON, {
     value: (encode: (v: unknown) => string | undefined) =>
-      raw ? encodePage(res, rows, encode) : undefined,
+      raw ? encodePage(res, rows, form, encode) : undefined,
   });
   return res;
 }
 
 function encodePage(
-  res: ListObjectsResult,
+  res: ListObjectsResult<unknown>,
   rows: string[],
+  form: PageForm,
   encode: (v: unknown) => string | undefined,
 ): string {
   const fields: string[] = [];
@@ -158,7 +170,7 @@ function encodePage(
     // No field of a ListObjectsResult starts with "$", so names need no wire escaping.
     const v =
       name === 'objects'
-        ? encodeRows(rows, encode)
+        ? encodeRows(rows, form, encode)
         : encode((res as unknown as Record<string, unknown>)[name]);
     if (v !== undefined) fields.push(`${JSON.stringify(name)}:${v}`);
   }
@@ -166,19 +178,24 @@ function encodePage(
 }
 
 /**
- * What encode({key, ...JSON.parse(stored)}) gives, without the parse: the stored text is
- * JSON.stringify's own, so it reads as the record minus its key. A record with "$ in it
- * may hold a "$…" name that the wire escapes; encode sees to those (rare) ones.
+ * What encode(decode(key, stored)) gives, without the parse: the stored text is
+ * JSON.stringify's own, so it reads as the record (or summary) minus its key. One with "$ in
+ * it may hold a "$…" name that the wire escapes; encode sees to those (rare) ones.
  */
-function encodeRows(rows: string[], encode: (v: unknown) => string | undefined): string {
+function encodeRows(
+  rows: string[],
+  form: PageForm,
+  encode: (v: unknown) => string | undefined,
+): string {
+  const { decode, json } = FORMS[form];
   // Appending (a rope, flattened once when written) is cheaper here than an array and join.
   let out = '[';
   for (let i = 0; i < rows.length; i += 2) {
     const key = rows[i]!;
-    const stored = rows[i + 1]!;
+    const stored = json(rows[i + 1]!);
     if (i > 0) out += ',';
     if (stored.includes('"$') || stored.charCodeAt(0) !== 0x7b /* { */) {
-      out += encode(decodeObject(key, stored));
+      out += encode(decode(key, rows[i + 1]!));
     } else if (stored.length === 2) {
       out += `{"key":${JSON.stringify(key)}}`;
     } else {

@@ -20,6 +20,7 @@ import type {
   ListUploadsResult,
   MetadataStore,
   ObjectRecord,
+  ObjectSummary,
   PartRecord,
   UploadRecord,
   UserRecord,
@@ -206,6 +207,13 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
   }
   listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
     return this.read((sm) => sm.listObjects(bucket, opts));
+  }
+
+  listObjectSummaries(
+    bucket: string,
+    opts: ListObjectsOptions,
+  ): Promise<ListObjectsResult<ObjectSummary>> {
+    return this.read((sm) => sm.listObjectSummaries(bucket, opts));
   }
   createUpload(u: UploadRecord): Promise<void> {
     return this.mutate('createUpload', [u]);

@@ -79,6 +79,29 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     expect(page.objects).toHaveLength(500);
   });
 
+  it('a client sends its calls to the leader once a replica named it', async () => {
+    const leaderIdx = d.replicas.findIndex((r) => r?.host.isLeader);
+    const order = [...d.urls.keys()].sort((a, b) =>
+      a === leaderIdx ? 1 : b === leaderIdx ? -1 : 0,
+    );
+    const c = new MetadataClient(
+      order.map((i) => d.urls[i] as string),
+      d.auth,
+    );
+    try {
+      expect(c.target).not.toBe(d.urls[leaderIdx]);
+      expect((await c.getObject('fw', 'k1'))?.size).toBe(5);
+      expect(c.target).toBe(d.urls[leaderIdx]);
+      // A client given one replica only keeps it (the leader's own URL may not be reachable).
+      const one = new MetadataClient([d.urls[order[0]!] as string], d.auth);
+      await one.getBucket('fw');
+      expect(one.target).toBe(d.urls[order[0]!]);
+      await one.close();
+    } finally {
+      await c.close();
+    }
+  });
+
   it('survives the leader stopping: a new leader, no acknowledged write lost, the old one catches up by snapshot', async () => {
     const oldIdx = d.replicas.findIndex((r) => r?.host.isLeader);
     await d.stop(oldIdx);
@@ -90,6 +113,7 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     }
     const newLeader = await until('a new leader', () => d.leader());
     expect(newLeader.host.status().id).not.toBe(d.ids[oldIdx]);
+    expect(d.client.target).toBe(d.urls[d.replicas.indexOf(newLeader)]);
     await d.restart(oldIdx);
     const back = d.replicas[oldIdx];
     if (!back) throw new Error('not restarted');

@@ -15,7 +15,7 @@ import { Liveness } from './liveness.ts';
 import { RaftHost, type RaftHostOptions } from './raft/host.ts';
 import { raftRoutes } from './raft/transport.ts';
 import { FORWARDED_HEADER, RaftMetadata } from './raft-metadata.ts';
-import { MetadataServer } from './server.ts';
+import { LEADER_HEADER, MetadataServer } from './server.ts';
 import type { Heartbeat } from './topology.ts';
 
 export interface DirectoryServerOptions extends RaftHostOptions {
@@ -98,8 +98,12 @@ export class DirectoryServer {
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     if (url.startsWith('/meta/')) {
-      const target = req.headers[FORWARDED_HEADER] ? this.forwarded : this.direct;
-      await target.handle(req, res);
+      const forwarded = req.headers[FORWARDED_HEADER];
+      const lead = forwarded ? null : this.host.leaderId;
+      const leaderUrl = lead === null ? undefined : this.host.peerUrl(lead);
+      // Clients that know this URL send their next calls to the leader (client.ts).
+      if (leaderUrl) res.setHeader(LEADER_HEADER, leaderUrl);
+      await (forwarded ? this.forwarded : this.direct).handle(req, res);
       return;
     }
     if (req.method === 'GET' && url === '/cluster/liveness') {

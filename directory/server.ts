@@ -35,6 +35,7 @@ export const META_METHODS = [
   'getObject',
   'deleteObject',
   'listObjects',
+  'listObjectSummaries',
   'createUpload',
   'getUpload',
   'putPart',
@@ -67,6 +68,12 @@ export const META_METHODS = [
 
 export type MetaMethod = (typeof META_METHODS)[number];
 const METHOD_SET = new Set<string>(META_METHODS);
+
+/**
+ * Sent by a Raft directory replica with each /meta answer: the leader's URL, where a
+ * client's calls cost no forwarding (writes) and no extra round trip (linearizable reads).
+ */
+export const LEADER_HEADER = 'x-ks-leader';
 
 /** The route of POST /meta/_batch. */
 export const BATCH_PATH = '/meta/_batch';

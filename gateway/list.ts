@@ -1,7 +1,7 @@
 // ListObjects (v1), ListObjectsV2 and ListObjectVersions. Buckets are unversioned, so
 // versions are listed as the single `null` version of each key (s3-tests and several
 // clients clean buckets up through ListObjectVersions even when versioning is off).
-import type { ListObjectsResult, ObjectRecord } from '../directory/api.ts';
+import type { ListObjectsResult, ObjectSummary } from '../directory/api.ts';
 import { requireBucket } from './bucket.ts';
 import { intParam, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
@@ -37,11 +37,11 @@ function ownerXml(userId: string): string {
   return `<Owner><ID>${id}</ID><DisplayName>${id}</DisplayName></Owner>`;
 }
 
-export function contentsXml(o: ObjectRecord, withOwner: boolean, enc: (s: string) => string) {
+export function contentsXml(o: ObjectSummary, withOwner: boolean, enc: (s: string) => string) {
   return `<Contents><Key>${text(enc(o.key))}</Key><LastModified>${isoDate(o.lastModified)}</LastModified><ETag>&quot;${text(o.etag)}&quot;</ETag><Size>${text(String(o.size))}</Size><StorageClass>STANDARD</StorageClass>${withOwner ? ownerXml(o.owner) : ''}</Contents>`;
 }
 
-export function versionXml(o: ObjectRecord, enc: (s: string) => string): string {
+export function versionXml(o: ObjectSummary, enc: (s: string) => string): string {
   return `<Version><Key>${text(enc(o.key))}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest><LastModified>${isoDate(o.lastModified)}</LastModified><ETag>&quot;${text(o.etag)}&quot;</ETag><Size>${text(String(o.size))}</Size><StorageClass>STANDARD</StorageClass>${ownerXml(o.owner)}</Version>`;
 }
 
@@ -65,15 +65,23 @@ function listResponse(root: string, head: XmlNode, entries: string): Response {
   });
 }
 
-export function objectsXml(r: ListObjectsResult, withOwner: boolean, enc: (s: string) => string) {
+export function objectsXml(
+  r: ListObjectsResult<ObjectSummary>,
+  withOwner: boolean,
+  enc: (s: string) => string,
+) {
   let out = '';
   for (const o of r.objects) out += contentsXml(o, withOwner, enc);
   return out + prefixesXml(r.commonPrefixes, enc);
 }
 
-function page(req: S3Request, after: string | undefined, max: number): Promise<ListObjectsResult> {
+function page(
+  req: S3Request,
+  after: string | undefined,
+  max: number,
+): Promise<ListObjectsResult<ObjectSummary>> {
   const delimiter = req.query.get('delimiter') || undefined;
-  return req.services.meta.listObjects(req.bucket, {
+  return req.services.meta.listObjectSummaries(req.bucket, {
     prefix: req.query.get('prefix') ?? '',
     delimiter,
     after,

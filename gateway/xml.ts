@@ -96,6 +96,32 @@ function normalize(v: unknown, name: string): unknown {
   return v;
 }
 
+const DAY_MS = 86_400_000;
+let cachedDay = Number.NaN;
+let cachedDayText = '';
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+
+/**
+ * Date.prototype.toISOString, for a listing's thousand dates a page: objects written close
+ * together share the day, so only the time of day is formatted (a Date each cost ~0.5 ms a
+ * page). Outside years 0-9999 (expanded years) the Date does it.
+ */
 export function isoDate(ms: number): string {
-  return new Date(ms).toISOString();
+  if (!(ms >= 0 && ms < 253402300800000) || !Number.isInteger(ms)) {
+    return new Date(ms).toISOString();
+  }
+  const day = Math.floor(ms / DAY_MS);
+  if (day !== cachedDay) {
+    cachedDay = day;
+    cachedDayText = new Date(day * DAY_MS).toISOString().slice(0, 11);
+  }
+  let t = ms - day * DAY_MS;
+  const milli = t % 1000;
+  t = (t - milli) / 1000;
+  const sec = t % 60;
+  t = (t - sec) / 60;
+  const min = t % 60;
+  const hour = (t - min) / 60;
+  const mmm = milli < 10 ? `00${milli}` : milli < 100 ? `0${milli}` : `${milli}`;
+  return `${cachedDayText}${pad2(hour)}:${pad2(min)}:${pad2(sec)}.${mmm}Z`;
 }
