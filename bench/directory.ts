@@ -56,6 +56,8 @@ const USAGE = `usage: npm run bench:directory -- [options]
                            (default 600)
   --walk-pages N           list: pages per whole-bucket walk at most (default: all)
   --random-pages N         list: pages at random start-after points per target (default 300)
+  --list-warmup N          list: unmeasured random pages per target first (default 200): JIT,
+                           caches and connections warm, as in a server that has been up a while
   --list-cap SEC           list: each walk stops after this long (default 120)
   --page-size N            list: keys per page (default 1000)
   --no-s3                  list: skip the S3 gateway part
@@ -174,6 +176,7 @@ function parse() {
       'preload-concurrency': { type: 'string', default: '512' },
       'preload-cap': { type: 'string', default: '600' },
       'walk-pages': { type: 'string' },
+      'list-warmup': { type: 'string', default: '200' },
       'random-pages': { type: 'string', default: '300' },
       'list-cap': { type: 'string', default: '120' },
       'page-size': { type: 'string', default: '1000' },
@@ -233,6 +236,7 @@ function parse() {
     walkPages:
       values['walk-pages'] === undefined ? Infinity : num('walk-pages', values['walk-pages'], 0),
     randomPages: num('random-pages', values['random-pages'], 0),
+    listWarmup: num('list-warmup', values['list-warmup'], 0),
     listCapSeconds: num('list-cap', values['list-cap'], 1, false),
     pageSize: num('page-size', values['page-size'], 1),
     s3: !values['no-s3'],
@@ -738,6 +742,14 @@ type PageFn = (
   ms?: number;
 }>;
 
+/** Unmeasured pages at random points; errors are left to the measured runs to report. */
+async function warmUp(a: Args, loaded: number, rng: Prng, page: PageFn): Promise<void> {
+  const deadline = performance.now() + a.listCapSeconds * 1000;
+  for (let i = 0; i < a.listWarmup && performance.now() < deadline; i++) {
+    await page(objectKey(rng.below(loaded)), undefined).catch(() => {});
+  }
+}
+
 /** Pages from the start by continuation until the end, `maxPages` or the time cap. */
 async function walk(a: Args, via: string, loaded: number, page: PageFn): Promise<ListResult> {
   const lat = new Samples();
@@ -1101,6 +1113,7 @@ async function listPhase(
       ] as const) {
         if (!r) continue;
         const fn = viaClient(r);
+        await warmUp(a, loaded, rng, fn);
         runs.push(await readFloor(a, `client→${role} (${r.id})`, fn.floor));
         runs.push(await walk(a, `client→${role} (${r.id})`, loaded, fn));
         runs.push(await randomPages(a, `client→${role} (${r.id})`, loaded, rng, fn));
@@ -1131,6 +1144,7 @@ async function listPhase(
         return { ...p, token: p.next, ms };
       };
       try {
+        await warmUp(a, loaded, rng, fn);
         runs.push(await walk(a, 'S3 ListObjectsV2', loaded, fn));
         runs.push(await randomPages(a, 'S3 ListObjectsV2', loaded, rng, fn));
       } finally {

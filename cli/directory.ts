@@ -17,6 +17,8 @@ const HELP = `usage: kubestorage directory --id ID --listen HOST:PORT --peers ID
                        directory bootstraps a group of exactly --peers
   --tick-ms N          Raft tick (default 50; elections after 10-20 ticks, heartbeats every 2)
   --snapshot-every N   compact the log after N applied entries (default 20000)
+  --snapshot-bytes N   or after N bytes of commands (default 67108864), keeping the newest
+                       --keep-bytes of them (default 16777216) for replicas catching up
   --offline-after-ms N a store silent this long is marked offline (default 3000)
   --rereplicate-after-ms N
                        an offline store's volumes are re-replicated after this long
@@ -53,6 +55,8 @@ export async function main(argv: string[]): Promise<void> {
       join: { type: 'boolean', default: false },
       'tick-ms': { type: 'string' },
       'snapshot-every': { type: 'string' },
+      'snapshot-bytes': { type: 'string' },
+      'keep-bytes': { type: 'string' },
       'offline-after-ms': { type: 'string' },
       'rereplicate-after-ms': { type: 'string' },
       config: { type: 'string' },
@@ -77,6 +81,8 @@ export async function main(argv: string[]): Promise<void> {
   };
   const tickMs = int('tick-ms', 1, 10_000);
   const snapshotEvery = int('snapshot-every', 10, 100_000_000);
+  const snapshotBytes = int('snapshot-bytes', 1024, 2 ** 40);
+  const keepBytes = int('keep-bytes', 0, 2 ** 40);
   const offlineAfterMs = int('offline-after-ms', 100, 3_600_000);
   const rereplicateAfterMs = int('rereplicate-after-ms', 0, 86_400_000);
   const cfg = loadConfig({ file: values.config });
@@ -98,6 +104,8 @@ export async function main(argv: string[]): Promise<void> {
     listenPort: port,
     tickMs,
     snapshotEvery,
+    snapshotBytes,
+    keepBytes,
     cluster: { offlineAfterMs, rereplicateAfterMs },
   });
   log.info(

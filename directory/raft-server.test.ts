@@ -208,3 +208,49 @@ describe('raft directory without a quorum', () => {
     expect((await survivor.meta.getObject('q', 'queued'))?.size).toBe(2);
   });
 });
+
+describe('raft directory log compaction by bytes', () => {
+  let d: TestDirectory;
+  beforeAll(async () => {
+    d = await startTestDirectory(tempDir('ks-raftbytes-'), 3, {
+      snapshotBytes: 64 * 1024,
+      keepBytes: 16 * 1024,
+    });
+    await until('a leader', () => d.leader());
+    await d.client.createBucket({ name: 'lb', owner: 'root', createdAt: 1, region: 'us-east-1' });
+  });
+  afterAll(() => d?.close());
+
+  it('compacts once the commands pass snapshotBytes, keeping keepBytes of the newest entries', async () => {
+    const leader = d.leader()!;
+    // One entry per write (sequential), ~300 bytes of command each: ~120 KiB in all.
+    for (let i = 0; i < 400; i++) await d.client.putObject('lb', rec(`k/${i}`, i));
+    const s = leader.host.status();
+    expect(s.snapshotIndex).toBeGreaterThan(0);
+    // The kept tail holds at least 16 KiB of commands (~50 entries) and less than the
+    // 64 KiB a compaction waits for (~210 entries) plus one apply batch.
+    const kept = s.lastIndex - s.snapshotIndex;
+    expect(kept).toBeGreaterThanOrEqual((16 * 1024) / 400);
+    expect(kept).toBeLessThan(400);
+
+    // A follower away for fewer writes than the kept tail catches up from the log.
+    const fi = d.replicas.findIndex((r) => r && !r.host.isLeader);
+    await d.stop(fi);
+    for (let i = 400; i < 420; i++) await d.client.putObject('lb', rec(`k/${i}`, i));
+    const sent = leader.host.stats.snapshotsSent;
+    await d.restart(fi);
+    const back = d.replicas[fi]!;
+    await until('the follower catches up', () =>
+      back.host.status().appliedIndex >= leader.host.status().commitIndex ? true : undefined,
+    );
+    expect(leader.host.stats.snapshotsSent).toBe(sent);
+    expect(back.host.stats.snapshotsInstalled).toBe(0);
+    const direct = new MetadataClient([d.urls[fi] as string], d.auth);
+    try {
+      const page = await direct.listObjectSummaries('lb', { maxKeys: 1000 });
+      expect(page.objects).toHaveLength(420);
+    } finally {
+      await direct.close();
+    }
+  });
+});

@@ -40,7 +40,13 @@ export async function freePorts(n: number): Promise<number[]> {
 export async function startTestDirectory(
   dir: string,
   n: number,
-  opts: { snapshotEvery?: number; tickMs?: number; waitMs?: number } = {},
+  opts: {
+    snapshotEvery?: number;
+    snapshotBytes?: number;
+    keepBytes?: number;
+    tickMs?: number;
+    waitMs?: number;
+  } = {},
 ): Promise<TestDirectory> {
   const auth = new InternalAuth(TEST_SECRET);
   const ports = await freePorts(n);
@@ -59,6 +65,8 @@ export async function startTestDirectory(
       listenHost: '127.0.0.1',
       listenPort: ports[i] as number,
       snapshotEvery: opts.snapshotEvery,
+      snapshotBytes: opts.snapshotBytes,
+      keepBytes: opts.keepBytes,
       tickMs: opts.tickMs,
       waitMs: opts.waitMs,
     });

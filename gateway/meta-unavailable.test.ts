@@ -31,7 +31,7 @@ beforeAll(async () => {
     wrapMeta: (m: MetadataStore) =>
       new Proxy(m, {
         get(target, prop) {
-          if (prop === 'getObject' || prop === 'listObjects') {
+          if (prop === 'getObject' || prop === 'listObjectSummaries') {
             const v = Reflect.get(remote, prop) as (...a: unknown[]) => unknown;
             return v.bind(remote);
           }

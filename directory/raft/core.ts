@@ -193,6 +193,17 @@ export class Raft {
     return this.log[i - this.snapIndex - 1]?.term;
   }
 
+  /** Membership in force at index i (between the snapshot and the last entry). */
+  confAt(i: number): ConfState | undefined {
+    if (i < this.snapIndex || i > this.lastIndex()) return undefined;
+    for (let j = i; j > this.snapIndex; j--) {
+      const e = this.log[j - this.snapIndex - 1] as Entry;
+      if (e.kind === 'conf' && e.conf)
+        return { voters: [...e.conf.voters], learners: [...e.conf.learners] };
+    }
+    return { voters: [...this.baseConf.voters], learners: [...this.baseConf.learners] };
+  }
+
   get isLeader(): boolean {
     return this.role === 'leader';
   }

@@ -40,6 +40,16 @@ export interface RaftHostOptions {
   heartbeatTicks?: number;
   /** Entries applied since the last snapshot before the log is compacted. */
   snapshotEvery?: number;
+  /**
+   * Or command bytes applied since then (default 64 MiB): entries carry up to maxBatch
+   * commands each, so a count alone let the log — held in memory too — grow to gigabytes.
+   */
+  snapshotBytes?: number;
+  /**
+   * Of a compaction triggered by bytes, the newest entries kept (default 16 MiB), so a
+   * replica that was away a few seconds catches up from the log, not by a snapshot.
+   */
+  keepBytes?: number;
   /** Commands per log entry at most. */
   maxBatch?: number;
 }
@@ -64,6 +74,9 @@ export class RaftHost {
   private readonly transport: RaftTransport;
   private applied = 0;
   private appliedConf: ConfState = { voters: [], learners: [] };
+  /** Command bytes applied since the last compaction, and [index, bytes so far] per apply. */
+  private appliedBytes = 0;
+  private applyMarks: Array<[index: number, bytes: number]> = [];
   private readonly peers: Map<NodeId, string>;
   private inbox: Message[] = [];
   private ticks = 0;
@@ -113,6 +126,8 @@ export class RaftHost {
       electionTicks: opts.electionTicks ?? 10,
       heartbeatTicks: opts.heartbeatTicks ?? 2,
       snapshotEvery: opts.snapshotEvery ?? 20_000,
+      snapshotBytes: opts.snapshotBytes ?? 64 * 1024 * 1024,
+      keepBytes: opts.keepBytes ?? 16 * 1024 * 1024,
       maxBatch: opts.maxBatch ?? 2_000,
       join: opts.join ?? false,
     };
@@ -143,6 +158,9 @@ export class RaftHost {
     for (const e of disk.entries) {
       if (e.index > this.applied) break;
       if (e.kind === 'conf' && e.conf) this.appliedConf = e.conf;
+      // The log kept from before the restart counts toward the next compaction.
+      this.appliedBytes += e.data?.length ?? 0;
+      this.applyMarks.push([e.index, this.appliedBytes]);
     }
     for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
     this.core = new Raft(
@@ -439,7 +457,9 @@ export class RaftHost {
     const cmds: Command[] = [];
     const spans: Array<{ e: Entry; from: number; to: number }> = [];
     let conf: ConfState | null = null;
+    let bytes = 0;
     for (const e of entries) {
+      if (e.data) bytes += e.data.length;
       if (e.kind === 'cmd' && e.data) {
         const list = decodeJson(e.data) as Command[];
         spans.push({ e, from: cmds.length, to: cmds.length + list.length });
@@ -455,6 +475,8 @@ export class RaftHost {
     const last = entries[entries.length - 1] as Entry;
     const outcomes = await this.meta.applyReplicated(cmds, last.index, [...this.peers]);
     this.applied = last.index;
+    this.appliedBytes += bytes;
+    this.applyMarks.push([last.index, this.appliedBytes]);
     if (conf) this.appliedConf = conf;
     this.stats.entries += entries.length;
     this.stats.commands += cmds.length;
@@ -535,11 +557,24 @@ export class RaftHost {
 
   private maybeCompact(): void {
     const s = this.core.status();
-    if (this.applied - s.snapshotIndex < this.o.snapshotEvery) return;
-    const term = this.core.termAt(this.applied);
-    if (term === undefined) return;
-    const meta: SnapshotMeta = { index: this.applied, term, conf: this.appliedConf };
-    // The state machine is synced through `applied`, so the log up to it can go.
+    const byBytes = this.appliedBytes >= this.o.snapshotBytes;
+    if (!byBytes && this.applied - s.snapshotIndex < this.o.snapshotEvery) return;
+    // Up to `applied` (the state machine is synced through it), less a tail of keepBytes
+    // when the bytes triggered it.
+    let index = this.applied;
+    let upTo = this.applyMarks.length - 1;
+    if (byBytes) {
+      while (upTo >= 0 && this.appliedBytes - this.applyMarks[upTo]![1] < this.o.keepBytes) upTo--;
+      if (upTo < 0) return;
+      index = this.applyMarks[upTo]![0];
+    }
+    const term = this.core.termAt(index);
+    const conf = this.core.confAt(index);
+    if (term === undefined || conf === undefined || index <= s.snapshotIndex) return;
+    const meta: SnapshotMeta = { index, term, conf };
+    const dropped = this.applyMarks[upTo]?.[1] ?? this.appliedBytes;
+    this.applyMarks = this.applyMarks.slice(upTo + 1).map(([i, b]) => [i, b - dropped]);
+    this.appliedBytes -= dropped;
     this.core.compact(meta);
     void this.storage
       .compact(meta)
