@@ -30,6 +30,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { SERVER_NODE_FLAGS } from '../cli/node-flags.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import type { ObjectRecord } from '../directory/api.ts';
 import { MetadataClient } from '../directory/client.ts';
@@ -63,7 +64,8 @@ const USAGE = `usage: npm run bench:directory -- [options]
   --no-s3                  list: skip the S3 gateway part
   --reuse DIR              keep the replicas' data (and the preloaded bucket) in DIR and reuse
                            it next time (same ports); default: a fresh temp dir, removed
-  --directory-node-args=S  extra node flags for the replicas (note the "="), e.g.
+  --directory-node-args=S  extra node flags for the replicas (note the "="; after the
+                           servers' own, cli/node-flags.ts), e.g.
                            --directory-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
                            (profiles are written when the replicas stop)
   --gateway-node-args=S    extra node flags for the S3 gateway process, likewise
@@ -371,6 +373,7 @@ class Cluster {
       fs.mkdirSync(r.dataDir, { recursive: true });
       const log = fs.openSync(path.join(this.root, `${r.id}.log`), 'a');
       const args = [
+        ...SERVER_NODE_FLAGS,
         ...this.a.nodeArgs,
         BIN,
         'directory',
@@ -923,6 +926,7 @@ async function startGateway(
     spawn(
       process.execPath,
       [
+        ...SERVER_NODE_FLAGS,
         ...nodeArgs,
         BIN,
         'server',
@@ -1289,9 +1293,9 @@ async function main(): Promise<void> {
       }
       const commit: CommitResult[] = [];
       results.commit = commit;
-      // Keys differ per run and target (fresh inserts, not overwrites).
-      let keyBase = Math.floor(Date.now() / 1000) * 1000;
-      keyBase = keyBase % 900_000_000;
+      // Keys differ per run and target (fresh inserts, not overwrites): a run starting a
+      // minute after another used to reuse most of its keys (seconds × 1000 + i).
+      let keyBase = Date.now() * 1000;
       for (const t of a.commitTargets) {
         ({ leader, followers } = await cluster.waitForLeader());
         const target = t === 'leader' ? leader : followers[0];

@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { SERVER_NODE_FLAGS } from './node-flags.ts';
 
 const HELP = `usage: kubestorage cluster up --data DIR [--directories 3] [--stores 4] [--gateways 2]
                                 [--zones 2] [--port-base 9100] [--replicas 2]
@@ -69,7 +70,7 @@ async function waitHttp(url: string, ok: (status: number, body: string) => boole
 
 function start(name: string, args: string[], env: NodeJS.ProcessEnv, logs: string): ChildProcess {
   const out = fs.openSync(path.join(logs, `${name}.log`), 'a');
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, BIN, ...args], {
     env,
     stdio: ['ignore', out, out],
     detached: true,

@@ -11,7 +11,11 @@
 //
 // Raft replicas apply committed log entries with applyBatch instead: a run of commands goes
 // through the same queue (so it is ordered with local jobs) as one batch of its own, plus
-// extra writes such as the applied index, in one synced LevelDB batch. There a command's
+// extra writes such as the applied index, in one atomic LevelDB batch that is not synced:
+// the Raft log is, and a replica replays it from the applied index that survived. What
+// must not happen is the log being compacted past an applied index that is not on disk, so
+// the host calls LevelMetadata.sync() first (raft/host.ts). A killed process loses nothing unsynced
+// (the OS has the writes); a lost machine replays some log. There a command's
 // error is its outcome (deterministic, identical on every replica), but a failed read or
 // write is not: it rejects the whole run, which then has written nothing.
 import type { ClassicLevel } from 'classic-level';
@@ -199,7 +203,7 @@ export class Writer {
   private async runBatch(jobs: Job[]): Promise<void> {
     let outcomes: Outcome[];
     try {
-      outcomes = await this.execute(jobs, [], false);
+      outcomes = await this.execute(jobs, [], false, true);
     } catch (e) {
       // Reads or the write failed: nothing of this batch is known to be durable.
       for (const job of jobs) job.reject(e);
@@ -218,7 +222,7 @@ export class Writer {
       run: (tx: Tx) => applyCommand(tx, cmd),
     }));
     try {
-      r.resolve(await this.execute(units, r.extra, true));
+      r.resolve(await this.execute(units, r.extra, true, false));
     } catch (e) {
       r.reject(e);
     }
@@ -226,13 +230,14 @@ export class Writer {
 
   /**
    * Runs `units` in order against one batch view, then writes their writes and `extra` in
-   * one synced batch. Throws when the prefetch or the write fails, and with `strictIo` when
+   * one atomic batch (synced if `sync`). Throws when the prefetch or the write fails, and with `strictIo` when
    * any unit's read failed (its error would not be the same on another replica).
    */
   private async execute(
     units: Unit[],
     extra: Array<[string, string]>,
     strictIo: boolean,
+    sync: boolean,
   ): Promise<Outcome[]> {
     const batch: Overlay = new Map();
     const cache = new Map<string, string | undefined>();
@@ -268,7 +273,7 @@ export class Writer {
         await b.close();
         throw e;
       }
-      await b.write({ sync: true });
+      await b.write({ sync });
     }
     this.stats.batches++;
     this.stats.jobs += units.length;

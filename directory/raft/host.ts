@@ -447,7 +447,7 @@ export class RaftHost {
       for (const w of pending?.waiters ?? []) w.reject(new NotLeaderError(this.core.leaderId));
     }
     this.releaseReads();
-    this.maybeCompact();
+    await this.maybeCompact();
     // Here, not only after applying: an idle cluster's learner catches up through heartbeats.
     this.autoPromote();
   }
@@ -555,7 +555,7 @@ export class RaftHost {
     for (const f of this.leaderListeners.slice()) f();
   }
 
-  private maybeCompact(): void {
+  private async maybeCompact(): Promise<void> {
     const s = this.core.status();
     const byBytes = this.appliedBytes >= this.o.snapshotBytes;
     if (!byBytes && this.applied - s.snapshotIndex < this.o.snapshotEvery) return;
@@ -572,6 +572,8 @@ export class RaftHost {
     const conf = this.core.confAt(index);
     if (term === undefined || conf === undefined || index <= s.snapshotIndex) return;
     const meta: SnapshotMeta = { index, term, conf };
+    // Applies are not synced one by one: the log is the record until the state is on disk.
+    await this.meta.sync();
     const dropped = this.applyMarks[upTo]?.[1] ?? this.appliedBytes;
     this.applyMarks = this.applyMarks.slice(upTo + 1).map(([i, b]) => [i, b - dropped]);
     this.appliedBytes -= dropped;

@@ -53,6 +53,9 @@ export class RaftStorage {
       keyEncoding: 'utf8',
       valueEncoding: 'utf8',
       createIfMissing: true,
+      // Most entries are deleted by compaction soon after they are written: a large
+      // memtable lets fewer of them be flushed to level-0 files and compacted only to go.
+      writeBufferSize: 64 * 1024 * 1024,
     });
     await db.open();
     const s = new RaftStorage(db);
