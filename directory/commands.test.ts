@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../common/test-util.ts';
 import { MetadataError, type ObjectRecord, type PartRecord } from './api.ts';
-import { type Command, MUTATING_METHODS } from './commands.ts';
+import { type Command, type MethodCommand, MUTATING_METHODS, proposedForm } from './commands.ts';
 import * as K from './keys.ts';
 import { LevelMetadata } from './meta-level.ts';
 import type { Outcome } from './writer.ts';
@@ -25,7 +25,7 @@ function norm(o: Outcome): unknown {
   return { ok: false, name: e.name, code: (e as MetadataError).code, message: e.message };
 }
 
-async function viaMethod(m: LevelMetadata, cmd: Command): Promise<Outcome> {
+async function viaMethod(m: LevelMetadata, cmd: MethodCommand): Promise<Outcome> {
   try {
     const f = m[cmd.op] as (...a: unknown[]) => Promise<unknown>;
     return { ok: true, value: await f.apply(m, cmd.args) };
@@ -78,7 +78,7 @@ const cond = fc.oneof(
   fc.record({ ifMatch: fc.constantFrom('*', '"e1"', 'e2', 'e3') }),
 );
 
-const upload = (b: string, k: string, u: string): Command => ({
+const upload = (b: string, k: string, u: string): MethodCommand => ({
   op: 'createUpload',
   args: [
     {
@@ -94,27 +94,27 @@ const upload = (b: string, k: string, u: string): Command => ({
 
 const w = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({ weight, arbitrary });
 
-const command: fc.Arbitrary<Command> = fc.oneof(
+const command: fc.Arbitrary<MethodCommand> = fc.oneof(
   w(
     1,
     fc
       .record({ name: bucket, owner: user, createdAt: fc.nat(100) })
-      .map((b): Command => ({ op: 'createBucket', args: [{ ...b, region: 'us-east-1' }] })),
+      .map((b): MethodCommand => ({ op: 'createBucket', args: [{ ...b, region: 'us-east-1' }] })),
   ),
   w(
     1,
-    bucket.map((b): Command => ({ op: 'deleteBucket', args: [b] })),
+    bucket.map((b): MethodCommand => ({ op: 'deleteBucket', args: [b] })),
   ),
   w(
     6,
-    fc.tuple(bucket, key, fc.constantFrom(...ETAGS), cond).map(([b, k, e, c]): Command => {
+    fc.tuple(bucket, key, fc.constantFrom(...ETAGS), cond).map(([b, k, e, c]): MethodCommand => {
       const rec = objRec(k, e, ['9']);
       return { op: 'putObject', args: c === undefined ? [b, rec] : [b, rec, c] };
     }),
   ),
   w(
     3,
-    fc.tuple(bucket, key).map(([b, k]): Command => ({ op: 'deleteObject', args: [b, k] })),
+    fc.tuple(bucket, key).map(([b, k]): MethodCommand => ({ op: 'deleteObject', args: [b, k] })),
   ),
   w(
     2,
@@ -126,7 +126,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       .tuple(bucket, key, uploadId, fc.integer({ min: 0, max: 9 }), needle)
       // Part 0 is invalid: about one in ten.
       .map(
-        ([b, k, u, n, nd]): Command => ({
+        ([b, k, u, n, nd]): MethodCommand => ({
           op: 'putPart',
           args: [b, k, u, partRec(Math.min(n, 3), nd)],
         }),
@@ -143,7 +143,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
         fc.array(needle, { maxLength: 2 }),
       )
       .map(
-        ([b, k, u, used, nds]): Command => ({
+        ([b, k, u, used, nds]): MethodCommand => ({
           op: 'completeUpload',
           args: [b, k, u, objRec(k, `m-${nds.length}`, nds), used],
         }),
@@ -159,7 +159,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
         fc.constantFrom<string[]>([], ['1'], ['3'], ['1', '2']),
       )
       .map(
-        ([b, used, nds]): Command => ({
+        ([b, used, nds]): MethodCommand => ({
           op: 'completeUpload',
           args: [b, 'k0', 'u1', objRec('k0', `m-${nds.length}`, nds), used],
         }),
@@ -169,22 +169,22 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     1,
     fc
       .tuple(bucket, key, uploadId)
-      .map(([b, k, u]): Command => ({ op: 'abortUpload', args: [b, k, u] })),
+      .map(([b, k, u]): MethodCommand => ({ op: 'abortUpload', args: [b, k, u] })),
   ),
   w(
     1,
     user.map(
-      (id): Command => ({ op: 'createUser', args: [{ id, displayName: id, createdAt: 1 }] }),
+      (id): MethodCommand => ({ op: 'createUser', args: [{ id, displayName: id, createdAt: 1 }] }),
     ),
   ),
   w(
     1,
-    user.map((id): Command => ({ op: 'deleteUser', args: [id] })),
+    user.map((id): MethodCommand => ({ op: 'deleteUser', args: [id] })),
   ),
   w(
     2,
     fc.tuple(fc.constantFrom(...ACCESS), user).map(
-      ([a, u]): Command => ({
+      ([a, u]): MethodCommand => ({
         op: 'addKey',
         args: [{ accessKey: a, secretKey: `s-${a}`, userId: u, createdAt: 2 }],
       }),
@@ -192,19 +192,21 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   ),
   w(
     1,
-    fc.constantFrom(...ACCESS).map((a): Command => ({ op: 'deleteKey', args: [a] })),
+    fc.constantFrom(...ACCESS).map((a): MethodCommand => ({ op: 'deleteKey', args: [a] })),
   ),
   w(
     1,
-    fc.integer({ min: 0, max: 5 }).map((n): Command => ({ op: 'allocateNeedleIds', args: [n] })),
+    fc
+      .integer({ min: 0, max: 5 })
+      .map((n): MethodCommand => ({ op: 'allocateNeedleIds', args: [n] })),
   ),
-  w(1, fc.constant<Command>({ op: 'allocateVolumeId', args: [] })),
+  w(1, fc.constant<MethodCommand>({ op: 'allocateVolumeId', args: [] })),
   // Malformed whatever the state: must fail the same way everywhere.
-  w(1, fc.constant<Command>({ op: 'deleteObject', args: ['', 'k0'] })),
+  w(1, fc.constant<MethodCommand>({ op: 'deleteObject', args: ['', 'k0'] })),
 );
 
 // Without it most random commands would just fail for want of a bucket, user or upload.
-const SETUP: Command[] = [
+const SETUP: MethodCommand[] = [
   { op: 'createBucket', args: [{ name: 'b0', owner: 'alice', createdAt: 1, region: 'r' }] },
   { op: 'createBucket', args: [{ name: 'b1', owner: 'bob', createdAt: 1, region: 'r' }] },
   { op: 'createUser', args: [{ id: 'alice', displayName: 'Alice', createdAt: 1 }] },
@@ -246,7 +248,8 @@ describe('commands', () => {
         fc.array(fc.integer({ min: 1, max: 12 }), { maxLength: 40 }),
         async (random, sizes) => {
           const cmds = [...SETUP, ...random];
-          const [a, b, c] = await Promise.all([
+          const [a, b, c, d] = await Promise.all([
+            LevelMetadata.open(tempDir()),
             LevelMetadata.open(tempDir()),
             LevelMetadata.open(tempDir()),
             LevelMetadata.open(tempDir()),
@@ -268,11 +271,19 @@ describe('commands', () => {
             // C: the local, non-replicated path.
             const outC: Outcome[] = [];
             for (const cmd of cmds) outC.push(await viaMethod(c, cmd));
+            // D: as a Raft leader proposes them (putObject in stored form), through JSON.
+            const proposed = JSON.parse(JSON.stringify(cmds.map(proposedForm))) as Command[];
+            expect(proposed.some((p) => p.op === 'putObjectStored')).toBe(
+              cmds.some((p) => p.op === 'putObject'),
+            );
+            const outD = await d.applyReplicated(proposed, cmds.length);
 
             expect(outB.map(norm)).toEqual(outA.map(norm));
             expect(outC.map(norm)).toEqual(outA.map(norm));
+            expect(outD.map(norm)).toEqual(outA.map(norm));
             const dumpA = await dump(a);
             expect(await dump(b)).toEqual(dumpA);
+            expect(await dump(d)).toEqual(dumpA);
             expect(await dump(c)).toEqual(withoutApplied(dumpA));
             expect(await a.appliedIndex()).toBe(cmds.length);
             expect(await b.appliedIndex()).toBe(cmds.length);
@@ -280,7 +291,7 @@ describe('commands', () => {
             total += outA.length;
             failures += outA.filter((o) => !o.ok).length;
           } finally {
-            await Promise.all([a, b, c].map((m) => m.close()));
+            await Promise.all([a, b, c, d].map((m) => m.close()));
           }
         },
       ),

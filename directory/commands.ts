@@ -43,14 +43,40 @@ export const MUTATING_METHODS = [
 export type MutatingMethod = (typeof MUTATING_METHODS)[number];
 
 /** One mutation: the method's name and exactly its arguments. */
-export type Command = {
+export type MethodCommand = {
   [M in MutatingMethod]: { op: M; args: Parameters<MetadataStore[M]> };
 }[MutatingMethod];
+
+type PutCondition = { ifNoneMatch?: boolean; ifMatch?: string };
+
+/**
+ * putObject with the record already in its stored form (object-codec.ts) and its key apart:
+ * what a Raft leader proposes for a putObject (proposedForm), so no replica encodes the
+ * record again (the largest single cost of applying one) and the log holds a string to
+ * parse instead of the record's object tree. Same outcome as the putObject it came from.
+ */
+export interface PutStoredCommand {
+  op: 'putObjectStored';
+  args: [bucket: string, key: string, stored: string, cond: PutCondition | null];
+}
+
+export type Command = MethodCommand | PutStoredCommand;
 
 export type CommandOf<M extends MutatingMethod> = Extract<Command, { op: M }>;
 
 /** What applying a command of `op` yields: the method's resolved value. */
-export type CommandResult<M extends MutatingMethod> = Awaited<ReturnType<MetadataStore[M]>>;
+export type CommandResult<M extends Command['op']> = M extends MutatingMethod
+  ? Awaited<ReturnType<MetadataStore[M]>>
+  : ObjectRecord | null;
+
+const OPS: ReadonlySet<string> = new Set([...MUTATING_METHODS, 'putObjectStored']);
+
+/** The command to put in the log for `cmd`: putObject in its stored form, others as they are. */
+export function proposedForm(cmd: Command): Command {
+  if (cmd.op !== 'putObject') return cmd;
+  const [bucket, rec, cond] = cmd.args;
+  return { op: 'putObjectStored', args: [bucket, rec.key, encodeObject(rec), cond ?? null] };
+}
 
 const NEEDLE_COUNTER = K.counterKey('needle');
 const VOLUME_COUNTER = K.counterKey('volume');
@@ -69,6 +95,8 @@ export function prefetchKeys(cmd: Command): string[] {
       const [bucket, rec] = cmd.args;
       return [K.bucketKey(bucket), K.objectKey(bucket, rec.key)];
     }
+    case 'putObjectStored':
+      return [K.bucketKey(cmd.args[0]), K.objectKey(cmd.args[0], cmd.args[1])];
     case 'deleteObject':
       return [K.bucketKey(cmd.args[0]), K.objectKey(cmd.args[0], cmd.args[1])];
     case 'createUpload':
@@ -106,11 +134,12 @@ export function prefetchKeys(cmd: Command): string[] {
  * because a replica must not trust the log's producer (the error is then the outcome).
  */
 export function checkCommand(cmd: Command): void {
-  if (!(MUTATING_METHODS as readonly string[]).includes(cmd.op)) {
-    throw new Error(`unknown command ${String(cmd.op)}`);
-  }
+  if (!OPS.has(cmd.op)) throw new Error(`unknown command ${String(cmd.op)}`);
   prefetchKeys(cmd);
   switch (cmd.op) {
+    case 'putObjectStored':
+      if (typeof cmd.args[2] !== 'string') throw new Error('putObjectStored: stored must be text');
+      break;
     case 'putPart':
       if (cmd.args[3].partNumber < 1) throw new Error('part numbers start at 1');
       break;
@@ -136,8 +165,12 @@ export async function applyCommand(tx: Tx, cmd: Command): Promise<unknown> {
       return createBucket(tx, ...cmd.args);
     case 'deleteBucket':
       return deleteBucket(tx, ...cmd.args);
-    case 'putObject':
-      return putObject(tx, ...cmd.args);
+    case 'putObject': {
+      const [bucket, rec, cond] = cmd.args;
+      return putStored(tx, bucket, rec.key, encodeObject(rec), cond);
+    }
+    case 'putObjectStored':
+      return putStored(tx, ...cmd.args);
     case 'deleteObject':
       return deleteObject(tx, ...cmd.args);
     case 'createUpload':
@@ -219,25 +252,26 @@ async function deleteBucket(tx: Tx, name: string): Promise<void> {
   tx.del(bk);
 }
 
-async function putObject(
+async function putStored(
   tx: Tx,
   bucket: string,
-  rec: ObjectRecord,
-  cond?: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+  key: string,
+  stored: string,
+  cond?: PutCondition | null,
 ): Promise<ObjectRecord | null> {
-  const ok = K.objectKey(bucket, rec.key);
+  const ok = K.objectKey(bucket, key);
   if ((await tx.get(K.bucketKey(bucket))) === undefined) throw noSuchBucket(bucket);
-  const prev = decodeObjectOrNull(rec.key, await tx.get(ok));
+  const prev = decodeObjectOrNull(key, await tx.get(ok));
   if (cond?.ifNoneMatch && prev) {
-    throw new MetadataError('PreconditionFailed', `${rec.key} exists (If-None-Match)`);
+    throw new MetadataError('PreconditionFailed', `${key} exists (If-None-Match)`);
   }
   if (cond?.ifMatch !== undefined && cond.ifMatch !== null) {
     const want = stripQuotes(cond.ifMatch);
     if (!prev || (want !== '*' && want !== prev.etag)) {
-      throw new MetadataError('PreconditionFailed', `${rec.key}: etag does not match (If-Match)`);
+      throw new MetadataError('PreconditionFailed', `${key}: etag does not match (If-Match)`);
     }
   }
-  tx.put(ok, encodeObject(rec));
+  tx.put(ok, stored);
   return prev;
 }
 

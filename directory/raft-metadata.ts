@@ -27,7 +27,13 @@ import type {
 } from './api.ts';
 import { MetadataError } from './api.ts';
 import { AmbiguousMetadataError, MetadataClient } from './client.ts';
-import { type Command, type CommandOf, checkCommand, type MutatingMethod } from './commands.ts';
+import {
+  type Command,
+  type CommandOf,
+  checkCommand,
+  type MutatingMethod,
+  proposedForm,
+} from './commands.ts';
 import type { Liveness } from './liveness.ts';
 import type { LevelMetadata } from './meta-level.ts';
 import { chooseReplicas } from './placement.ts';
@@ -94,7 +100,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
       }
       if (this.host.isLeader) {
         try {
-          const out = await this.host.propose(cmd);
+          const out = await this.host.propose(proposedForm(cmd));
           if (!out.ok) throw out.error;
           return out.value as Result<M>;
         } catch (e) {
