@@ -453,3 +453,119 @@ describe('leadership transfer', () => {
     expect(net.n('n2').propose('y')).not.toBeNull();
   });
 });
+
+describe('lease reads', () => {
+  const TICK = 50;
+  const LEASE = 300; // below (ELECTION - 1) ticks = 450 ms
+  /** A 3-node group on one clock (ms) that the test moves; a leader with a fresh lease. */
+  function leased() {
+    const net = new Router(['n1', 'n2', 'n3'], [], { leaseMs: LEASE });
+    let t = 0;
+    const clock = (ms: number) => {
+      t = ms;
+      for (const r of net.nodes.values()) r.setClock(t);
+    };
+    const tick = (ids: NodeId[], n: number) => {
+      for (let i = 0; i < n; i++) {
+        clock(t + TICK);
+        net.tick(ids);
+      }
+    };
+    clock(0);
+    const n1 = net.elect('n1');
+    tick(['n1', 'n2', 'n3'], 2); // a heartbeat round, acked at once: the lease runs from now
+    return { net, n1, clock, tick, now: () => t };
+  }
+
+  it('answers at once under the lease, and needs a round once it has run out', () => {
+    const { net, n1, clock, now } = leased();
+    const sent = now();
+    net.isolate('n1');
+    clock(sent + LEASE - 1);
+    n1.readIndex('in-lease');
+    net.drain('n1');
+    expect(net.o('n1').reads).toEqual([{ id: 'in-lease', index: 1 }]);
+    expect(n1.leaseReads).toBe(1);
+    clock(sent + LEASE);
+    n1.readIndex('expired');
+    net.flush();
+    expect(net.o('n1').reads.map((r) => r.id)).toEqual(['in-lease']);
+  });
+
+  it('runs from when the heartbeat was sent, not from when the acks came back', () => {
+    const { net, n1, clock, now } = leased();
+    // The next round's acks are held back 200 ms.
+    const held: Message[] = [];
+    net.mangle = (m) => {
+      if (m.type !== 'appendResp') return m;
+      held.push(m);
+      return null;
+    };
+    clock(now() + TICK);
+    net.tick(['n1'], 2);
+    const sent = now();
+    expect(held.length).toBeGreaterThan(0);
+    clock(sent + 200);
+    net.mangle = (m) => m;
+    for (const m of held) n1.step(m);
+    net.isolate('n1');
+    clock(sent + LEASE + 1);
+    n1.readIndex('late');
+    net.flush();
+    expect(net.o('n1').reads.map((r) => r.id)).not.toContain('late');
+  });
+
+  it('a new leader can only be elected after the old lease has run out', () => {
+    const { net, n1, now, tick } = leased();
+    const leaseEnd = now() + LEASE;
+    net.isolate('n1');
+    let elected: number | undefined;
+    for (let i = 0; i < 4 * ELECTION && elected === undefined; i++) {
+      tick(['n2', 'n3'], 1);
+      if (net.n('n2').isLeader || net.n('n3').isLeader) elected = now();
+    }
+    expect(elected).toBeDefined();
+    expect(elected).toBeGreaterThan(leaseEnd);
+    expect(n1.isLeader).toBe(true); // it has not noticed: only its lease keeps reads right
+  });
+
+  it('a replica that just started refuses votes for an election timeout', () => {
+    const net = new Router(['n1', 'n2', 'n3'], [], { leaseMs: LEASE });
+    const vote: Message = {
+      type: 'vote',
+      from: 'n2',
+      to: 'n1',
+      term: 5,
+      lastIndex: 0,
+      lastTerm: 0,
+    } as Message;
+    net.n('n1').step(vote);
+    net.drain('n1');
+    expect(net.sent.filter((m) => m.type === 'voteResp')).toEqual([]);
+    net.n('n1').tick();
+    for (let i = 1; i < ELECTION; i++) net.n('n1').tick();
+    net.n('n1').step({ ...vote, term: 6 });
+    net.drain('n1');
+    expect(net.sent.filter((m) => m.type === 'voteResp')).toHaveLength(1);
+    // Without leases there is nothing to wait for.
+    const plain = new Router(['n1', 'n2', 'n3']);
+    plain.n('n1').step(vote);
+    plain.drain('n1');
+    expect(plain.sent.filter((m) => m.type === 'voteResp')).toHaveLength(1);
+  });
+
+  it('a leadership transfer ends lease reads for the rest of the term', () => {
+    const { net, n1, clock, now, tick } = leased();
+    net.mangle = (m) => (m.type === 'timeoutNow' ? null : m); // the hand-over never lands
+    expect(n1.transferLeadership('n2')).toBe(true);
+    net.flush();
+    tick(['n1', 'n2', 'n3'], ELECTION + 2); // the transfer is abandoned; rounds go on
+    expect(n1.isLeader).toBe(true);
+    net.isolate('n1');
+    clock(now() + 1);
+    n1.readIndex('after-transfer');
+    net.flush();
+    expect(net.o('n1').reads.map((r) => r.id)).not.toContain('after-transfer');
+    expect(n1.leaseReads).toBe(0);
+  });
+});

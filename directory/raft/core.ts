@@ -44,6 +44,16 @@ export interface RaftOptions {
   snapshotTimeoutTicks?: number;
   preVote?: boolean;
   checkQuorum?: boolean;
+  /**
+   * Leader lease reads (0 = off, ReadIndex rounds only): a read is answered at once while a
+   * quorum has acknowledged a heartbeat the leader sent less than leaseMs ago on the clock
+   * the host gives setClock(). Sound because a replica that heard from the leader refuses
+   * votes for electionTicks of its own ticks (stickiness; after a restart it refuses for
+   * electionTicks first): leaseMs must stay below (electionTicks - 1) ticks of the slowest
+   * replica's clock as seen by the leader's. Needs checkQuorum. A leadership transfer (whose
+   * votes bypass stickiness) ends lease reads for the rest of the term.
+   */
+  leaseMs?: number;
 }
 
 export interface RaftInit {
@@ -133,6 +143,15 @@ export class Raft {
 
   private readSeq = 0;
   private readBroadcastPending = false;
+  /** Leader lease: the host's clock, when each read sequence number was first sent, … */
+  private now = 0;
+  private seqSentAt: Array<[seq: number, at: number]> = [];
+  /** … and until when a quorum's acknowledgements vouch for this leader. */
+  private leaseUntil = Number.NEGATIVE_INFINITY;
+  private leaseOffThisTerm = false;
+  private ticksSinceStart = 0;
+  /** Reads answered under the lease, without a round (for tests and the simulator). */
+  leaseReads = 0;
   /** The commit index moved during this step: followers must hear of it (see ready()). */
   private commitNotify = false;
   private pendingReads: PendingRead[] = [];
@@ -158,7 +177,11 @@ export class Raft {
       snapshotTimeoutTicks: opts.snapshotTimeoutTicks ?? opts.electionTicks * 30,
       preVote: opts.preVote ?? true,
       checkQuorum: opts.checkQuorum ?? true,
+      leaseMs: opts.leaseMs ?? 0,
     };
+    if (this.o.leaseMs > 0 && !this.o.checkQuorum) {
+      throw new RaftError('lease reads need checkQuorum');
+    }
     if (this.o.heartbeatTicks >= this.o.electionTicks) {
       throw new RaftError('heartbeatTicks must be below electionTicks');
     }
@@ -279,7 +302,13 @@ export class Raft {
 
   // ---------------------------------------------------------------- inputs
 
+  /** The host's monotonic clock (ms), for lease reads: set before each input. */
+  setClock(ms: number): void {
+    this.now = ms;
+  }
+
   tick(): void {
+    this.ticksSinceStart++;
     if (this.role === 'leader') {
       this.tickLeader();
       return;
@@ -339,6 +368,7 @@ export class Raft {
     if (this.role !== 'leader' || to === this.id || !this.isVoter(to)) return false;
     if (this.leadTransferee === to) return true;
     this.leadTransferee = to;
+    this.leaseOffThisTerm = true;
     this.electionElapsed = 0;
     const p = this.progress.get(to);
     if (p && p.match === this.lastIndex()) this.send({ type: 'timeoutNow', to });
@@ -373,8 +403,10 @@ export class Raft {
     if (m.term > this.term) {
       if (m.type === 'prevote' || m.type === 'vote') {
         const transfer = m.type === 'vote' && m.transfer === true;
-        // Leader stickiness: while we hear from a leader, nobody may disrupt it.
-        if (!transfer && this.inLease()) return;
+        // Leader stickiness: while we hear from a leader, nobody may disrupt it. With lease
+        // reads a replica that just started may have vouched for a leader before it went
+        // down, so it keeps still for an election timeout first.
+        if (!transfer && (this.inLease() || this.startingUp())) return;
       }
       if (m.type === 'prevote' || (m.type === 'prevoteResp' && m.granted)) {
         // Pre-vote traffic carries a future term without changing ours.
@@ -436,7 +468,7 @@ export class Raft {
     this.commitNotify = false;
     if (this.readBroadcastPending && this.role === 'leader') {
       this.readBroadcastPending = false;
-      this.readSeq++;
+      this.nextReadSeq();
       this.bcastHeartbeat();
     }
     const hs: HardState = { term: this.term, vote: this.vote, commit: this.commit };
@@ -477,6 +509,10 @@ export class Raft {
     return this.o.checkQuorum && this.lead !== null && this.electionElapsed < this.o.electionTicks;
   }
 
+  private startingUp(): boolean {
+    return this.o.leaseMs > 0 && this.ticksSinceStart < this.o.electionTicks;
+  }
+
   private resetRandomizedTimeout(): void {
     const n = this.o.electionTicks;
     this.randomizedTimeout = n + Math.floor(this.o.random() * n);
@@ -494,6 +530,9 @@ export class Raft {
     this.votes.clear();
     this.progress.clear();
     this.leadTransferee = null;
+    this.seqSentAt = [];
+    this.leaseUntil = Number.NEGATIVE_INFINITY;
+    this.leaseOffThisTerm = false;
     for (const r of this.pendingReads) this.dropRead(r.id, r.from, 'leader changed');
     for (const r of this.readsAwaitingCommit) this.dropRead(r.id, r.from, 'leader changed');
     this.pendingReads = [];
@@ -621,6 +660,8 @@ export class Raft {
     }
     if (this.heartbeatElapsed >= this.o.heartbeatTicks) {
       this.heartbeatElapsed = 0;
+      // Each heartbeat round a new sequence number, so its acknowledgements renew the lease.
+      if (this.o.leaseMs > 0) this.nextReadSeq();
       this.bcastHeartbeat();
     }
   }
@@ -814,6 +855,7 @@ export class Raft {
     if (m.readSeq > p.ackedSeq) {
       p.ackedSeq = m.readSeq;
       this.releaseConfirmedReads();
+      if (this.o.leaseMs > 0) this.renewLease();
     }
     if (!m.success) {
       const stale = p.state === 'replicate' ? m.index <= p.match : m.index !== p.next - 1;
@@ -939,10 +981,42 @@ export class Raft {
 
   // ---------------------------------------------------------------- reads
 
+  private nextReadSeq(): void {
+    this.readSeq++;
+    if (this.o.leaseMs <= 0) return;
+    this.seqSentAt.push([this.readSeq, this.now]);
+    if (this.seqSentAt.length > 256) this.seqSentAt.splice(0, 128);
+  }
+
+  /** The newest round a quorum acknowledged, from when it was sent, vouches for leaseMs. */
+  private renewLease(): void {
+    const acked = this.conf.voters
+      .map((v) => (v === this.id ? this.readSeq : (this.progress.get(v)?.ackedSeq ?? 0)))
+      .sort((a, b) => b - a);
+    const seq = acked[this.quorum() - 1] ?? 0;
+    let sentAt: number | undefined;
+    for (let i = this.seqSentAt.length - 1; i >= 0; i--) {
+      const [s, at] = this.seqSentAt[i] as [number, number];
+      if (s === seq) sentAt = at;
+      if (s <= seq) break;
+    }
+    if (sentAt !== undefined) this.leaseUntil = Math.max(this.leaseUntil, sentAt + this.o.leaseMs);
+  }
+
   private leaderRead(id: string, from: NodeId): void {
     if (this.termAt(this.commit) !== this.term) {
       // Until an entry of this term commits we do not know the true commit index.
       this.readsAwaitingCommit.push({ id, from });
+      return;
+    }
+    if (
+      this.o.leaseMs > 0 &&
+      this.now < this.leaseUntil &&
+      !this.leaseOffThisTerm &&
+      this.leadTransferee === null
+    ) {
+      this.leaseReads++;
+      this.answerRead(id, from, this.commit);
       return;
     }
     if (this.quorum() === 1 && this.isVoter()) {

@@ -39,6 +39,8 @@ export interface SimResult {
     confChanges: number;
     transfers: number;
     snapshotsInstalled: number;
+    /** Reads a leader answered under its lease (seeds with lease reads on). */
+    leaseReads: number;
     events: number;
   };
 }
@@ -77,9 +79,12 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
     confChanges: 0,
     transfers: 0,
     snapshotsInstalled: 0,
+    leaseReads: 0,
     events: 0,
   };
   const spare = rnd() < 0.5 ? 2 : 0;
+  // Half the seeds read under leader leases, sized for the simulator's clock drift (node.ts).
+  const lease = rnd() < 0.5;
   const ids = Array.from({ length: stats.voters + spare }, (_, i) => `n${i + 1}`);
   const initial = ids.slice(0, stats.voters);
 
@@ -191,6 +196,7 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
       observer,
       initial.includes(id) ? { voters: initial, learners: [] } : null,
       10 + Math.floor(rnd() * 40),
+      lease,
     );
     nodes.set(id, node);
     if (initial.includes(id)) node.start();
@@ -345,5 +351,6 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
   if (!lin.ok) violate(`linearizability (key ${lin.key}): ${lin.reason}`);
   stats.terms = leaders.size;
   stats.snapshotsInstalled = [...nodes.values()].reduce((s, n) => s + n.snapshotsInstalled, 0);
+  stats.leaseReads = [...nodes.values()].reduce((s, n) => s + n.leaseReads, 0);
   return { seed, ok: violations.length === 0, violations, stats };
 }

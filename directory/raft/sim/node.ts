@@ -9,6 +9,7 @@ import type { KvOp } from './linearizability.ts';
 import type { EventQueue, Network } from './network.ts';
 
 export const TICK_MS = 10;
+const LEASE_MS = Number(process.env.KS_SIM_LEASE_MS ?? 9 * TICK_MS * 0.3);
 const CHUNK_CHARS = 256;
 const QUEUE_LIMIT = 64;
 const QUEUE_TIMEOUT_MS = 300;
@@ -64,6 +65,7 @@ export class SimNode {
   /** Clocks drift: each replica ticks at its own pace around TICK_MS. */
   private readonly tickMs: number;
   snapshotsInstalled = 0;
+  private leaseReadsBefore = 0;
 
   constructor(
     readonly id: NodeId,
@@ -75,6 +77,7 @@ export class SimNode {
     private readonly obs: Observer,
     bootstrap: ConfState | null,
     private readonly compactEvery: number,
+    private readonly lease = false,
   ) {
     this.tickMs = Math.max(2, Math.round(TICK_MS * (0.5 + rnd())));
     const empty: SmState = {
@@ -105,6 +108,9 @@ export class SimNode {
         random: this.rnd,
         maxMsgEntries: 8,
         snapshotTimeoutTicks: 40,
+        // Drift: tick lengths differ up to 3× (0.5-1.5 TICK_MS), so a lease on the
+        // leader's clock must end within (electionTicks - 1) / 3 ticks: 9 × 0.3 = 2.7.
+        leaseMs: this.lease ? LEASE_MS : 0,
       },
       {
         hardState: { ...this.disk.hard },
@@ -117,6 +123,7 @@ export class SimNode {
     this.process();
     const tick = () => {
       if (this.incarnation !== inc) return;
+      this.clock();
       this.raft?.tick();
       this.process();
       this.expireQueue();
@@ -125,8 +132,18 @@ export class SimNode {
     this.q.after(1 + Math.floor(this.rnd() * TICK_MS), tick);
   }
 
+  /** This replica's clock runs at its own tick pace: the drift lease reads must allow for. */
+  private clock(): void {
+    this.raft?.setClock((this.q.now * TICK_MS) / this.tickMs);
+  }
+
+  get leaseReads(): number {
+    return this.leaseReadsBefore + (this.raft?.leaseReads ?? 0);
+  }
+
   /** kill -9: everything but the disk is gone. */
   crash(): void {
+    this.leaseReadsBefore += this.raft?.leaseReads ?? 0;
     this.incarnation++;
     this.up = false;
     this.raft = null;
@@ -140,6 +157,7 @@ export class SimNode {
 
   receive(m: Message): void {
     if (!this.up || !this.raft) return;
+    this.clock();
     this.guard(() => this.raft?.step(m));
     this.process();
   }
@@ -147,6 +165,7 @@ export class SimNode {
   handleRequest(req: Request): void {
     if (!this.up || !this.raft) return;
     const r = this.raft;
+    this.clock();
     if (req.op.kind === 'get') {
       const id = `${req.client}:${req.reqId}`;
       this.pendingReads.set(id, req);

@@ -21,7 +21,16 @@ if (!Number.isInteger(from) || !Number.isInteger(count) || count < 1) {
 }
 const t0 = performance.now();
 let failed = 0;
-const totals = { ops: 0, okOps: 0, terms: 0, crashes: 0, partitions: 0, confChanges: 0, snaps: 0 };
+const totals = {
+  ops: 0,
+  okOps: 0,
+  terms: 0,
+  crashes: 0,
+  partitions: 0,
+  confChanges: 0,
+  snaps: 0,
+  lease: 0,
+};
 for (let s = from; s < from + count; s++) {
   const r = runSeed(s, { verbose: values.verbose });
   totals.ops += r.stats.ops;
@@ -31,6 +40,7 @@ for (let s = from; s < from + count; s++) {
   totals.partitions += r.stats.partitions;
   totals.confChanges += r.stats.confChanges;
   totals.snaps += r.stats.snapshotsInstalled;
+  totals.lease += r.stats.leaseReads;
   if (!r.ok) {
     failed++;
     console.log(`seed ${s} FAILED:\n  ${r.violations.join('\n  ')}`);
@@ -41,6 +51,7 @@ const ms = performance.now() - t0;
 console.log(
   `${count} seeds from ${from}: ${count - failed} passed, ${failed} failed in ${(ms / 1000).toFixed(1)} s; ` +
     `client ops ${totals.ops} (${totals.okOps} answered), terms ${totals.terms}, crashes ${totals.crashes}, ` +
-    `partitions ${totals.partitions}, membership changes ${totals.confChanges}, snapshots installed ${totals.snaps}`,
+    `partitions ${totals.partitions}, membership changes ${totals.confChanges}, snapshots installed ${totals.snaps}, ` +
+    `lease reads ${totals.lease}`,
 );
 process.exit(failed > 0 ? 1 : 0);

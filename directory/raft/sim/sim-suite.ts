@@ -19,6 +19,7 @@ function runRange(from: number, count: number): { failures: SimResult[]; totals:
     confChanges: 0,
     transfers: 0,
     snapshotsInstalled: 0,
+    leaseReads: 0,
     events: 0,
   };
   for (let s = from; s < from + count; s++) {
@@ -55,6 +56,7 @@ export function simulationSuite(FROM: number, COUNT: number): void {
       expect(totals.partitions, 'partitions injected').toBeGreaterThan(0);
       expect(totals.confChanges, 'membership changes made').toBeGreaterThan(0);
       expect(totals.snapshotsInstalled, 'snapshots installed').toBeGreaterThan(0);
+      expect(totals.leaseReads, 'reads answered under a leader lease').toBeGreaterThan(0);
       expect(totals.terms, 'leader changes: more terms than seeds').toBeGreaterThan(COUNT);
       expect(totals.indefinite, 'client ops with unknown outcome').toBeGreaterThan(0);
       expect(totals.okOps, 'client ops answered').toBeGreaterThan(0);
