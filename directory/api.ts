@@ -159,6 +159,18 @@ export interface MetadataStore extends TopologyStore {
     rec: ObjectRecord,
     cond?: { ifNoneMatch?: boolean; ifMatch?: string },
   ): Promise<ObjectRecord | null>;
+  /**
+   * putObject with the record already in its stored form (object-codec.ts encodeObject) and
+   * its key apart. Remote clients send this (the encoding then costs the gateways, not the
+   * directory's leader), and a Raft leader proposes it for every putObject, so replicas
+   * store the text as is. The caller vouches for `stored` being encodeObject's output.
+   */
+  putObjectStored(
+    bucket: string,
+    key: string,
+    stored: string,
+    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+  ): Promise<ObjectRecord | null>;
   getObject(bucket: string, key: string): Promise<ObjectRecord | null>;
   /** Returns the deleted record, or null when there was none. Throws NoSuchBucket. */
   deleteObject(bucket: string, key: string): Promise<ObjectRecord | null>;

@@ -49,6 +49,7 @@ import {
   type Reply,
   replyOf,
 } from './client-batch.ts';
+import { encodeObject } from './object-codec.ts';
 import { encodeJson, LEADER_HEADER, type MetaMethod } from './server.ts';
 import type {
   ClusterDirectory,
@@ -158,6 +159,8 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   /** Per replica: not chosen for being the leader again before this time (it failed us). */
   private readonly failedAt: number[];
   private closed = false;
+  /** The directory knows putObjectStored (see putObject). */
+  private storedPuts = true;
   private readonly keyCacheMs: number;
   private readonly keyCache = new Map<string, { rec: AccessKeyRecord; until: number }>();
 
@@ -365,12 +368,33 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   }
 
   // Objects
-  putObject(
+  /**
+   * Sent as putObjectStored: the record encoded here, in the gateway, instead of in the
+   * directory's leader (its scarcest CPU). A directory of an older build answers 404 for
+   * that method, and putObject goes as such from then on.
+   */
+  async putObject(
     bucket: string,
     rec: ObjectRecord,
     cond?: { ifNoneMatch?: boolean; ifMatch?: string },
   ): Promise<ObjectRecord | null> {
+    if (this.storedPuts) {
+      try {
+        return await this.putObjectStored(bucket, rec.key, encodeObject(rec), cond ?? null);
+      } catch (e) {
+        if ((e as { status?: number }).status !== 404) throw e;
+        this.storedPuts = false;
+      }
+    }
     return this.call('putObject', [bucket, rec, cond]);
+  }
+  putObjectStored(
+    bucket: string,
+    key: string,
+    stored: string,
+    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+  ): Promise<ObjectRecord | null> {
+    return this.call('putObjectStored', [bucket, key, stored, cond]);
   }
   getObject(bucket: string, key: string): Promise<ObjectRecord | null> {
     return this.call('getObject', [bucket, key]);

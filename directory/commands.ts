@@ -26,6 +26,7 @@ export const MUTATING_METHODS = [
   'createBucket',
   'deleteBucket',
   'putObject',
+  'putObjectStored',
   'deleteObject',
   'createUpload',
   'putPart',
@@ -43,35 +44,24 @@ export const MUTATING_METHODS = [
 export type MutatingMethod = (typeof MUTATING_METHODS)[number];
 
 /** One mutation: the method's name and exactly its arguments. */
-export type MethodCommand = {
+export type Command = {
   [M in MutatingMethod]: { op: M; args: Parameters<MetadataStore[M]> };
 }[MutatingMethod];
-
-type PutCondition = { ifNoneMatch?: boolean; ifMatch?: string };
-
-/**
- * putObject with the record already in its stored form (object-codec.ts) and its key apart:
- * what a Raft leader proposes for a putObject (proposedForm), so no replica encodes the
- * record again (the largest single cost of applying one) and the log holds a string to
- * parse instead of the record's object tree. Same outcome as the putObject it came from.
- */
-export interface PutStoredCommand {
-  op: 'putObjectStored';
-  args: [bucket: string, key: string, stored: string, cond: PutCondition | null];
-}
-
-export type Command = MethodCommand | PutStoredCommand;
 
 export type CommandOf<M extends MutatingMethod> = Extract<Command, { op: M }>;
 
 /** What applying a command of `op` yields: the method's resolved value. */
-export type CommandResult<M extends Command['op']> = M extends MutatingMethod
-  ? Awaited<ReturnType<MetadataStore[M]>>
-  : ObjectRecord | null;
+export type CommandResult<M extends MutatingMethod> = Awaited<ReturnType<MetadataStore[M]>>;
 
-const OPS: ReadonlySet<string> = new Set([...MUTATING_METHODS, 'putObjectStored']);
+type PutCondition = { ifNoneMatch?: boolean; ifMatch?: string };
 
-/** The command to put in the log for `cmd`: putObject in its stored form, others as they are. */
+const OPS: ReadonlySet<string> = new Set(MUTATING_METHODS);
+
+/**
+ * The command to put in the Raft log for `cmd`: putObject as putObjectStored (no replica
+ * encodes the record again, the largest single cost of applying one, and the log holds a
+ * string to parse instead of the record's object tree); others as they are.
+ */
 export function proposedForm(cmd: Command): Command {
   if (cmd.op !== 'putObject') return cmd;
   const [bucket, rec, cond] = cmd.args;

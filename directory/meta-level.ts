@@ -180,6 +180,15 @@ export class LevelMetadata implements MetadataStore {
     });
   }
 
+  async putObjectStored(
+    bucket: string,
+    key: string,
+    stored: string,
+    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+  ): Promise<ObjectRecord | null> {
+    return this.submit({ op: 'putObjectStored', args: [bucket, key, stored, cond] });
+  }
+
   async getObject(bucket: string, key: string): Promise<ObjectRecord | null> {
     return decodeObjectOrNull(key, await this.db.get(K.objectKey(bucket, key)));
   }

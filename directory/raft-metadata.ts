@@ -205,6 +205,14 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
   ): Promise<ObjectRecord | null> {
     return this.mutate('putObject', cond ? [bucket, rec, cond] : ([bucket, rec] as never));
   }
+  putObjectStored(
+    bucket: string,
+    key: string,
+    stored: string,
+    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+  ): Promise<ObjectRecord | null> {
+    return this.mutate('putObjectStored', [bucket, key, stored, cond]);
+  }
   getObject(bucket: string, key: string): Promise<ObjectRecord | null> {
     return this.read((sm) => sm.getObject(bucket, key));
   }

@@ -32,6 +32,7 @@ export const META_METHODS = [
   'deleteBucket',
   'listBuckets',
   'putObject',
+  'putObjectStored',
   'getObject',
   'deleteObject',
   'listObjects',
