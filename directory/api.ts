@@ -38,6 +38,9 @@ export interface ObjectRecord {
   owner: string;
 }
 
+/** putObject's preconditions: If-None-Match: * and If-Match. */
+export type PutCondition = { ifNoneMatch?: boolean; ifMatch?: string };
+
 /** What a listing shows of an object. */
 export type ObjectSummary = Pick<ObjectRecord, 'key' | 'size' | 'etag' | 'lastModified' | 'owner'>;
 
@@ -154,11 +157,7 @@ export interface MetadataStore extends TopologyStore {
    * the caller then frees). `ifNoneMatch` fails with PreconditionFailed if the key exists;
    * `ifMatch` fails unless the current etag equals it. Throws NoSuchBucket.
    */
-  putObject(
-    bucket: string,
-    rec: ObjectRecord,
-    cond?: { ifNoneMatch?: boolean; ifMatch?: string },
-  ): Promise<ObjectRecord | null>;
+  putObject(bucket: string, rec: ObjectRecord, cond?: PutCondition): Promise<ObjectRecord | null>;
   /**
    * putObject with the record already in its stored form (object-codec.ts encodeObject) and
    * its key apart. Remote clients send this (the encoding then costs the gateways, not the
@@ -169,7 +168,7 @@ export interface MetadataStore extends TopologyStore {
     bucket: string,
     key: string,
     stored: string,
-    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+    cond: PutCondition | null,
   ): Promise<ObjectRecord | null>;
   getObject(bucket: string, key: string): Promise<ObjectRecord | null>;
   /** Returns the deleted record, or null when there was none. Throws NoSuchBucket. */

@@ -37,6 +37,7 @@ import type {
   ObjectRecord,
   ObjectSummary,
   PartRecord,
+  PutCondition,
   UploadRecord,
   UserRecord,
 } from './api.ts';
@@ -376,7 +377,7 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   async putObject(
     bucket: string,
     rec: ObjectRecord,
-    cond?: { ifNoneMatch?: boolean; ifMatch?: string },
+    cond?: PutCondition,
   ): Promise<ObjectRecord | null> {
     if (this.storedPuts) {
       try {
@@ -392,7 +393,7 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     bucket: string,
     key: string,
     stored: string,
-    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+    cond: PutCondition | null,
   ): Promise<ObjectRecord | null> {
     return this.call('putObjectStored', [bucket, key, stored, cond]);
   }

@@ -14,6 +14,7 @@ import {
   type MetadataStore,
   type ObjectRecord,
   type PartRecord,
+  type PutCondition,
   type UploadRecord,
   type UserRecord,
 } from './api.ts';
@@ -52,8 +53,6 @@ export type CommandOf<M extends MutatingMethod> = Extract<Command, { op: M }>;
 
 /** What applying a command of `op` yields: the method's resolved value. */
 export type CommandResult<M extends MutatingMethod> = Awaited<ReturnType<MetadataStore[M]>>;
-
-type PutCondition = { ifNoneMatch?: boolean; ifMatch?: string };
 
 const OPS: ReadonlySet<string> = new Set(MUTATING_METHODS);
 

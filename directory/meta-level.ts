@@ -20,6 +20,7 @@ import type {
   ObjectRecord,
   ObjectSummary,
   PartRecord,
+  PutCondition,
   UploadRecord,
   UserRecord,
 } from './api.ts';
@@ -171,7 +172,7 @@ export class LevelMetadata implements MetadataStore {
   async putObject(
     bucket: string,
     rec: ObjectRecord,
-    cond?: { ifNoneMatch?: boolean; ifMatch?: string },
+    cond?: PutCondition,
   ): Promise<ObjectRecord | null> {
     // No trailing undefined: a command must read the same after a JSON round trip.
     return this.submit({
@@ -184,7 +185,7 @@ export class LevelMetadata implements MetadataStore {
     bucket: string,
     key: string,
     stored: string,
-    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+    cond: PutCondition | null,
   ): Promise<ObjectRecord | null> {
     return this.submit({ op: 'putObjectStored', args: [bucket, key, stored, cond] });
   }

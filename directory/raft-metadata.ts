@@ -22,6 +22,7 @@ import type {
   ObjectRecord,
   ObjectSummary,
   PartRecord,
+  PutCondition,
   UploadRecord,
   UserRecord,
 } from './api.ts';
@@ -198,18 +199,14 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
   listBuckets(owner?: string): Promise<BucketRecord[]> {
     return this.read((sm) => sm.listBuckets(owner));
   }
-  putObject(
-    bucket: string,
-    rec: ObjectRecord,
-    cond?: { ifNoneMatch?: boolean; ifMatch?: string },
-  ): Promise<ObjectRecord | null> {
+  putObject(bucket: string, rec: ObjectRecord, cond?: PutCondition): Promise<ObjectRecord | null> {
     return this.mutate('putObject', cond ? [bucket, rec, cond] : ([bucket, rec] as never));
   }
   putObjectStored(
     bucket: string,
     key: string,
     stored: string,
-    cond: { ifNoneMatch?: boolean; ifMatch?: string } | null,
+    cond: PutCondition | null,
   ): Promise<ObjectRecord | null> {
     return this.mutate('putObjectStored', [bucket, key, stored, cond]);
   }
