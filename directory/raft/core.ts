@@ -45,6 +45,12 @@ export interface RaftOptions {
   preVote?: boolean;
   checkQuorum?: boolean;
   /**
+   * How often (ticks) a leader checks that a quorum was active, stepping down if not
+   * (default electionTicks). Nothing depends on it for safety; the simulator lengthens it
+   * so that deposed leaders linger and unsafe reads would show.
+   */
+  checkQuorumTicks?: number;
+  /**
    * Leader lease reads (0 = off, ReadIndex rounds only): a read is answered at once while a
    * quorum has acknowledged a heartbeat the leader sent less than leaseMs ago on the clock
    * the host gives setClock(). Sound because a replica that heard from the leader refuses
@@ -136,6 +142,7 @@ export class Raft {
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
+  private quorumElapsed = 0;
   private randomizedTimeout = 0;
   private votes = new Map<NodeId, boolean>();
   private progress = new Map<NodeId, Progress>();
@@ -177,6 +184,7 @@ export class Raft {
       snapshotTimeoutTicks: opts.snapshotTimeoutTicks ?? opts.electionTicks * 30,
       preVote: opts.preVote ?? true,
       checkQuorum: opts.checkQuorum ?? true,
+      checkQuorumTicks: opts.checkQuorumTicks ?? opts.electionTicks,
       leaseMs: opts.leaseMs ?? 0,
     };
     if (this.o.leaseMs > 0 && !this.o.checkQuorum) {
@@ -526,6 +534,7 @@ export class Raft {
     this.lead = null;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.quorumElapsed = 0;
     this.resetRandomizedTimeout();
     this.votes.clear();
     this.progress.clear();
@@ -643,13 +652,17 @@ export class Raft {
   private tickLeader(): void {
     this.electionElapsed++;
     this.heartbeatElapsed++;
-    if (this.electionElapsed >= this.o.electionTicks) {
-      this.electionElapsed = 0;
+    this.quorumElapsed++;
+    if (this.quorumElapsed >= this.o.checkQuorumTicks) {
+      this.quorumElapsed = 0;
       if (this.o.checkQuorum && !this.quorumActive()) {
         this.becomeFollower(this.term, null);
         return;
       }
       for (const p of this.progress.values()) p.recentActive = false;
+    }
+    if (this.electionElapsed >= this.o.electionTicks) {
+      this.electionElapsed = 0;
       this.leadTransferee = null; // a transfer that did not finish within a timeout is abandoned
     }
     for (const [id, p] of this.progress) {

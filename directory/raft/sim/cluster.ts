@@ -9,7 +9,7 @@ import type { Raft } from '../core.ts';
 import type { Entry, NodeId } from '../types.ts';
 import { checkLinearizable, type HistoryOp, type KvOp } from './linearizability.ts';
 import { EventQueue, Network } from './network.ts';
-import { type Reply, SimNode } from './node.ts';
+import { type Reply, SAFE_LEASE_MS, SimNode } from './node.ts';
 
 export interface SimOptions {
   faultMs?: number;
@@ -17,6 +17,8 @@ export interface SimOptions {
   clients?: number;
   /** Replay tracing: log fault events to stdout. */
   verbose?: boolean;
+  /** The lease of the seeds that use leases (default SAFE_LEASE_MS; longer = a mutant). */
+  leaseMs?: number;
   /** Linearizability search budget (states). */
   maxStates?: number;
   dumpHistory?: (h: HistoryOp[]) => void;
@@ -196,7 +198,7 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
       observer,
       initial.includes(id) ? { voters: initial, learners: [] } : null,
       10 + Math.floor(rnd() * 40),
-      lease,
+      lease ? (opts.leaseMs ?? SAFE_LEASE_MS) : 0,
     );
     nodes.set(id, node);
     if (initial.includes(id)) node.start();

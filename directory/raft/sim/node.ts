@@ -9,7 +9,11 @@ import type { KvOp } from './linearizability.ts';
 import type { EventQueue, Network } from './network.ts';
 
 export const TICK_MS = 10;
-const LEASE_MS = Number(process.env.KS_SIM_LEASE_MS ?? 9 * TICK_MS * 0.3);
+/**
+ * Drift: tick lengths differ up to 3× (0.5-1.5 TICK_MS), so a lease on the leader's clock
+ * must end within (electionTicks - 1) / 3 of its ticks: 9 × 0.3 = 2.7.
+ */
+export const SAFE_LEASE_MS = 9 * TICK_MS * 0.3;
 const CHUNK_CHARS = 256;
 const QUEUE_LIMIT = 64;
 const QUEUE_TIMEOUT_MS = 300;
@@ -77,7 +81,8 @@ export class SimNode {
     private readonly obs: Observer,
     bootstrap: ConfState | null,
     private readonly compactEvery: number,
-    private readonly lease = false,
+    /** Lease reads for this replica's leaderships, ms of its clock (0 = ReadIndex only). */
+    private readonly leaseMs = 0,
   ) {
     this.tickMs = Math.max(2, Math.round(TICK_MS * (0.5 + rnd())));
     const empty: SmState = {
@@ -108,9 +113,10 @@ export class SimNode {
         random: this.rnd,
         maxMsgEntries: 8,
         snapshotTimeoutTicks: 40,
-        // Drift: tick lengths differ up to 3× (0.5-1.5 TICK_MS), so a lease on the
-        // leader's clock must end within (electionTicks - 1) / 3 ticks: 9 × 0.3 = 2.7.
-        leaseMs: this.lease ? LEASE_MS : 0,
+        leaseMs: this.leaseMs,
+        // Deposed leaders linger (safe: nothing relies on stepping down), so a lease that
+        // outlived the followers' promise would be read from.
+        checkQuorumTicks: this.leaseMs > 0 ? 40 : 10,
       },
       {
         hardState: { ...this.disk.hard },

@@ -9,6 +9,7 @@ const { values } = parseArgs({
     from: { type: 'string', default: '1' },
     seed: { type: 'string' },
     verbose: { type: 'boolean', default: false },
+    'lease-ms': { type: 'string' },
   },
 });
 
@@ -32,7 +33,10 @@ const totals = {
   lease: 0,
 };
 for (let s = from; s < from + count; s++) {
-  const r = runSeed(s, { verbose: values.verbose });
+  const r = runSeed(s, {
+    verbose: values.verbose,
+    leaseMs: values['lease-ms'] === undefined ? undefined : Number(values['lease-ms']),
+  });
   totals.ops += r.stats.ops;
   totals.okOps += r.stats.okOps;
   totals.terms += r.stats.terms;
