@@ -663,6 +663,20 @@ describe('MetadataClient over several replicas', () => {
     }
   });
 
+  it('gives up a read on a replica that hangs after a share of the deadline, not timeoutMs', async () => {
+    const hang = await rawServer('hang', () => {});
+    const b = await replica('b');
+    await bucket(client(b.url, {}), 'h');
+    // timeoutMs stays 30 s: a stopped replica must not hold the read that long.
+    const m = client([hang, b.url], { deadlineMs: 3000 });
+    const t0 = performance.now();
+    expect((await m.getBucket('h'))?.name).toBe('h');
+    const ms = performance.now() - t0;
+    expect(count('hang', 'getBucket')).toBe(1);
+    expect(ms).toBeGreaterThanOrEqual(1400); // it did wait for the hung replica: 3000 / 2
+    expect(ms).toBeLessThan(10_000); // not the 30 s attempt timeout
+  });
+
   it("moves reads, not mutations, past a replica's own Unavailable answer", async () => {
     // A 409 Unavailable from a replica cannot say whether a forwarded mutation was applied.
     const seen: (string | undefined)[] = [];

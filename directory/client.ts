@@ -72,6 +72,13 @@ export interface MetadataClientOptions {
    * connection failures and 503 answers, before MetadataError('Unavailable') (default 10 s).
    */
   deadlineMs?: number;
+  /**
+   * Per-attempt answer timeout for reads when there are other replicas to try (default:
+   * the deadline split between the replicas, at least 1 s, at most timeoutMs). A replica
+   * that takes a read and hangs (a stopped process) then costs a read that long, not
+   * timeoutMs; reads can be repeated elsewhere, mutations cannot.
+   */
+  readAttemptMs?: number;
   /** Sent with every call (e.g. to mark calls one replica forwards to another). */
   headers?: Record<string, string>;
   /** Most connections kept to each replica (default 256). */
@@ -152,6 +159,8 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
    */
   private readonly batches: { read: BatchQueue; write: BatchQueue }[] | undefined;
   private readonly deadlineMs: number;
+  /** Answer timeout of one read attempt; undefined: the pool's (timeoutMs). */
+  private readonly readAttemptMs: number | undefined;
   private readonly headers: Record<string, string>;
   /** Index of the replica to try first: the leader if known, else the last one that answered. */
   private current = 0;
@@ -179,6 +188,14 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     this.headers = { ...opts.headers, 'content-type': 'application/json' };
     this.origins = parseUrls(baseUrls);
     this.failedAt = this.origins.map(() => Number.NEGATIVE_INFINITY);
+    this.readAttemptMs =
+      this.origins.length < 2
+        ? undefined
+        : Math.min(
+            timeoutMs,
+            opts.readAttemptMs ??
+              Math.max(1_000, Math.floor(this.deadlineMs / this.origins.length)),
+          );
     // A short connect timeout: a replica whose host is gone would otherwise hold a call
     // for most of its deadline before another replica is tried.
     const connectTimeout = Math.min(timeoutMs, opts.connectTimeoutMs ?? 2_000);
@@ -198,9 +215,11 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
         ? undefined
         : this.pools.map((pool) => {
             const post = (path: string, body: string) => this.attempt(pool, path, body);
+            const postRead = (path: string, body: string) =>
+              this.attempt(pool, path, body, this.readAttemptMs);
             const replica = { batchRoute: true };
             return {
-              read: new BatchQueue(post, batch, replica),
+              read: new BatchQueue(postRead, batch, replica),
               write: new BatchQueue(post, batch, replica),
             };
           });
@@ -211,7 +230,7 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
    * the socket (it writes a buffer body in one go): before that the server cannot hold a
    * complete request, and it applies only complete ones, so the call was not applied.
    */
-  private attempt(pool: Pool, path: string, text: string): Promise<Answer> {
+  private attempt(pool: Pool, path: string, text: string, timeoutMs?: number): Promise<Answer> {
     const body = Buffer.from(text);
     return new Promise((resolve, reject) => {
       let sent = false;
@@ -246,6 +265,9 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
             path,
             headers: { ...this.headers, [AUTH_HEADER]: this.auth.sign('POST', path) },
             body,
+            ...(timeoutMs === undefined
+              ? {}
+              : { headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
           },
           handler,
         );
@@ -301,7 +323,14 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
       try {
         answer = this.batches
           ? await this.batches[idx]![readOnly ? 'read' : 'write'].submit(method, body)
-          : replyOf(await this.attempt(this.pools[idx]!, `/meta/${method}`, body));
+          : replyOf(
+              await this.attempt(
+                this.pools[idx]!,
+                `/meta/${method}`,
+                body,
+                readOnly ? this.readAttemptMs : undefined,
+              ),
+            );
       } catch (e) {
         if (!(e instanceof AttemptFailure)) throw e;
         this.failedAt[idx] = Date.now();
