@@ -30,6 +30,9 @@ export default defineConfig({
           include: ['conformance/*.test.ts'],
           exclude: [...exclude, 'conformance/cluster-*.test.ts'],
           env: { KUBESTORAGE_TEST_TARGET: 'cluster' },
+          // `cluster up` starts nine processes; next to the simulator on a loaded 2-core CI
+          // machine one start took over 30 s (4 s when idle).
+          hookTimeout: 120_000,
         },
       },
     ],

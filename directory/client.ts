@@ -74,7 +74,7 @@ export interface MetadataClientOptions {
   deadlineMs?: number;
   /**
    * Per-attempt answer timeout for reads when there are other replicas to try (default:
-   * the deadline split between the replicas, at least 1 s, at most timeoutMs). A replica
+   * the deadline split between the replicas, at least 6 s, at most timeoutMs). A replica
    * that takes a read and hangs (a stopped process) then costs a read that long, not
    * timeoutMs; reads can be repeated elsewhere, mutations cannot.
    */
@@ -118,6 +118,12 @@ const READ_ONLY = new Set<MetaMethod>([
 ] satisfies MetaMethod[]);
 
 const BACKOFF_FIRST_MS = 50;
+/**
+ * A read attempt is given up no sooner than this: above a replica's 5 s wait for a leader
+ * (it answers Unavailable then), and long enough that a batch slow under load is not sent
+ * to every replica in turn.
+ */
+const READ_ATTEMPT_MIN_MS = 6_000;
 /** A leader that failed a call is not preferred again for this long (others still work). */
 const LEADER_RETRY_MS = 5_000;
 const BACKOFF_MAX_MS = 400;
@@ -169,8 +175,9 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   /** Per replica: not chosen for being the leader again before this time (it failed us). */
   private readonly failedAt: number[];
   private closed = false;
-  /** The directory knows putObjectStored (see putObject). */
+  /** The directory knows putObjectStored / listObjectSummaries (older builds: 404). */
   private storedPuts = true;
+  private summaryLists = true;
   private readonly keyCacheMs: number;
   private readonly keyCache = new Map<string, { rec: AccessKeyRecord; until: number }>();
 
@@ -194,7 +201,7 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
         : Math.min(
             timeoutMs,
             opts.readAttemptMs ??
-              Math.max(1_000, Math.floor(this.deadlineMs / this.origins.length)),
+              Math.max(READ_ATTEMPT_MIN_MS, Math.floor(this.deadlineMs / this.origins.length)),
           );
     // A short connect timeout: a replica whose host is gone would otherwise hold a call
     // for most of its deadline before another replica is tried.
@@ -283,6 +290,8 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   }
 
   private noteLeader(raw: Buffer[] | string[] | null | undefined): void {
+    // An answer naming no leader (none known, or not a Raft replica) drops the old hint.
+    this.leader = -1;
     if (!raw) return;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       if (raw[i]!.toString().toLowerCase() !== LEADER_HEADER) continue;
@@ -436,11 +445,30 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     return this.call('listObjects', [bucket, opts]);
   }
 
-  listObjectSummaries(
+  /** A directory of an older build answers 404: then whole records, cut down here. */
+  async listObjectSummaries(
     bucket: string,
     opts: ListObjectsOptions,
   ): Promise<ListObjectsResult<ObjectSummary>> {
-    return this.call('listObjectSummaries', [bucket, opts]);
+    if (this.summaryLists) {
+      try {
+        return await this.call('listObjectSummaries', [bucket, opts]);
+      } catch (e) {
+        if ((e as { status?: number }).status !== 404) throw e;
+        this.summaryLists = false;
+      }
+    }
+    const page = await this.listObjects(bucket, opts);
+    return {
+      ...page,
+      objects: page.objects.map(({ key, size, etag, lastModified, owner }) => ({
+        key,
+        size,
+        etag,
+        lastModified,
+        owner,
+      })),
+    };
   }
 
   // Multipart uploads

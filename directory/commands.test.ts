@@ -381,4 +381,27 @@ describe('applyBatch / applyReplicated', () => {
     }
     await expect(m.applyReplicated([], 43)).rejects.toMatchObject({ code: 'Unavailable' });
   });
+
+  it('refuses a run holding a command this build does not know, writing nothing', async () => {
+    const m = await LevelMetadata.open(tempDir());
+    try {
+      const mk: Command = {
+        op: 'createBucket',
+        args: [{ name: 'nb', owner: 'o', createdAt: 1, region: 'r' }],
+      };
+      const future = { op: 'putObjectV9', args: ['nb', 'k'] } as unknown as Command;
+      await expect(m.applyReplicated([mk, future], 7)).rejects.toThrow(
+        /unknown command putObjectV9/,
+      );
+      expect(await m.getBucket('nb')).toBeNull();
+      expect(await m.appliedIndex()).toBe(0);
+      // A known command that is malformed is an outcome like any other failure.
+      const bad = { op: 'deleteObject', args: ['', 'k'] } as Command;
+      const out = await m.applyReplicated([mk, bad], 8);
+      expect(out.map((o) => o.ok)).toEqual([true, false]);
+      expect(await m.appliedIndex()).toBe(8);
+    } finally {
+      await m.close();
+    }
+  });
 });

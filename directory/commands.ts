@@ -56,6 +56,11 @@ export type CommandResult<M extends MutatingMethod> = Awaited<ReturnType<Metadat
 
 const OPS: ReadonlySet<string> = new Set(MUTATING_METHODS);
 
+/** The command's op is one this build can apply (a malformed one still is: its error is its outcome). */
+export function isKnownCommand(cmd: { op: unknown }): boolean {
+  return typeof cmd === 'object' && cmd !== null && OPS.has(cmd.op as string);
+}
+
 /**
  * The command to put in the Raft log for `cmd`: putObject as putObjectStored (no replica
  * encodes the record again, the largest single cost of applying one, and the log holds a

@@ -35,7 +35,7 @@ import {
 } from './commands.ts';
 import { Cursor } from './cursor.ts';
 import * as K from './keys.ts';
-import { decodeObjectOrNull } from './object-codec.ts';
+import { checkStored, decodeObjectOrNull } from './object-codec.ts';
 import { commonPrefix, listObjectPage, type PageForm } from './object-listing.ts';
 import type { NodeRecord, NodeState, VolumeRecord, VolumeState } from './topology.ts';
 import { type DB, type Outcome, type Tx, Writer, type WriterStats } from './writer.ts';
@@ -116,11 +116,12 @@ export class LevelMetadata implements MetadataStore {
 
   /**
    * Makes every applyReplicated batch that has completed durable (they are not synced one
-   * by one): one synced write of a value the database holds already — LevelDB's log is
-   * sequential, so syncing it covers every write before.
+   * by one). A synced write alone is not enough: LevelDB does not fsync the log file it
+   * retires when a memtable fills. Compacting a range first moves the memtables into table
+   * files, which LevelDB syncs (with the manifest), so everything written before is on disk.
    */
   async sync(): Promise<void> {
-    await this.db.put(K.NS.format, FORMAT, { sync: true });
+    await this.db.compactRange(K.NS.format, K.NS.format);
   }
 
   /** The replica URLs last recorded by applyReplicated. */
@@ -187,6 +188,7 @@ export class LevelMetadata implements MetadataStore {
     stored: string,
     cond: PutCondition | null,
   ): Promise<ObjectRecord | null> {
+    checkStored(stored); // from the wire: a replica stores the text as it is
     return this.submit({ op: 'putObjectStored', args: [bucket, key, stored, cond] });
   }
 

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ObjectRecord } from './api.ts';
 import {
+  checkStored,
   decodeObject,
   decodeObjectOrNull,
   decodeSummary,
@@ -32,6 +33,7 @@ describe('object record codec', () => {
         expect(JSON.parse(recordJson(stored))).toStrictEqual(withoutKey(r));
         const { key: _k, ...summary } = summaryOf(r);
         expect(JSON.parse(summaryJson(stored))).toStrictEqual(summary);
+        expect(() => checkStored(stored)).not.toThrow();
       }),
       { numRuns: 500 },
     );
@@ -47,6 +49,37 @@ describe('object record codec', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('refuses stored texts that encodeObject would not write', () => {
+    const good = encodeObject({
+      key: 'k',
+      size: 1,
+      etag: 'e',
+      lastModified: 2,
+      userMeta: {},
+      chunks: [],
+      owner: 'o',
+    });
+    expect(() => checkStored(good)).not.toThrow();
+    const [head, rest] = good.split('\n') as [string, string];
+    for (const bad of [
+      head + rest, // no newline
+      `${head}\n${rest}\n{}`, // two
+      `${head}\n{"userMeta":{},"chunks":[]`, // truncated
+      `${head}\n[1]`,
+      `[1]\n${rest}`,
+      `{"etag":"e","size":1,"lastModified":2,"owner":"o"}\n${rest}`, // order
+      `{"size":1,"etag":"e","lastModified":2,"owner":"o","x":1}\n${rest}`,
+      `{"size":-1,"etag":"e","lastModified":2,"owner":"o"}\n${rest}`,
+      `{"size":1,"etag":5,"lastModified":2,"owner":"o"}\n${rest}`,
+      `${head}\n{"userMeta":{},"chunks":[],"size":3}`,
+      `${head}\n{"userMeta":{},"chunks":[],"key":"x"}`,
+      `${head}\n{"chunks":[]}`,
+      `${head}\n{"userMeta":{},"chunks":{}}`,
+    ]) {
+      expect(() => checkStored(bad), bad).toThrow();
+    }
   });
 
   it('joins halves that are empty objects', () => {

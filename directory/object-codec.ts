@@ -29,6 +29,42 @@ export function summaryJson(stored: string): string {
   return JSON.stringify({ size, etag, lastModified, owner });
 }
 
+const SUMMARY_FIELDS = ['size', 'etag', 'lastModified', 'owner'];
+
+/**
+ * Throws unless `stored` is what encodeObject writes: a summary object of exactly the four
+ * fields, a newline, and an object of the other fields. For stored forms that come over the
+ * wire (putObjectStored): a malformed one would break every listing page holding its key
+ * and leave the key impossible to overwrite or delete.
+ */
+export function checkStored(stored: string): void {
+  const nl = stored.indexOf('\n');
+  if (nl < 0 || stored.indexOf('\n', nl + 1) >= 0) {
+    throw new Error('stored object: two JSON texts split by one newline expected');
+  }
+  const head: unknown = JSON.parse(stored.slice(0, nl));
+  const rest: unknown = JSON.parse(stored.slice(nl + 1));
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(head) || !isObject(rest)) throw new Error('stored object: objects expected');
+  const keys = Object.keys(head);
+  const ok =
+    keys.length === SUMMARY_FIELDS.length &&
+    SUMMARY_FIELDS.every((f, i) => keys[i] === f) &&
+    Number.isSafeInteger(head.size) &&
+    (head.size as number) >= 0 &&
+    typeof head.etag === 'string' &&
+    Number.isFinite(head.lastModified) &&
+    typeof head.owner === 'string';
+  if (!ok) throw new Error('stored object: summary must be {size, etag, lastModified, owner}');
+  for (const f of [...SUMMARY_FIELDS, 'key']) {
+    if (f in rest) throw new Error(`stored object: ${f} belongs in the summary`);
+  }
+  if (!isObject(rest.userMeta) || !Array.isArray(rest.chunks)) {
+    throw new Error('stored object: userMeta and chunks expected');
+  }
+}
+
 export function decodeObject(key: string, stored: string): ObjectRecord {
   return { key, ...(JSON.parse(recordJson(stored)) as Omit<ObjectRecord, 'key'>) };
 }

@@ -37,6 +37,7 @@ import {
 } from './commands.ts';
 import type { Liveness } from './liveness.ts';
 import type { LevelMetadata } from './meta-level.ts';
+import { checkStored } from './object-codec.ts';
 import { chooseReplicas } from './placement.ts';
 import { DroppedProposalError, NotLeaderError, type RaftHost } from './raft/host.ts';
 import type {
@@ -208,6 +209,8 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     stored: string,
     cond: PutCondition | null,
   ): Promise<ObjectRecord | null> {
+    // From the wire: checked once here; replicas store the text as it is (not re-parsed).
+    checkStored(stored);
     return this.mutate('putObjectStored', [bucket, key, stored, cond]);
   }
   getObject(bucket: string, key: string): Promise<ObjectRecord | null> {

@@ -20,7 +20,7 @@
 // write is not: it rejects the whole run, which then has written nothing.
 import type { ClassicLevel } from 'classic-level';
 import { MetadataError } from './api.ts';
-import { applyCommand, type Command, prefetchKeys } from './commands.ts';
+import { applyCommand, type Command, isKnownCommand, prefetchKeys } from './commands.ts';
 
 export type DB = ClassicLevel<string, string>;
 
@@ -216,6 +216,19 @@ export class Writer {
   }
 
   private async runReplicated(r: Replicated): Promise<void> {
+    // A command this build does not know came from a newer leader: recording "unknown
+    // command" as its outcome would let this replica silently diverge. Refuse the run; the
+    // Raft loop stops this replica until it is upgraded.
+    const unknown = r.cmds.find((c) => !isKnownCommand(c));
+    if (unknown) {
+      r.reject(
+        new Error(
+          `unknown command ${String(unknown.op)} in the log: this replica's build is older ` +
+            "than the leader's; upgrade it",
+        ),
+      );
+      return;
+    }
     const units = r.cmds.map((cmd) => ({
       // A command whose keys cannot be encoded throws the same error when applied.
       prefetch: tryOr(() => prefetchKeys(cmd), []),

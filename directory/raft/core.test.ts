@@ -547,8 +547,8 @@ describe('lease reads', () => {
     net.n('n1').step({ ...vote, term: 6 });
     net.drain('n1');
     expect(net.sent.filter((m) => m.type === 'voteResp')).toHaveLength(1);
-    // Without leases there is nothing to wait for.
-    const plain = new Router(['n1', 'n2', 'n3']);
+    // Without CheckQuorum (no stickiness, no leases) there is nothing to wait for.
+    const plain = new Router(['n1', 'n2', 'n3'], [], { checkQuorum: false });
     plain.n('n1').step(vote);
     plain.drain('n1');
     expect(plain.sent.filter((m) => m.type === 'voteResp')).toHaveLength(1);

@@ -54,8 +54,8 @@ export interface RaftOptions {
    * Leader lease reads (0 = off, ReadIndex rounds only): a read is answered at once while a
    * quorum has acknowledged a heartbeat the leader sent less than leaseMs ago on the clock
    * the host gives setClock(). Sound because a replica that heard from the leader refuses
-   * votes for electionTicks of its own ticks (stickiness; after a restart it refuses for
-   * electionTicks first): leaseMs must stay below (electionTicks - 1) ticks of the slowest
+   * votes for electionTicks of its own ticks (stickiness; after a (re)start it refuses for
+   * electionTicks first, lease or not, since other replicas' leases may count on it): leaseMs must stay below (electionTicks - 1) ticks of the slowest
    * replica's clock as seen by the leader's. Needs checkQuorum. A leadership transfer (whose
    * votes bypass stickiness) ends lease reads for the rest of the term.
    */
@@ -517,8 +517,12 @@ export class Raft {
     return this.o.checkQuorum && this.lead !== null && this.electionElapsed < this.o.electionTicks;
   }
 
+  /**
+   * With CheckQuorum, whatever this replica's own lease setting: another leader's lease may
+   * count on the promise this replica made before it restarted.
+   */
   private startingUp(): boolean {
-    return this.o.leaseMs > 0 && this.ticksSinceStart < this.o.electionTicks;
+    return this.o.checkQuorum && this.ticksSinceStart < this.o.electionTicks;
   }
 
   private resetRandomizedTimeout(): void {

@@ -407,11 +407,14 @@ export class RaftHost {
     // Lease reads run on real time: a stalled loop delays ticks, never the clock.
     this.core.setClock(performance.now());
     let any = false;
+    // Ticks that piled up while the loop was on disk happened before (most of) the queued
+    // messages: counted after them, they would shorten the time this replica refuses
+    // votes after hearing from its leader — the promise leader leases rest on.
+    if (this.ticks > 0 && this.reads.size > 0) this.expireReads();
+    for (; this.ticks > 0; this.ticks--) this.core.tick();
     const inbox = this.inbox;
     this.inbox = [];
     for (const m of inbox) this.core.step(m);
-    if (this.ticks > 0 && this.reads.size > 0) this.expireReads();
-    for (; this.ticks > 0; this.ticks--) this.core.tick();
     const actions = this.actions;
     this.actions = [];
     for (const a of actions) a();
@@ -638,6 +641,9 @@ export class RaftHost {
     this.meta = await LevelMetadata.open(this.smDir());
     this.applied = meta.index;
     this.appliedConf = meta.conf;
+    // The log restarts after the snapshot: nothing applied before it counts any more.
+    this.appliedBytes = 0;
+    this.applyMarks = [];
     for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
     this.staged = null;
     this.stats.snapshotsInstalled++;
