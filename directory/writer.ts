@@ -14,10 +14,11 @@
 // extra writes such as the applied index, in one atomic LevelDB batch that is not synced:
 // the Raft log is, and a replica replays it from the applied index that survived. What
 // must not happen is the log being compacted past an applied index that is not on disk, so
-// the host calls LevelMetadata.sync() first (raft/host.ts). A killed process loses nothing unsynced
-// (the OS has the writes); a lost machine replays some log. There a command's
-// error is its outcome (deterministic, identical on every replica), but a failed read or
-// write is not: it rejects the whole run, which then has written nothing.
+// the host calls LevelMetadata.sync() (a memtable flush) first. A killed process loses
+// nothing unsynced (the OS has the writes); a lost machine replays some log. There a
+// command's error is its outcome (deterministic, identical on every replica), but a failed
+// read or write, or a command this build does not know, is not: it rejects the whole run,
+// which then has written nothing.
 import type { ClassicLevel } from 'classic-level';
 import { MetadataError } from './api.ts';
 import { applyCommand, type Command, isKnownCommand, prefetchKeys } from './commands.ts';
