@@ -83,6 +83,9 @@ export class RaftHost {
   /** Command bytes applied since the last compaction, and [index, bytes so far] per apply. */
   private appliedBytes = 0;
   private applyMarks: Array<[index: number, bytes: number]> = [];
+  /** Bumped when a snapshot install resets the marks under a compaction in progress. */
+  private marksGen = 0;
+  private compacting = false;
   private readonly peers: Map<NodeId, string>;
   private inbox: Message[] = [];
   private ticks = 0;
@@ -467,7 +470,7 @@ export class RaftHost {
       for (const w of pending?.waiters ?? []) w.reject(new NotLeaderError(this.core.leaderId));
     }
     this.releaseReads();
-    await this.maybeCompact();
+    this.maybeCompact();
     // Here, not only after applying: an idle cluster's learner catches up through heartbeats.
     this.autoPromote();
   }
@@ -575,12 +578,12 @@ export class RaftHost {
     for (const f of this.leaderListeners.slice()) f();
   }
 
-  private async maybeCompact(): Promise<void> {
+  private maybeCompact(): void {
+    if (this.compacting) return;
     const s = this.core.status();
     const byBytes = this.appliedBytes >= this.o.snapshotBytes;
     if (!byBytes && this.applied - s.snapshotIndex < this.o.snapshotEvery) return;
-    // Up to `applied` (the state machine is synced through it), less a tail of keepBytes
-    // when the bytes triggered it.
+    // Up to `applied`, less a tail of keepBytes when the bytes triggered it.
     let index = this.applied;
     let upTo = this.applyMarks.length - 1;
     if (byBytes) {
@@ -592,11 +595,31 @@ export class RaftHost {
     const conf = this.core.confAt(index);
     if (term === undefined || conf === undefined || index <= s.snapshotIndex) return;
     const meta: SnapshotMeta = { index, term, conf };
-    // Applies are not synced one by one: the log is the record until the state is on disk.
-    await this.meta.sync();
     const dropped = this.applyMarks[upTo]?.[1] ?? this.appliedBytes;
-    this.applyMarks = this.applyMarks.slice(upTo + 1).map(([i, b]) => [i, b - dropped]);
-    this.appliedBytes -= dropped;
+    const gen = this.marksGen;
+    // Applies are not synced one by one, so the log is the record until the state machine
+    // is on disk. Flushing its memtables takes a while (a 32 MiB table file): the loop goes
+    // on meanwhile, and the log is cut, by the loop, once the flush is done.
+    this.compacting = true;
+    this.meta
+      .sync()
+      .then(() => this.act(() => this.finishCompaction(meta, dropped, gen)))
+      .catch((e) => this.o.logger.warn({ err: e }, 'log compaction skipped'))
+      .finally(() => {
+        this.compacting = false;
+      });
+  }
+
+  private finishCompaction(meta: SnapshotMeta, dropped: number, gen: number): void {
+    if (gen === this.marksGen) {
+      this.applyMarks = this.applyMarks
+        .filter(([i]) => i > meta.index)
+        .map(([i, b]) => [i, b - dropped]);
+      this.appliedBytes -= dropped;
+    }
+    // A snapshot installed meanwhile may have moved the log past it.
+    if (meta.index <= this.core.status().snapshotIndex) return;
+    if (this.core.termAt(meta.index) !== meta.term) return;
     this.core.compact(meta);
     void this.storage
       .compact(meta)
@@ -644,6 +667,7 @@ export class RaftHost {
     // The log restarts after the snapshot: nothing applied before it counts any more.
     this.appliedBytes = 0;
     this.applyMarks = [];
+    this.marksGen++;
     for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
     this.staged = null;
     this.stats.snapshotsInstalled++;
