@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../common/test-util.ts';
 import { MetadataError, type ObjectRecord, type PartRecord } from './api.ts';
-import { type Command, MUTATING_METHODS, proposedForm } from './commands.ts';
+import { type Command, isJsonStable, MUTATING_METHODS, proposedForm } from './commands.ts';
 import * as K from './keys.ts';
 import { LevelMetadata } from './meta-level.ts';
 import { encodeObject } from './object-codec.ts';
@@ -380,6 +380,32 @@ describe('applyBatch / applyReplicated', () => {
       await m.close();
     }
     await expect(m.applyReplicated([], 43)).rejects.toMatchObject({ code: 'Unavailable' });
+  });
+
+  it('calls only string-and-flag object writes JSON-stable (a leader applies those as is)', () => {
+    const stored = encodeObject(objRec('k', 'e1', ['1']));
+    const yes: Command[] = [
+      { op: 'putObjectStored', args: ['b', 'k', stored, null] },
+      {
+        op: 'putObjectStored',
+        args: ['b', 'k', stored, { ifMatch: 'e1', ifNoneMatch: undefined }],
+      },
+      { op: 'deleteObject', args: ['b', 'k'] },
+    ];
+    for (const c of yes) {
+      expect(isJsonStable(c)).toBe(true);
+      const { args } = JSON.parse(JSON.stringify(c)) as Command;
+      expect((args as unknown[]).slice(0, 3)).toEqual((c.args as unknown[]).slice(0, 3));
+    }
+    const no = [
+      { op: 'putObject', args: ['b', objRec('k', 'e1', ['1'])] },
+      { op: 'createBucket', args: [{ name: 'b', owner: 'o', createdAt: 1, region: 'r' }] },
+      { op: 'putObjectStored', args: ['b', 'k', stored, new Map()] },
+      { op: 'putObjectStored', args: ['b', 'k', stored, { ifMatch: 5 }] },
+      { op: 'putObjectStored', args: ['b', 7, stored, null] },
+      { op: 'deleteObject', args: ['b', 'k', 'extra'] },
+    ] as unknown as Command[];
+    for (const c of no) expect(isJsonStable(c), JSON.stringify(c)).toBe(false);
   });
 
   it('refuses a run holding a command this build does not know, writing nothing', async () => {

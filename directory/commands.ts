@@ -56,6 +56,37 @@ export type CommandResult<M extends MutatingMethod> = Awaited<ReturnType<Metadat
 
 const OPS: ReadonlySet<string> = new Set(MUTATING_METHODS);
 
+const plainFlags = (v: unknown): boolean =>
+  v === null ||
+  v === undefined ||
+  (typeof v === 'object' &&
+    Object.getPrototypeOf(v) === Object.prototype &&
+    Object.values(v as object).every(
+      (x) => x === undefined || typeof x === 'string' || typeof x === 'boolean',
+    ));
+
+/**
+ * The command applies the same after a JSON round trip (what followers get from the log):
+ * the object writes whose arguments are strings and a condition of flags. A leader may
+ * apply these objects instead of parsing its own entry back.
+ */
+export function isJsonStable(cmd: Command): boolean {
+  const a = cmd.args as unknown[];
+  if (cmd.op === 'putObjectStored') {
+    return (
+      a.length <= 4 &&
+      typeof a[0] === 'string' &&
+      typeof a[1] === 'string' &&
+      typeof a[2] === 'string' &&
+      plainFlags(a[3])
+    );
+  }
+  if (cmd.op === 'deleteObject') {
+    return a.length === 2 && typeof a[0] === 'string' && typeof a[1] === 'string';
+  }
+  return false;
+}
+
 /** The command's op is one this build can apply (a malformed one still is: its error is its outcome). */
 export function isKnownCommand(cmd: { op: unknown }): boolean {
   return typeof cmd === 'object' && cmd !== null && OPS.has(cmd.op as string);

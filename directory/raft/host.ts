@@ -15,7 +15,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import type { Logger } from '../../common/log.ts';
-import type { Command } from '../commands.ts';
+import { type Command, isJsonStable } from '../commands.ts';
 import { LevelMetadata } from '../meta-level.ts';
 import { decodeJson, encodeJson } from '../server.ts';
 import { exportSnapshot } from '../sm-snapshot.ts';
@@ -90,7 +90,11 @@ export class RaftHost {
   private inbox: Message[] = [];
   private ticks = 0;
   private proposals: Array<{ cmd: Command } & Waiter<Outcome>> = [];
-  private inflight = new Map<number, { term: number; waiters: Array<Waiter<Outcome>> }>();
+  /** Proposed entries by index; `cmds` when they read the same after a JSON round trip. */
+  private inflight = new Map<
+    number,
+    { term: number; waiters: Array<Waiter<Outcome>>; cmds?: Command[] }
+  >();
   private barrierWaiters: Array<Waiter<void>> = [];
   /** Read-index requests in flight: a follower's go to the leader, which may be dead. */
   private reads = new Map<string, { waiters: Array<Waiter<void>>; at: number }>();
@@ -436,13 +440,20 @@ export class RaftHost {
         break;
       }
       const batch = this.proposals.splice(0, this.o.maxBatch);
-      const p = this.core.propose(encodeJson(batch.map((b) => b.cmd)));
+      const list = batch.map((b) => b.cmd);
+      const p = this.core.propose(encodeJson(list));
       if (!p) {
         const err = new NotLeaderError(this.core.leaderId);
         for (const b of batch) b.reject(err);
         continue;
       }
-      this.inflight.set(p.index, { term: p.term, waiters: batch });
+      // The leader applies these objects rather than parsing the entry back, when they are
+      // what the followers will parse (object puts and deletes: strings and flags).
+      this.inflight.set(p.index, {
+        term: p.term,
+        waiters: batch,
+        cmds: list.every(isJsonStable) ? list : undefined,
+      });
       any = true;
     }
     return any;
@@ -484,7 +495,9 @@ export class RaftHost {
     for (const e of entries) {
       if (e.data) bytes += e.data.length;
       if (e.kind === 'cmd' && e.data) {
-        const list = decodeJson(e.data) as Command[];
+        const own = this.inflight.get(e.index);
+        const list =
+          own?.cmds && own.term === e.term ? own.cmds : (decodeJson(e.data) as Command[]);
         spans.push({ e, from: cmds.length, to: cmds.length + list.length });
         cmds.push(...list);
       } else if (e.kind === 'conf' && e.conf) {
