@@ -80,7 +80,14 @@ function start(name: string, args: string[], env: NodeJS.ProcessEnv, logs: strin
   return child;
 }
 
-export async function up(argv: string[]): Promise<ClusterFile> {
+/**
+ * @param onStart told each child's PID as it starts, so a caller that gives up waiting
+ *   (a test's hook timeout) can still stop what was started
+ */
+export async function up(
+  argv: string[],
+  onStart: (pid: number) => void = () => {},
+): Promise<ClusterFile> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -157,6 +164,7 @@ export async function up(argv: string[]): Promise<ClusterFile> {
         logs,
       );
       started.push(c);
+      if (c.pid) onStart(c.pid);
       d.pid = c.pid ?? 0;
     }
     for (const d of dirs) {
@@ -194,6 +202,7 @@ export async function up(argv: string[]): Promise<ClusterFile> {
         logs,
       );
       started.push(c);
+      if (c.pid) onStart(c.pid);
       s.pid = c.pid ?? 0;
     }
     // Ready when the directory has heard from every store.
@@ -221,6 +230,7 @@ export async function up(argv: string[]): Promise<ClusterFile> {
         logs,
       );
       started.push(c);
+      if (c.pid) onStart(c.pid);
       gatewayPids.push(c.pid ?? 0);
       // One at a time: each makes sure the root keys exist in the directory.
       await waitHttp(url, (s) => s === 403 || s === 200, 30_000);

@@ -67,19 +67,32 @@ export async function startScenario(name: string): Promise<Scenario> {
  * replicas, 4 stores in 2 zones, 2 gateways as separate processes); the scenario talks to
  * its first gateway.
  */
+/** Clusters still starting: killAll() stops them (a timed-out beforeAll never gets one). */
+const starting = new Set<{ pids: Set<number>; abandoned: boolean }>();
+
 async function startLocalCluster(
   dir: string,
 ): Promise<ScenarioServer & { close(): Promise<void> }> {
   const base = await freePortBase(30);
-  const c = await up(['--data', dir, '--port-base', String(base)]);
-  return {
-    endpoint: c.gateways[0] as string,
-    accessKey: c.accessKey,
-    secretKey: c.secretKey,
-    close: async () => {
+  const s = { pids: new Set<number>(), abandoned: false };
+  starting.add(s);
+  try {
+    const c = await up(['--data', dir, '--port-base', String(base)], (pid) => s.pids.add(pid));
+    if (s.abandoned) {
       await down(['--data', dir]);
-    },
-  };
+      throw new Error('cluster start abandoned: the test gave up waiting');
+    }
+    return {
+      endpoint: c.gateways[0] as string,
+      accessKey: c.accessKey,
+      secretKey: c.secretKey,
+      close: async () => {
+        await down(['--data', dir]);
+      },
+    };
+  } finally {
+    starting.delete(s);
+  }
 }
 
 /** A base port P with P+1 .. P+span all free a moment ago (cluster up uses fixed offsets). */
@@ -123,6 +136,16 @@ function killChild(child: ChildProcess): void {
 export function killAll(): void {
   for (const c of live) killChild(c);
   live.clear();
+  for (const s of starting) {
+    s.abandoned = true;
+    for (const pid of s.pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+  }
 }
 
 /**
