@@ -39,7 +39,12 @@ import type { Liveness } from './liveness.ts';
 import type { LevelMetadata } from './meta-level.ts';
 import { checkStored } from './object-codec.ts';
 import { chooseReplicas } from './placement.ts';
-import { DroppedProposalError, NotLeaderError, type RaftHost } from './raft/host.ts';
+import {
+  DroppedProposalError,
+  NotLeaderError,
+  type RaftHost,
+  UnknownOutcomeError,
+} from './raft/host.ts';
 import type {
   ClusterDirectory,
   Heartbeat,
@@ -102,10 +107,11 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
       }
       if (this.host.isLeader) {
         try {
-          const out = await this.host.propose(proposedForm(cmd));
+          const out = await withDeadline(this.host.propose(proposedForm(cmd)), deadline, op);
           if (!out.ok) throw out.error;
           return out.value as Result<M>;
         } catch (e) {
+          if (e instanceof UnknownOutcomeError) throw new AmbiguousMetadataError(e.message);
           // Both mean "not applied": safe to try again under the next leader.
           if (!(e instanceof NotLeaderError || e instanceof DroppedProposalError)) throw e;
         }
@@ -435,4 +441,31 @@ export function volumeCounts(volumes: VolumeRecord[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const v of volumes) for (const r of v.replicas) m.set(r, (m.get(r) ?? 0) + 1);
   return m;
+}
+
+/**
+ * A proposal in the log waits for its entry to be applied, which a leader cut off from its
+ * followers may never see: past the call's deadline the caller gets an ambiguous answer
+ * (the entry may still commit) rather than hanging until its HTTP timeout.
+ */
+function withDeadline<T>(p: Promise<T>, deadline: number, op: string): Promise<T> {
+  const left = Math.max(0, deadline - Date.now());
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new UnknownOutcomeError(`${op}: no outcome within the deadline; may apply`)),
+      // Never shorter than a second: a deadline spent waiting for a leader still leaves
+      // the proposal time to commit.
+      Math.max(left, 1_000),
+    );
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
 }

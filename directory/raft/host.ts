@@ -60,6 +60,9 @@ export interface RaftHostOptions {
   leaseMs?: number;
 }
 
+/** Suffix of the state-machine directory a snapshot transfer streams into (then + its id). */
+const INCOMING = '-incoming-';
+
 export class NotLeaderError extends Error {
   constructor(readonly leaderId: NodeId | null) {
     super(leaderId ? `not the leader (leader: ${leaderId})` : 'no leader');
@@ -68,6 +71,13 @@ export class NotLeaderError extends Error {
 
 /** A proposal whose entry was overwritten by another leader's: it never took effect. */
 export class DroppedProposalError extends Error {}
+
+/**
+ * A proposal whose fate this replica cannot tell: its entry went into a snapshot installed
+ * from the new leader (committed or overwritten, the snapshot does not say), or it waited
+ * past the caller's deadline. Retrying it could apply it twice.
+ */
+export class UnknownOutcomeError extends Error {}
 
 interface Waiter<T> {
   resolve: (v: T) => void;
@@ -104,7 +114,10 @@ export class RaftHost {
   private running = false;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
-  private staged: { meta: SnapshotMeta; dir: string } | null = null;
+  /** Snapshots received in full, by index, each in its own directory, until swapped in. */
+  private staged = new Map<number, { meta: SnapshotMeta; dir: string }>();
+  /** When each peer was last heard from (performance.now()), for /status health. */
+  private lastHeard = new Map<NodeId, number>();
   private leaderListeners: Array<() => void> = [];
   private lastLeader: NodeId | null = null;
   readonly stats = {
@@ -120,10 +133,15 @@ export class RaftHost {
     private readonly storage: RaftStorage,
   ) {
     this.peers = new Map(o.peers);
-    this.snapshotReceiver = stagingReceiver(this.smDir('-next'), (meta, msg) => {
-      this.staged = { meta, dir: this.smDir('-next') };
-      this.deliver([msg]);
-    });
+    this.snapshotReceiver = stagingReceiver(
+      (id) => this.smDir(`${INCOMING}${id}`),
+      (meta, msg, dir) => {
+        const prev = this.staged.get(meta.index);
+        if (prev && prev.dir !== dir) void fs.rm(prev.dir, { recursive: true, force: true });
+        this.staged.set(meta.index, { meta, dir });
+        this.deliver([msg]);
+      },
+    );
     this.transport = new RaftTransport({
       self: o.id,
       peers: new Map([...this.peers].filter(([id]) => id !== o.id)),
@@ -215,6 +233,8 @@ export class RaftHost {
       );
     const [cur, next, old] = [this.smDir(), this.smDir('-next'), this.smDir('-old')];
     if (!(await exists(cur)) && (await exists(next))) await fs.rename(next, cur);
+    // Cut between moving the state machine aside and a failed rename of the new one.
+    if (!(await exists(cur)) && (await exists(old))) await fs.rename(old, cur);
     if (await exists(next)) {
       const sm = await LevelMetadata.open(cur);
       const applied = await sm.appliedIndex();
@@ -226,6 +246,13 @@ export class RaftHost {
     }
     await fs.rm(next, { recursive: true, force: true });
     await fs.rm(old, { recursive: true, force: true });
+    // Transfers cut short by the restart, or received and never swapped in.
+    const base = path.basename(this.smDir(INCOMING));
+    for (const name of await fs.readdir(this.o.dataDir)) {
+      if (name.startsWith(base)) {
+        await fs.rm(path.join(this.o.dataDir, name), { recursive: true, force: true });
+      }
+    }
   }
 
   // ------------------------------------------------------------- public API
@@ -276,20 +303,29 @@ export class RaftHost {
     peers: Record<NodeId, { url?: string; matchIndex?: number; health: string }>;
   } {
     const s = this.core.status();
+    const now = performance.now();
+    const fresh = now - this.o.tickMs * this.o.electionTicks;
     const peers: Record<NodeId, { url?: string; matchIndex?: number; health: string }> = {};
     for (const id of [...s.conf.voters, ...s.conf.learners]) {
       if (id === this.o.id) continue;
       const p = s.progress[id];
-      const health = !p
-        ? 'unknown'
-        : !p.active
-          ? 'unreachable'
-          : s.commitIndex - p.match > 1000
+      const heard = this.lastHeard.get(id);
+      // From this replica's own traffic: a follower hears only from its leader, so of the
+      // other followers it knows nothing. The core's activity flags are reset at every
+      // quorum check and would make healthy peers look unreachable half the time.
+      const health =
+        heard !== undefined && heard >= fresh
+          ? p && s.commitIndex - p.match > 1000
             ? 'lagging'
-            : 'ok';
+            : 'ok'
+          : s.role === 'leader' || id === s.leaderId
+            ? 'unreachable'
+            : 'unknown';
       peers[id] = { url: this.peers.get(id), matchIndex: p?.match, health };
     }
-    return { ...s, appliedIndex: this.applied, peers };
+    // Pre-vote is a kind of candidacy: /status (and the pod labels built on it) has four roles.
+    const role = s.role === 'precandidate' ? 'candidate' : s.role;
+    return { ...s, role, appliedIndex: this.applied, peers };
   }
 
   /** Adds a replica as a learner; it is promoted to voter once it has caught up. */
@@ -338,7 +374,11 @@ export class RaftHost {
 
   /** Messages from the transport. */
   deliver(msgs: Message[]): void {
-    for (const m of msgs) this.inbox.push(m);
+    const now = performance.now();
+    for (const m of msgs) {
+      this.inbox.push(m);
+      this.lastHeard.set(m.from, now);
+    }
     this.kick();
   }
 
@@ -481,6 +521,7 @@ export class RaftHost {
       for (const w of pending?.waiters ?? []) w.reject(new NotLeaderError(this.core.leaderId));
     }
     this.releaseReads();
+    if (this.staged.size > 0) this.dropStaleSnapshots();
     this.maybeCompact();
     // Here, not only after applying: an idle cluster's learner catches up through heartbeats.
     this.autoPromote();
@@ -534,6 +575,15 @@ export class RaftHost {
       this.inflight.delete(index);
       const err = new DroppedProposalError('proposal lost to a leader change; not applied');
       for (const w of f.waiters) w.reject(err);
+    }
+  }
+
+  /** Staged snapshots the core refused: not past what is applied here, so never needed. */
+  private dropStaleSnapshots(): void {
+    for (const [index, st] of this.staged) {
+      if (index > this.applied) continue;
+      this.staged.delete(index);
+      void fs.rm(st.dir, { recursive: true, force: true });
     }
   }
 
@@ -652,7 +702,8 @@ export class RaftHost {
     this.transport
       .sendSnapshot(msg, { meta, open: () => exp.chunks() })
       .then(
-        () => this.act(() => this.core.reportSnapshot(m.to, true)),
+        // false: one was already on its way there, whose outcome is reported instead.
+        (sent) => (sent ? this.act(() => this.core.reportSnapshot(m.to, true)) : undefined),
         (e) => {
           this.o.logger.warn({ to: m.to, err: (e as Error).message }, 'snapshot send failed');
           return this.act(() => this.core.reportSnapshot(m.to, false));
@@ -665,14 +716,19 @@ export class RaftHost {
   readonly snapshotReceiver: SnapshotReceiver;
 
   private async swapInSnapshot(meta: SnapshotMeta): Promise<void> {
-    if (!this.staged || this.staged.meta.index !== meta.index) {
-      throw new Error(`snapshot ${meta.index} accepted but not staged`);
-    }
-    // Order matters for crash safety: the log first (recoverSwap finishes the rest).
+    // Taken out before the first await: a transfer of the same snapshot finishing meanwhile
+    // stages a copy of its own, dropped below as older than what is applied.
+    const staged = this.staged.get(meta.index);
+    if (!staged) throw new Error(`snapshot ${meta.index} accepted but not staged`);
+    this.staged.delete(meta.index);
+    // Order matters for crash safety: the import to sm-next, then the log, then the swap
+    // (recoverSwap finishes it after a crash at any step).
+    await fs.rm(this.smDir('-next'), { recursive: true, force: true });
+    await fs.rename(staged.dir, this.smDir('-next'));
     await this.storage.resetToSnapshot(meta);
     await this.meta.close();
     await fs.rename(this.smDir(), this.smDir('-old'));
-    await fs.rename(this.staged.dir, this.smDir());
+    await fs.rename(this.smDir('-next'), this.smDir());
     await fs.rm(this.smDir('-old'), { recursive: true, force: true });
     this.meta = await LevelMetadata.open(this.smDir());
     this.applied = meta.index;
@@ -682,7 +738,17 @@ export class RaftHost {
     this.applyMarks = [];
     this.marksGen++;
     for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
-    this.staged = null;
+    // Proposals of ours up to the snapshot: committed, or overwritten by the new leader.
+    // The snapshot cannot tell which, so their callers must not retry them blindly.
+    for (const [index, f] of this.inflight) {
+      if (index > meta.index) continue;
+      this.inflight.delete(index);
+      const err = new UnknownOutcomeError(
+        `proposal at index ${index} overtaken by snapshot ${meta.index}: it may have been applied`,
+      );
+      for (const w of f.waiters) w.reject(err);
+    }
+    this.dropStaleSnapshots();
     this.stats.snapshotsInstalled++;
   }
 }

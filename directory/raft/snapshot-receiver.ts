@@ -1,7 +1,10 @@
 // The follower's side of a snapshot transfer: chunks stream straight into a fresh LevelDB
-// (importSnapshot) in a staging directory, one transfer at a time (a newer one replaces
-// an unfinished one). Only when every chunk is in and the import has been synced does the
-// host hand the core the snapshot message; the swap happens if the core accepts it.
+// (importSnapshot) in a directory of the transfer's own, one transfer at a time (a newer
+// one replaces an unfinished one). Only when every chunk is in and the import has been
+// synced does the host get the snapshot message and the directory; it swaps the snapshot
+// in if the core accepts it. A finished transfer's directory is the host's from then on:
+// a later transfer never touches it (a staged snapshot waiting for the host loop was once
+// deleted under it by the next transfer's start).
 import fs from 'node:fs/promises';
 import { importSnapshot } from '../sm-snapshot.ts';
 import type { SnapshotMessage, SnapshotReceiver } from './transport.ts';
@@ -9,62 +12,100 @@ import type { SnapshotMeta } from './types.ts';
 
 interface Transfer {
   id: string;
+  dir: string;
   meta: SnapshotMeta;
-  push: (b: Buffer | null) => void;
+  push: (b: Buffer | null) => Promise<void>;
   done: Promise<void>;
 }
 
+/** Chunks queued ahead of the import at most: a sender faster than LevelDB waits. */
+const MAX_QUEUED = 4;
+
 export function stagingReceiver(
-  dir: string,
-  onStaged: (meta: SnapshotMeta, msg: SnapshotMessage) => void,
+  dirFor: (transferId: string) => string,
+  onStaged: (meta: SnapshotMeta, msg: SnapshotMessage, dir: string) => void,
 ): SnapshotReceiver {
   let cur: Transfer | null = null;
   let n = 0;
+  const end = async (t: Transfer) => {
+    await t.push(null);
+    await t.done.catch(() => undefined);
+    await fs.rm(t.dir, { recursive: true, force: true });
+  };
   return {
     async begin(_from, meta) {
       if (cur) {
-        cur.push(null);
-        await cur.done.catch(() => undefined);
+        const old = cur;
+        cur = null;
+        await end(old);
       }
+      const id = `${Date.now().toString(36)}-${++n}`;
+      const dir = dirFor(id);
       await fs.rm(dir, { recursive: true, force: true });
       const queue: Array<Buffer | null> = [];
       let wake: (() => void) | null = null;
+      let room: Array<() => void> = [];
+      const freed = () => {
+        const w = room;
+        room = [];
+        for (const f of w) f();
+      };
+      let stopped = false;
       async function* chunks(): AsyncGenerator<Buffer> {
-        for (;;) {
-          while (queue.length === 0) await new Promise<void>((r) => (wake = r));
-          const b = queue.shift();
-          // null ends the stream: complete after finish, truncated (import fails) after abort.
-          if (b === null || b === undefined) return;
-          yield b;
+        try {
+          for (;;) {
+            while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+            const b = queue.shift();
+            freed();
+            // null ends the stream: complete after finish, truncated (import fails) after abort.
+            if (b === null || b === undefined) return;
+            yield b;
+          }
+        } finally {
+          stopped = true;
+          freed();
         }
       }
-      const push = (b: Buffer | null) => {
+      const push = async (b: Buffer | null) => {
         queue.push(b);
         wake?.();
+        while (b !== null && queue.length > MAX_QUEUED && !stopped) {
+          await new Promise<void>((r) => room.push(r));
+        }
       };
-      const id = `s${++n}`;
-      cur = { id, meta, push, done: importSnapshot(dir, chunks()) };
+      const t: Transfer = { id, dir, meta, push, done: importSnapshot(dir, chunks()) };
+      // An import that ends early (a failure) must not leave the sender waiting for room.
+      t.done
+        .catch(() => undefined)
+        .finally(() => {
+          stopped = true;
+          freed();
+        });
+      cur = t;
       return id;
     },
     async chunk(id, data) {
       if (cur?.id !== id) throw new Error('unknown snapshot transfer');
-      cur.push(data);
+      await cur.push(data);
     },
     async finish(id, msg) {
       if (cur?.id !== id) throw new Error('unknown snapshot transfer');
       const c = cur;
-      c.push(null);
       cur = null;
-      await c.done;
-      onStaged(c.meta, msg);
+      await c.push(null);
+      try {
+        await c.done;
+      } catch (e) {
+        await fs.rm(c.dir, { recursive: true, force: true });
+        throw e;
+      }
+      onStaged(c.meta, msg, c.dir);
     },
     async abort(id) {
       if (cur?.id !== id) return;
       const c = cur;
       cur = null;
-      c.push(null);
-      await c.done.catch(() => undefined);
-      await fs.rm(dir, { recursive: true, force: true });
+      await end(c);
     },
   };
 }

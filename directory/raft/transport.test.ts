@@ -320,10 +320,10 @@ describe('RaftTransport snapshots', () => {
     const { t } = transport({ b: await startPeer(rb) });
     const data = crypto.randomBytes(5 * 1024 * 1024 + 123);
     const sending = t.sendSnapshot(snapMsg, source(data, 64 * 1024));
-    // A second transfer to the same peer is a no-op while the first runs.
-    await t.sendSnapshot(snapMsg, source(Buffer.from('other'), 1));
+    // A second transfer to the same peer is a no-op while the first runs, and says so.
+    await expect(t.sendSnapshot(snapMsg, source(Buffer.from('other'), 1))).resolves.toBe(false);
     expect(rb.finished).toEqual([]);
-    await sending;
+    await expect(sending).resolves.toBe(true);
     expect(rb.begun).toBe(1);
     expect(rb.chunks).toBe(81);
     expect(rb.finished.length).toBe(1);

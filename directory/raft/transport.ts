@@ -137,14 +137,14 @@ export class RaftTransport {
   }
 
   /**
-   * Streams a snapshot to msg.to, then delivers msg. Rejects if the transfer failed (after
-   * telling the receiver to abort); resolves at once, sending nothing, if a snapshot to that
-   * peer is already under way.
+   * Streams a snapshot to msg.to, then delivers msg, and resolves true. Rejects if the
+   * transfer failed (after telling the receiver to abort); resolves false at once, sending
+   * nothing, if a snapshot to that peer is already under way (its own outcome will tell).
    */
-  async sendSnapshot(msg: SnapshotMessage, source: SnapshotSource): Promise<void> {
+  async sendSnapshot(msg: SnapshotMessage, source: SnapshotSource): Promise<boolean> {
     const p = this.peers.get(msg.to);
     if (!p || this.closed) throw new Error(`raft transport: no peer ${msg.to}`);
-    if (p.snapshotting) return;
+    if (p.snapshotting) return false;
     if (source.meta.index !== msg.meta.index || source.meta.term !== msg.meta.term) {
       throw new Error('raft transport: snapshot source does not match the message');
     }
@@ -164,6 +164,7 @@ export class RaftTransport {
         }
       }
       await this.post(p, `/raft/snapshot/finish?${query}`, JSON.stringify(msg));
+      return true;
     } catch (err) {
       if (query !== undefined) {
         await this.post(p, `/raft/snapshot/abort?${query}`, '').catch(() => {});
