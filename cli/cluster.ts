@@ -17,7 +17,8 @@ const HELP = `usage: kubestorage cluster up --data DIR [--directories 3] [--stor
   up    starts the processes (logs in DIR/logs/), waits until they are ready, and writes
         DIR/cluster.json: {gateways: [url], directories: [{id, url, pid}],
         stores: [{id, url, pid, zone}], accessKey, secretKey}
-        Ports: directories P+1.., stores P+11.., gateways P+21.. (P = --port-base).
+        Ports: directories P+1.., stores P+11.., gateways P+21.. (P = --port-base; past
+        10 of a kind, the next kind starts right after them).
         Stores go to zones z1, z2, ... in turn. The cluster secret and root keys are
         generated once and kept in DIR/cluster.secret and DIR/root.keys.
   down  stops every process listed in DIR/cluster.json (SIGTERM, then SIGKILL after 10 s)
@@ -116,6 +117,10 @@ export async function up(
   if (!Number.isInteger(portBase) || portBase < 1024 || portBase > 65_000) {
     throw new Error('--port-base: 1024..65000');
   }
+  // Ten ports per kind unless there are more of it, so the usual layout stays put.
+  const storePort = portBase + 1 + Math.max(10, nd);
+  const gatewayPort = storePort + Math.max(10, ns);
+  if (gatewayPort + ng > 65_535) throw new Error('--port-base: too high for that many processes');
   const logs = path.join(dir, 'logs');
   fs.mkdirSync(logs, { recursive: true });
   if (fs.existsSync(path.join(dir, 'cluster.json'))) {
@@ -176,7 +181,7 @@ export async function up(
     }
     const stores = Array.from({ length: ns }, (_, i) => ({
       id: `s${i + 1}`,
-      url: `http://${host}:${portBase + 11 + i}`,
+      url: `http://${host}:${storePort + i}`,
       pid: 0,
       zone: `z${(i % nz) + 1}`,
     }));
@@ -214,7 +219,7 @@ export async function up(
     const gateways: string[] = [];
     const gatewayPids: number[] = [];
     for (let i = 0; i < ng; i++) {
-      const url = `http://${host}:${portBase + 21 + i}`;
+      const url = `http://${host}:${gatewayPort + i}`;
       const c = start(
         `gateway-${i + 1}`,
         [
@@ -245,7 +250,10 @@ export async function up(
       secretKey,
       secret,
     };
-    fs.writeFileSync(path.join(dir, 'cluster.json'), `${JSON.stringify(file, null, 2)}\n`);
+    // It holds the cluster secret and the root keys: the owner's alone, like those files.
+    fs.writeFileSync(path.join(dir, 'cluster.json'), `${JSON.stringify(file, null, 2)}\n`, {
+      mode: 0o600,
+    });
     return file;
   } catch (e) {
     for (const c of started) if (c.pid) killQuietly(c.pid, 'SIGKILL');

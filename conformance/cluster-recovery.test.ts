@@ -14,6 +14,8 @@
 // The real cluster already runs the Raft directory, so the raft-directory project (the
 // same files with KUBESTORAGE_TEST_DIRECTORY=raft) skips it rather than run it twice.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
@@ -157,6 +159,34 @@ describe.skipIf(!RUN)('a store removed for good', () => {
   afterAll(async () => {
     await c?.close();
   }, 60_000);
+
+  it('cluster up wrote cluster.json as documented, readable by its owner only', async () => {
+    const cl = c as TestCluster;
+    const file = path.join(cl.dir, 'cluster.json');
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const j = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(j.gateways).toHaveLength(2);
+    for (const g of j.gateways) expect(g).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(j.directories.map((d: { id: string }) => d.id)).toEqual(['d1', 'd2', 'd3']);
+    expect(j.stores.map((s: { id: string; zone: string }) => `${s.id}@${s.zone}`)).toEqual([
+      's1@z1',
+      's2@z2',
+      's3@z1',
+      's4@z2',
+    ]);
+    for (const p of [...j.directories, ...j.stores]) {
+      expect(p).toMatchObject({ url: expect.stringMatching(/^http:/), pid: expect.any(Number) });
+    }
+    expect(j.accessKey).toMatch(/^KS[0-9A-F]+$/);
+    expect(typeof j.secretKey).toBe('string');
+    // Every process listens where cluster.json says.
+    const all = [...j.gateways, ...j.directories.map((d: { url: string }) => d.url)];
+    for (const u of [...all, ...j.stores.map((s: { url: string }) => s.url)]) {
+      const r = await fetch(`${u}/`, { signal: AbortSignal.timeout(5_000) });
+      expect(r.status).toBeGreaterThanOrEqual(200);
+      await r.body?.cancel();
+    }
+  });
 
   it('re-replicates its volumes onto the other stores, and then those of a store gone silent', async () => {
     const cl = c as TestCluster;

@@ -6,7 +6,8 @@
 //     that still lists it is synced from a healthy replica (missing needles copied, deletes
 //     applied), then it is marked online.
 //  3. A volume with fewer live replicas than its replica count — a replica offline past
-//     `rereplicateAfterMs`, or on a node removed for good — is re-homed: made read-only
+//     `rereplicateAfterMs`, or on a node removed for good, or listed with fewer replicas
+//     because no node was free when one was lost — is re-homed: made read-only
 //     in the directory and sealed on its survivors (so no write can land on a survivor
 //     after the copy started), copied from a survivor onto a new node chosen by placement,
 //     and recorded with its new replica list (a compare-and-set on the volume's version, so
@@ -159,8 +160,10 @@ export class ClusterManager {
     for (const v of volumes) {
       const survivors = v.replicas.filter(healthy);
       const lost = v.replicas.filter(gone);
-      if (lost.length === 0 && survivors.length >= v.replicaCount) continue;
-      if (lost.length === 0) continue; // offline but within the grace period: wait for it
+      // Listed with fewer replicas than its count: trimmed earlier for want of nodes, and
+      // topped up here once there are some (unless a listed one is merely offline: wait).
+      const trimmed = v.replicas.length < v.replicaCount;
+      if (lost.length === 0 && (!trimmed || survivors.length < v.replicas.length)) continue;
       if (survivors.length === 0) {
         this.o.logger.error({ volume: v.id }, 'volume has no live replica left');
         continue;
@@ -179,12 +182,6 @@ export class ClusterManager {
     survivors: string[],
     byId: Map<string, NodeRecord>,
   ): Promise<void> {
-    let cur = v;
-    if (cur.state === 'writable')
-      cur = await this.o.meta.updateVolume(v.id, v.version, { state: 'readonly' });
-    for (const id of survivors) {
-      await this.store((byId.get(id) as NodeRecord).url).seal(v.id);
-    }
     const need = Math.max(0, v.replicaCount - survivors.length);
     const held = volumeCounts(await this.o.meta.listVolumes());
     const candidates = [...byId.values()]
@@ -196,6 +193,14 @@ export class ClusterManager {
       }));
     const zones = survivors.map((id) => byId.get(id)?.zone ?? '');
     const targets = need === 0 ? [] : chooseReplicas(candidates, need, new Set(v.replicas), zones);
+    // Trimmed already and still no node to copy to: nothing to do until one turns up.
+    if (targets === null && survivors.length === v.replicas.length) return;
+    let cur = v;
+    if (cur.state === 'writable')
+      cur = await this.o.meta.updateVolume(v.id, v.version, { state: 'readonly' });
+    for (const id of survivors) {
+      await this.store((byId.get(id) as NodeRecord).url).seal(v.id);
+    }
     if (targets === null) {
       this.o.logger.warn({ volume: v.id, need }, 'not enough store nodes to re-replicate');
       // Still drop replicas that are gone for good, keeping the survivors.

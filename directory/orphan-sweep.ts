@@ -4,8 +4,9 @@
 // only reclaims tombstoned needles, so these would otherwise stay for good.
 //
 // Mark and sweep with a grace period, on the directory leader: each pass lists every
-// volume's live needles on one healthy replica and subtracts the needles that object and
-// part records refer to. A needle is tombstoned (on every replica) only when it was already
+// volume's live needles on each of its replicas (a tombstone retried by a gateway that then
+// restarted, or a replicated write that failed after one copy, leaves a needle on some
+// replicas only) and subtracts the needles that object and part records refer to. A needle is tombstoned (on every replica) only when it was already
 // an orphan in a pass at least `graceMs` earlier and still is: a write in flight at the
 // first pass has committed (or failed) long before — the grace must exceed the longest
 // time between writing a needle and committing its record (a slow multipart part).
@@ -45,7 +46,9 @@ export class OrphanSweeper {
     for (const v of volumes) {
       const urls = v.replicas.map(urlOf).filter((u): u is string => u !== undefined);
       if (urls.length !== v.replicas.length || urls.length === 0) continue; // not all healthy: skip
-      listed.set(v.id, { ids: await this.stores.list(urls[0] as string, v.id), urls });
+      const ids = new Set<string>();
+      for (const u of urls) for (const id of await this.stores.list(u, v.id)) ids.add(id);
+      listed.set(v.id, { ids: [...ids], urls });
     }
     const refs = await this.references();
     const result: SweepResult = { volumes: listed.size, candidates: 0, removed: 0 };

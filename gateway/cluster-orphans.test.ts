@@ -106,4 +106,21 @@ describe('orphan sweep', () => {
     expect(third.removed).toBe(0);
     expect(await copies(late.chunks)).toBe(2);
   });
+
+  it('finds an orphan that only a second replica holds', async () => {
+    const manager = c.dir.leader()!.manager;
+    const held = await write('the volume this lands in');
+    const vid = held.chunks[0]!.volumeId;
+    const vol = (await c.dir.client.listVolumes()).find((v) => v.id === vid)!;
+    const second = c.nodes.findIndex((n) => n.id === vol.replicas[1]);
+    // Stored on the second replica alone (a copy the first never got, or lost a delete).
+    const ref = { volumeId: vid, needleId: 987_654_321n, cookie: 42 };
+    await c.direct(second).put(ref, Buffer.from('only here'));
+    const t0 = Date.now() + 10 * DAY;
+    const marked = await manager.sweepOrphans(undefined, t0);
+    expect(marked.removed).toBe(0);
+    const swept = await manager.sweepOrphans(undefined, t0 + DAY + 1);
+    expect(swept.removed).toBeGreaterThanOrEqual(1);
+    await expect(c.direct(second).get(ref)).rejects.toMatchObject({ code: 'NoSuchNeedle' });
+  });
 });
