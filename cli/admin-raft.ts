@@ -171,10 +171,14 @@ async function post(
   timeoutMs: number,
 ): Promise<AdminAnswer> {
   const path = `/raft/admin/${action}`;
+  const text0 = JSON.stringify(body);
   const res = await fetch(`${url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', [AUTH_HEADER]: auth.sign('POST', path) },
-    body: JSON.stringify(body),
+    headers: {
+      'content-type': 'application/json',
+      [AUTH_HEADER]: auth.sign('POST', path, undefined, text0),
+    },
+    body: text0,
     signal: AbortSignal.timeout(timeoutMs),
   });
   const text = await res.text();

@@ -82,7 +82,13 @@ describe('kubestorage store', () => {
       let text = '';
       req.on('data', (c: Buffer) => (text += c));
       req.on('end', () => {
-        const authOk = auth.verify(req.headers['x-ks-auth'] as string, 'POST', req.url!);
+        const authOk = auth.verify(
+          req.headers['x-ks-auth'] as string,
+          'POST',
+          req.url!,
+          undefined,
+          text,
+        );
         if (req.url === '/cluster/heartbeat') got.push({ authOk, body: JSON.parse(text) });
         res.writeHead(204).end();
       });

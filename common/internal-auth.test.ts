@@ -16,6 +16,20 @@ describe('internal auth tokens', () => {
     expect(auth.verify(auth.sign('GET', '/a', now), 'DELETE', '/a', now)).toBe(false);
   });
 
+  it('binds a token to its body when signed with one', () => {
+    const now = Date.now();
+    const t = auth.sign('POST', '/raft/msgs', now, '[1]');
+    expect(auth.verify(t, 'POST', '/raft/msgs', now, '[1]')).toBe(true);
+    expect(auth.verify(t, 'POST', '/raft/msgs', now, Buffer.from('[1]'))).toBe(true);
+    expect(auth.verify(t, 'POST', '/raft/msgs', now, '[2]')).toBe(false);
+    expect(auth.verify(t, 'POST', '/raft/msgs', now)).toBe(false);
+    expect(auth.verify(auth.sign('POST', '/raft/msgs', now), 'POST', '/raft/msgs', now, '')).toBe(
+      false,
+    );
+    expect(auth.fresh(t, now)).toBe(true);
+    expect(auth.fresh(t, now + 301_000)).toBe(false);
+  });
+
   it('never accepts arbitrary strings and never throws on them', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 120 }), (s) => {

@@ -1,8 +1,11 @@
 // Authentication of internal traffic (gateway ↔ directory ↔ store). Every request carries
 // `x-ks-auth: <unix seconds>.<hex HMAC-SHA256(key, ts \n METHOD \n path?query)>` where key
 // is derived from the cluster secret. A token is bound to one method and path and expires
-// after SKEW_SECONDS, so a leaked header is worth little; bodies are not signed (the
-// needle CRC covers integrity, and the internal network is trusted for confidentiality).
+// after SKEW_SECONDS. Where the body is small and says what to do — Raft messages and
+// snapshots, metadata calls, admin and heartbeat posts — it is in the MAC too (`body`), so
+// a header seen on the wire cannot carry another body within its window. Needle bodies
+// are not signed (streamed, up to 8 MiB; the needle CRC covers integrity), and the
+// internal network is trusted for confidentiality.
 import crypto from 'node:crypto';
 
 export const AUTH_HEADER = 'x-ks-auth';
@@ -19,9 +22,18 @@ export class InternalAuth {
     this.metricsToken = crypto.createHmac('sha256', this.key).update('metrics').digest('hex');
   }
 
-  sign(method: string, pathAndQuery: string, now = Date.now()): string {
+  sign(method: string, pathAndQuery: string, now = Date.now(), body?: string | Buffer): string {
     const ts = Math.floor(now / 1000);
-    return `${ts}.${this.mac(ts, method, pathAndQuery)}`;
+    return `${ts}.${this.mac(ts, method, pathAndQuery, body)}`;
+  }
+
+  /** The token's time alone: a cheap check before reading a body to verify it with. */
+  fresh(header: string | undefined, now = Date.now()): boolean {
+    if (!header) return false;
+    const dot = header.indexOf('.');
+    if (dot <= 0 || dot > 12 || header.length - dot - 1 !== 64) return false;
+    const ts = Number(header.slice(0, dot));
+    return Number.isInteger(ts) && Math.abs(now / 1000 - ts) <= SKEW_SECONDS;
   }
 
   verify(
@@ -29,6 +41,7 @@ export class InternalAuth {
     method: string,
     pathAndQuery: string,
     now = Date.now(),
+    body?: string | Buffer,
   ): boolean {
     if (!header) return false;
     const dot = header.indexOf('.');
@@ -39,7 +52,7 @@ export class InternalAuth {
     if (Math.abs(now / 1000 - ts) > SKEW_SECONDS) return false;
     const given = Buffer.from(header.slice(dot + 1), 'hex');
     if (given.length !== 32) return false;
-    const want = Buffer.from(this.mac(ts, method, pathAndQuery), 'hex');
+    const want = Buffer.from(this.mac(ts, method, pathAndQuery, body), 'hex');
     return crypto.timingSafeEqual(given, want);
   }
 
@@ -50,10 +63,12 @@ export class InternalAuth {
     return given.length === want.length && crypto.timingSafeEqual(given, want);
   }
 
-  private mac(ts: number, method: string, pathAndQuery: string): string {
-    return crypto
+  private mac(ts: number, method: string, pathAndQuery: string, body?: string | Buffer): string {
+    const h = crypto
       .createHmac('sha256', this.key)
-      .update(`${ts}\n${method.toUpperCase()}\n${pathAndQuery}`)
-      .digest('hex');
+      .update(`${ts}\n${method.toUpperCase()}\n${pathAndQuery}`);
+    // A path cannot hold a newline, so no path-only token equals one with a body.
+    if (body !== undefined) h.update('\n').update(body);
+    return h.digest('hex');
   }
 }

@@ -270,7 +270,10 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
           {
             method: 'POST',
             path,
-            headers: { ...this.headers, [AUTH_HEADER]: this.auth.sign('POST', path) },
+            headers: {
+              ...this.headers,
+              [AUTH_HEADER]: this.auth.sign('POST', path, undefined, body),
+            },
             body,
             ...(timeoutMs === undefined
               ? {}

@@ -340,9 +340,11 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     this.o.liveness.record(h);
     if (!this.host.isLeader || this.registering.has(h.id)) return;
     const known = (await this.host.stateMachine.listNodes()).find((n) => n.id === h.id);
-    if (known && known.url === h.url && known.zone === h.zone && known.capacity === h.capacity) {
-      return;
-    }
+    // Capacity defaults to used + the disk's free bytes, which moves with anything else on
+    // that disk: only a change of over 1 % is worth a Raft proposal.
+    const sameCapacity =
+      known !== undefined && Math.abs(known.capacity - h.capacity) <= known.capacity / 100;
+    if (known && known.url === h.url && known.zone === h.zone && sameCapacity) return;
     this.registering.add(h.id);
     const now = Date.now();
     this.registerNode({

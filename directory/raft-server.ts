@@ -119,13 +119,11 @@ export class DirectoryServer {
     }
     if (this.raft(req, res)) return;
     if (url === '/cluster/heartbeat' && req.method === 'POST') {
-      if (!this.auth.verify(req.headers[AUTH_HEADER] as string | undefined, 'POST', url)) {
-        json(res, 403, { error: 'Forbidden', message: 'missing or invalid internal auth token' });
-        return;
-      }
+      const text = await this.signedBody(req, res, url);
+      if (text === null) return;
       let h: Heartbeat;
       try {
-        h = JSON.parse(await readSmall(req)) as Heartbeat;
+        h = JSON.parse(text) as Heartbeat;
         await this.meta.heartbeat(h);
       } catch (e) {
         json(res, 400, { error: 'InvalidArgument', message: (e as Error).message });
@@ -135,20 +133,41 @@ export class DirectoryServer {
       return;
     }
     if (url.startsWith('/raft/admin/') && req.method === 'POST') {
-      if (!this.auth.verify(req.headers[AUTH_HEADER] as string | undefined, 'POST', url)) {
-        json(res, 403, { error: 'Forbidden', message: 'missing or invalid internal auth token' });
-        return;
-      }
-      await this.admin(url.slice('/raft/admin/'.length), req, res);
+      const text = await this.signedBody(req, res, url);
+      if (text === null) return;
+      await this.admin(url.slice('/raft/admin/'.length), text, res);
       return;
     }
     json(res, 404, { error: 'NotFound', message: `no route for ${req.method} ${url}` });
   }
 
-  private async admin(what: string, req: http.IncomingMessage, res: http.ServerResponse) {
+  /** The body of a POST whose token covers it, or null once a 403/400 has been sent. */
+  private async signedBody(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    url: string,
+  ): Promise<string | null> {
+    const token = req.headers[AUTH_HEADER] as string | undefined;
+    const forbidden = () => {
+      res.setHeader('connection', 'close');
+      json(res, 403, { error: 'Forbidden', message: 'missing or invalid internal auth token' });
+      return null;
+    };
+    if (!this.auth.fresh(token)) return forbidden();
+    let text: string;
+    try {
+      text = await readSmall(req);
+    } catch (e) {
+      json(res, 400, { error: 'InvalidArgument', message: (e as Error).message });
+      return null;
+    }
+    return this.auth.verify(token, 'POST', url, undefined, text) ? text : forbidden();
+  }
+
+  private async admin(what: string, text: string, res: http.ServerResponse) {
     let body: { id?: unknown; url?: unknown };
     try {
-      body = JSON.parse(await readSmall(req)) as typeof body;
+      body = JSON.parse(text) as typeof body;
     } catch {
       json(res, 400, { error: 'InvalidArgument', message: 'body must be JSON {id[, url]}' });
       return;

@@ -211,18 +211,22 @@ export class MetadataServer {
     const rawUrl = req.url ?? '/';
     const method = req.method ?? 'GET';
     try {
-      if (!this.opts.auth.verify(req.headers[AUTH_HEADER] as string | undefined, method, rawUrl))
-        throw new HttpError(403, 'Forbidden', 'missing or invalid internal auth token');
+      // The token covers the body: the time is checked first, the MAC once the body is in.
+      const token = req.headers[AUTH_HEADER] as string | undefined;
+      const forbidden = () =>
+        new HttpError(403, 'Forbidden', 'missing or invalid internal auth token');
+      if (!this.opts.auth.fresh(token)) throw forbidden();
+      const text = await readBody(req, this.maxBody);
+      if (!this.opts.auth.verify(token, method, rawUrl, undefined, text)) throw forbidden();
       const name = rawUrl.startsWith('/meta/') ? rawUrl.slice(6) : '';
       if (rawUrl === BATCH_PATH) {
         if (method !== 'POST')
           throw new HttpError(405, 'MethodNotAllowed', `${method} not allowed`);
-        await this.batch(req, res);
+        await this.batch(text, res);
         return;
       }
       if (!METHOD_SET.has(name)) throw new HttpError(404, 'NotFound', `no route for ${rawUrl}`);
       if (method !== 'POST') throw new HttpError(405, 'MethodNotAllowed', `${method} not allowed`);
-      const text = await readBody(req, this.maxBody);
       let args: unknown;
       try {
         args = text === '' ? [] : decodeJson(text);
@@ -264,8 +268,7 @@ export class MetadataServer {
     }
   }
 
-  private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const text = await readBody(req, this.maxBody);
+  private async batch(text: string, res: http.ServerResponse): Promise<void> {
     let calls: unknown;
     try {
       calls = decodeJson(text);

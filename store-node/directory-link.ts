@@ -21,11 +21,15 @@ async function call<T>(o: DirectoryLinkOptions, method: string, args: unknown[])
   for (const d of o.directories) {
     const u = new URL(d);
     const path = `${u.pathname.replace(/\/+$/, '')}/meta/${method}`;
+    const body = JSON.stringify(args);
     try {
       const res = await request(`${u.origin}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', [AUTH_HEADER]: o.auth.sign('POST', path) },
-        body: JSON.stringify(args),
+        headers: {
+          'content-type': 'application/json',
+          [AUTH_HEADER]: o.auth.sign('POST', path, undefined, body),
+        },
+        body,
         signal: AbortSignal.timeout(o.timeoutMs ?? 5000),
       });
       const text = await res.body.text();

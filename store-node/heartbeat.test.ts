@@ -33,7 +33,7 @@ async function directoryPeer(hang = false) {
       got.push({
         at: performance.now(),
         path: req.url!,
-        authOk: auth.verify(req.headers['x-ks-auth'] as string, 'POST', req.url!),
+        authOk: auth.verify(req.headers['x-ks-auth'] as string, 'POST', req.url!, undefined, text),
         body: JSON.parse(text) as Heartbeat,
       });
       if (!hang) res.writeHead(204).end();

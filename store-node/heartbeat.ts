@@ -85,7 +85,7 @@ export class HeartbeatSender {
         path: t.path,
         headers: {
           'content-type': 'application/json',
-          [AUTH_HEADER]: this.opts.auth.sign('POST', t.path),
+          [AUTH_HEADER]: this.opts.auth.sign('POST', t.path, undefined, body),
         },
         body,
         signal: AbortSignal.timeout(this.timeoutMs),

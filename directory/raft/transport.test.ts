@@ -111,7 +111,7 @@ const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from 
 function signedPost(base: string, path: string, body: string | Buffer): Promise<Response> {
   return fetch(base + path, {
     method: 'POST',
-    headers: { [AUTH_HEADER]: auth.sign('POST', path) },
+    headers: { [AUTH_HEADER]: auth.sign('POST', path, undefined, body) },
     body,
   });
 }
@@ -152,10 +152,24 @@ describe('RaftTransport messages', () => {
     // A token for another path does not carry over.
     const other = await fetch(`${url}/raft/msgs`, {
       method: 'POST',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/snapshot/begin') },
+      headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/snapshot/begin', undefined, '[]') },
       body: '[]',
     });
     expect(other.status).toBe(403);
+    // Nor does a token for another body (a header seen on the wire, replayed with a forgery).
+    const forged = await fetch(`${url}/raft/msgs`, {
+      method: 'POST',
+      headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/msgs', undefined, '[]') },
+      body: '[{"type":"vote","from":"x","to":"b","term":99}]',
+    });
+    expect(forged.status).toBe(403);
+    // And a token without a body does not pass for one with it.
+    const pathOnly = await fetch(`${url}/raft/msgs`, {
+      method: 'POST',
+      headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/msgs') },
+      body: '[]',
+    });
+    expect(pathOnly.status).toBe(403);
     expect(rb.posts).toEqual([]);
   });
 
@@ -223,7 +237,7 @@ describe('RaftTransport messages', () => {
     for (const body of bad) {
       const r = await fetch(`${await startPeer(rb)}/raft/msgs`, {
         method: 'POST',
-        headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/msgs'), ...type },
+        headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/msgs', undefined, body), ...type },
         body,
       });
       expect(r.status).toBe(400);

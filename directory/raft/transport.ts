@@ -215,7 +215,10 @@ export class RaftTransport {
   }
 
   private async post(p: Peer, path: string, body: string | Buffer, type = JSON_TYPE) {
-    const headers = { [AUTH_HEADER]: this.opts.auth.sign('POST', path), 'content-type': type };
+    const headers = {
+      [AUTH_HEADER]: this.opts.auth.sign('POST', path, undefined, body),
+      'content-type': type,
+    };
     const res = await p.pool.request({ method: 'POST', path, headers, body });
     const text = await res.body.text();
     if (res.statusCode >= 300) {
@@ -476,10 +479,10 @@ export function raftRoutes(
     const run = async (): Promise<void> => {
       if (req.method !== 'POST') fail(405, 'POST only');
       const header = req.headers[AUTH_HEADER];
-      if (!auth.verify(typeof header === 'string' ? header : undefined, 'POST', url)) {
-        fail(403, 'bad internal auth');
-      }
+      const token = typeof header === 'string' ? header : undefined;
+      if (!auth.fresh(token)) fail(403, 'bad internal auth');
       const body = await readBody(req);
+      if (!auth.verify(token, 'POST', url, undefined, body)) fail(403, 'bad internal auth');
       const params = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
       const out = await routes[path]!(body, params, req.headers['content-type']);
       reply(out === undefined ? 204 : 200, out);
