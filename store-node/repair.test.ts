@@ -131,7 +131,13 @@ describe('directoryReplicaUrls', () => {
       let text = '';
       req.on('data', (c: Buffer) => (text += c));
       req.on('end', () => {
-        const authOk = auth.verify(req.headers['x-ks-auth'] as string, 'POST', req.url!);
+        const authOk = auth.verify(
+          req.headers['x-ks-auth'] as string,
+          'POST',
+          req.url!,
+          undefined,
+          text,
+        );
         calls.push({ path: req.url!, body: JSON.parse(text), authOk });
         const r =
           req.url === '/meta/getVolume'
