@@ -36,6 +36,7 @@ import type { ObjectRecord } from '../directory/api.ts';
 import { MetadataClient } from '../directory/client.ts';
 import { signRequest } from '../gateway/sign.ts';
 import { uriEncode } from '../gateway/sigv4-canonical.ts';
+import { calibrate } from './lib/calibrate.ts';
 import { mix32, Prng } from './lib/prng.ts';
 import { waitFor } from './lib/proc.ts';
 import { fmtInt, progress } from './lib/stats.ts';
@@ -1225,6 +1226,8 @@ async function main(): Promise<void> {
       platform: `${os.platform()} ${os.release()}`,
       loadAvgAtStart: loadAvg(),
       cpuPressureAtStart: cpuPressure(),
+      // Before anything starts, and again at the end (bench/lib/calibrate.ts).
+      calibrationAtStart: calibrate((i) => objectRecord(i, 'root', 1_700_000_000_000)),
     },
     settings: {
       replicas: a.replicas,
@@ -1314,9 +1317,17 @@ async function main(): Promise<void> {
     await cleanup();
   }
   (results.machine as Record<string, unknown>).loadAvgAtEnd = loadAvg();
+  (results.machine as Record<string, unknown>).calibrationAtEnd = calibrate((i) =>
+    objectRecord(i, 'root', 1_700_000_000_000),
+  );
   const text = JSON.stringify(results, null, 2);
   if (a.json) fs.writeFileSync(a.json, `${text}\n`);
   process.stdout.write(`\n${table(results)}\n`);
+  const m = results.machine as Record<string, { usPerRecord: number }>;
+  process.stdout.write(
+    `calibration (µs per stored record checked; lower = faster VM): ` +
+      `${m.calibrationAtStart?.usPerRecord} at start, ${m.calibrationAtEnd?.usPerRecord} at end\n`,
+  );
   if (a.json) process.stdout.write(`results: ${a.json}\n`);
 }
 

@@ -48,9 +48,13 @@ export const NS = {
 export const TERM = '\x00\x01';
 
 const LONE_SURROGATE = /\p{Cs}/u;
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** The UTF-8 bytes of `s` as a latin1 string. Throws on lone surrogates (not encodable). */
 export function bytes(s: string): string {
+  // ASCII is its own UTF-8, char for byte: most names and keys, computed several times per
+  // command (check, prefetch, apply), skip the two buffer copies.
+  if (!NON_ASCII.test(s)) return s;
   if (LONE_SURROGATE.test(s)) throw new Error('name or key is not valid Unicode (lone surrogate)');
   return Buffer.from(s, 'utf8').toString('latin1');
 }
