@@ -122,6 +122,45 @@ describe('ClusterPlacement', () => {
     }
   });
 
+  it('a replica that dies before anyone noticed: the write fails there and lands whole elsewhere', async () => {
+    const r = await placement.assign(10);
+    const victim = (await c.dir.client.getVolume(r.volumeId))!.replicas[1]!;
+    const i = c.nodes.findIndex((n) => n.id === victim);
+    // Killed, and neither the directory nor this gateway knows yet: volumes on it stay pooled.
+    await c.stopNode(i);
+    const orig = placement.writeFailed.bind(placement);
+    const failed: number[] = [];
+    placement.writeFailed = (vid, e) => {
+      failed.push(vid);
+      return orig(vid, e);
+    };
+    try {
+      for (let k = 0; k < 12; k++) {
+        const text = Buffer.from(`written while ${victim} is dead, #${k}`);
+        const { chunks } = await data.write(body(text), { maxSize: 100 });
+        for (const ch of chunks) {
+          expect((await c.dir.client.getVolume(ch.volumeId))!.replicas).not.toContain(victim);
+        }
+        // Every replica of the volume it landed on holds it, byte for byte.
+        expect((await holders(chunks))[0]).toHaveLength(2);
+        expect(await collect(data.read(chunks, 0, text.length - 1))).toEqual(text);
+      }
+      // Writes did hit the dead replica (then this gateway suspects it and avoids the rest
+      // of its volumes), and only volumes with it failed.
+      expect(failed.length).toBeGreaterThan(0);
+      for (const vid of failed) {
+        expect((await c.dir.client.getVolume(vid))!.replicas).toContain(victim);
+        expect(placement.pooled()).not.toContain(vid);
+      }
+    } finally {
+      placement.writeFailed = orig;
+      await c.startNode(i);
+      // This gateway holds the victim suspect for 5 s (SUSPECT_MS); the tests after this one
+      // place 3 replicas on 4 nodes and want it back.
+      await new Promise((r) => setTimeout(r, 6000));
+    }
+  });
+
   it('tells which write failures to retry on another volume', async () => {
     const r = await placement.assign(10);
     expect(placement.writeFailed(r.volumeId, new StoreError('InvalidArgument', 'x'))).toBe(false);
