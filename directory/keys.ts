@@ -48,7 +48,7 @@ export const NS = {
 export const TERM = '\x00\x01';
 
 const LONE_SURROGATE = /\p{Cs}/u;
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** The UTF-8 bytes of `s` as a latin1 string. Throws on lone surrogates (not encodable). */
 export function bytes(s: string): string {
