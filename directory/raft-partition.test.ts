@@ -3,30 +3,15 @@
 // points the transports at a closed port (both directions), the heal points them back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../common/test-util.ts';
-import type { ObjectRecord } from './api.ts';
 import { AmbiguousMetadataError } from './client.ts';
 import type { RaftTransport } from './raft/transport.ts';
-import { freePorts, startTestDirectory, type TestDirectory } from './test-directory.ts';
-
-const rec = (key: string, size: number): ObjectRecord => ({
-  key,
-  size,
-  etag: 'd41d8cd98f00b204e9800998ecf8427e',
-  lastModified: 1_700_000_000_000,
-  userMeta: {},
-  chunks: [],
-  owner: 'root',
-});
-
-async function until<T>(what: string, fn: () => T | null | undefined | false, ms = 10_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== null && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import {
+  freePorts,
+  startTestDirectory,
+  type TestDirectory,
+  testRecord,
+  until,
+} from './test-directory.ts';
 
 const transportOf = (d: TestDirectory, i: number) =>
   (d.replicas[i]!.host as unknown as { transport: RaftTransport }).transport;
@@ -64,7 +49,7 @@ describe('a partitioned leader’s own proposals', () => {
     const old = d.replicas[oldIdx]!;
     await isolate(d, oldIdx);
     // Proposed on the cut-off leader: in its log, never replicated.
-    const pending = old.meta.putObject('p', rec('stranded', 1)).then(
+    const pending = old.meta.putObject('p', testRecord('stranded', 1)).then(
       () => 'resolved',
       (e: unknown) => e,
     );
@@ -73,7 +58,7 @@ describe('a partitioned leader’s own proposals', () => {
       () => d.replicas.find((r, j) => j !== oldIdx && r?.host.isLeader) ?? undefined,
     );
     // Enough writes that the new leader's log is compacted past the old leader's.
-    for (let i = 0; i < 120; i++) await fresh.meta.putObject('p', rec(`after/${i}`, i));
+    for (let i = 0; i < 120; i++) await fresh.meta.putObject('p', testRecord(`after/${i}`, i));
     await until('the new leader compacted', () => fresh.host.status().snapshotIndex > 0);
     const installed = old.host.stats.snapshotsInstalled;
     heal(d, oldIdx);
@@ -101,7 +86,7 @@ describe('a proposal on a leader that loses its quorum', () => {
     const old = d.replicas[oldIdx]!;
     await isolate(d, oldIdx);
     const t0 = Date.now();
-    const out = await old.meta.putObject('q', rec('cut', 1)).catch((e: unknown) => e);
+    const out = await old.meta.putObject('q', testRecord('cut', 1)).catch((e: unknown) => e);
     const took = Date.now() - t0;
     expect(out).toBeInstanceOf(AmbiguousMetadataError);
     expect(out).toMatchObject({ code: 'Unavailable' });

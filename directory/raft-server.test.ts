@@ -3,33 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../common/test-util.ts';
-import type { ObjectRecord } from './api.ts';
 import { MetadataClient } from './client.ts';
-import { startTestDirectory, type TestDirectory } from './test-directory.ts';
-
-const rec = (key: string, size: number): ObjectRecord => ({
-  key,
-  size,
-  etag: 'd41d8cd98f00b204e9800998ecf8427e',
-  lastModified: 1_700_000_000_000,
-  userMeta: {},
-  chunks: [],
-  owner: 'root',
-});
-
-async function until<T>(
-  what: string,
-  fn: () => T | undefined | Promise<T | undefined>,
-  ms = 10_000,
-) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { startTestDirectory, type TestDirectory, testRecord, until } from './test-directory.ts';
 
 describe('raft directory (3 replicas, loopback HTTP)', () => {
   let d: TestDirectory;
@@ -56,7 +31,7 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
       createdAt: 1,
       region: 'us-east-1',
     });
-    await follower.meta.putObject('fw', rec('k1', 5));
+    await follower.meta.putObject('fw', testRecord('k1', 5));
     for (const r of d.replicas) {
       // Linearizable reads on each replica: each sees the acknowledged write.
       expect((await r?.meta.getObject('fw', 'k1'))?.size).toBe(5);
@@ -71,7 +46,7 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     if (!leader) throw new Error('no leader');
     const before = { ...leader.host.stats };
     await Promise.all(
-      Array.from({ length: 500 }, (_, i) => leader.meta.putObject('fw', rec(`b/${i}`, i))),
+      Array.from({ length: 500 }, (_, i) => leader.meta.putObject('fw', testRecord(`b/${i}`, i))),
     );
     const entries = leader.host.stats.entries - before.entries;
     const cmds = leader.host.stats.commands - before.commands;
@@ -110,7 +85,7 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     const acked: string[] = [];
     // The client knows all three replicas and waits out the election.
     for (let i = 0; i < 600; i++) {
-      await d.client.putObject('fw', rec(`after/${i}`, i));
+      await d.client.putObject('fw', testRecord(`after/${i}`, i));
       acked.push(`after/${i}`);
     }
     const newLeader = await until('a new leader', () => d.leader());
@@ -209,7 +184,7 @@ describe('raft directory without a quorum', () => {
     // CheckQuorum: a lone leader steps down, so nobody leads now.
     await until('no leader', () => (survivor.host.leaderId === null ? true : undefined), 5_000);
     const t0 = Date.now();
-    const err = await survivor.meta.putObject('q', rec('lost', 1)).catch((e: unknown) => e);
+    const err = await survivor.meta.putObject('q', testRecord('lost', 1)).catch((e: unknown) => e);
     expect(err).toMatchObject({ name: 'MetadataError', code: 'Unavailable' });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(2_900);
     // It was never proposed, so it must not appear once a quorum is back.
@@ -223,7 +198,7 @@ describe('raft directory without a quorum', () => {
     const survivor = d.replicas[0];
     if (!survivor) throw new Error('no survivor');
     await until('no leader', () => (survivor.host.leaderId === null ? true : undefined), 5_000);
-    const pending = survivor.meta.putObject('q', rec('queued', 2));
+    const pending = survivor.meta.putObject('q', testRecord('queued', 2));
     await new Promise((r) => setTimeout(r, 300));
     await d.restart(2);
     await expect(pending).resolves.toBeNull();
@@ -246,7 +221,7 @@ describe('raft directory log compaction by bytes', () => {
   it('compacts once the commands pass snapshotBytes, keeping keepBytes of the newest entries', async () => {
     const leader = d.leader()!;
     // One entry per write (sequential), ~300 bytes of command each: ~120 KiB in all.
-    for (let i = 0; i < 400; i++) await d.client.putObject('lb', rec(`k/${i}`, i));
+    for (let i = 0; i < 400; i++) await d.client.putObject('lb', testRecord(`k/${i}`, i));
     const s = leader.host.status();
     expect(s.snapshotIndex).toBeGreaterThan(0);
     // The kept tail holds at least 16 KiB of commands (~50 entries) and less than the
@@ -258,7 +233,7 @@ describe('raft directory log compaction by bytes', () => {
     // A follower away for fewer writes than the kept tail catches up from the log.
     const fi = d.replicas.findIndex((r) => r && !r.host.isLeader);
     await d.stop(fi);
-    for (let i = 400; i < 420; i++) await d.client.putObject('lb', rec(`k/${i}`, i));
+    for (let i = 400; i < 420; i++) await d.client.putObject('lb', testRecord(`k/${i}`, i));
     const sent = leader.host.stats.snapshotsSent;
     await d.restart(fi);
     const back = d.replicas[fi]!;

@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
+import type { ObjectRecord } from './api.ts';
 import { MetadataClient } from './client.ts';
 import { DirectoryServer } from './raft-server.ts';
 
@@ -91,4 +92,30 @@ export async function startTestDirectory(
       await Promise.all(replicas.map((r) => r?.close()));
     },
   };
+}
+
+/** A minimal object record (no data) for metadata tests. */
+export const testRecord = (key: string, size: number): ObjectRecord => ({
+  key,
+  size,
+  etag: 'd41d8cd98f00b204e9800998ecf8427e',
+  lastModified: 1_700_000_000_000,
+  userMeta: {},
+  chunks: [],
+  owner: 'root',
+});
+
+/** Polls `fn` every 20 ms until it gives something other than undefined/null/false. */
+export async function until<T>(
+  what: string,
+  fn: () => T | null | undefined | false | Promise<T | null | undefined | false>,
+  ms = 10_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== null && v !== false) return v as T;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -17,12 +17,13 @@ import { tempDir } from '../common/test-util.ts';
 import type { ChunkRef } from '../directory/api.ts';
 import { StoreError } from '../store-node/errors.ts';
 import { createGatewayServer } from './app.ts';
-import { ClusterPlacement } from './cluster-placement.ts';
-import { ClusterNeedleStore } from './cluster-store.ts';
-import { startTestCluster, type TestCluster } from './cluster-test-util.ts';
-import { ObjectData } from './data.ts';
+import type { ClusterPlacement } from './cluster-placement.ts';
+import type { ClusterNeedleStore } from './cluster-store.ts';
+import { type DataCluster, startDataCluster, type TestCluster } from './cluster-test-util.ts';
+import type { ObjectData } from './data.ts';
 import { ensureRootCredentials } from './users.ts';
 
+let dc: DataCluster;
 let c: TestCluster;
 let cs: ClusterNeedleStore;
 let placement: ClusterPlacement;
@@ -30,17 +31,11 @@ let data: ObjectData;
 const log = createLogger('cluster-test', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent');
 
 beforeAll(async () => {
-  c = await startTestCluster(tempDir(), { stores: 4 });
-  cs = new ClusterNeedleStore({ directory: c.dir.client, auth: c.auth, aliveMs: 1000, log });
-  placement = new ClusterPlacement({ directory: c.dir.client, store: cs, log });
-  data = new ObjectData(cs, placement, 64 * 1024, log);
+  dc = await startDataCluster(tempDir(), 4);
+  ({ c, cs, placement, data } = dc);
 });
 
-afterAll(async () => {
-  placement?.close();
-  await cs?.close();
-  await c?.close();
-});
+afterAll(() => dc?.close());
 
 async function* body(b: Buffer): AsyncGenerator<Buffer> {
   for (let i = 0; i < b.length; i += 10_000) yield b.subarray(i, i + 10_000);

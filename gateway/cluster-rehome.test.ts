@@ -1,31 +1,20 @@
 // Re-replication when there is nowhere to copy to yet: the directory leader keeps the
 // volume on its survivors, and tops it up to its replica count once a store is back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../common/log.ts';
 import { tempDir } from '../common/test-util.ts';
-import { ClusterPlacement } from './cluster-placement.ts';
-import { ClusterNeedleStore } from './cluster-store.ts';
-import { startTestCluster, type TestCluster } from './cluster-test-util.ts';
-import { ObjectData } from './data.ts';
+import { type DataCluster, startDataCluster, type TestCluster } from './cluster-test-util.ts';
+import type { ObjectData } from './data.ts';
 
+let dc: DataCluster;
 let c: TestCluster;
-let cs: ClusterNeedleStore;
-let placement: ClusterPlacement;
 let data: ObjectData;
-const log = createLogger('rehome-test', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent');
 
 beforeAll(async () => {
-  c = await startTestCluster(tempDir(), { stores: 3 });
-  cs = new ClusterNeedleStore({ directory: c.dir.client, auth: c.auth, aliveMs: 1000, log });
-  placement = new ClusterPlacement({ directory: c.dir.client, store: cs, log });
-  data = new ObjectData(cs, placement, 64 * 1024, log);
+  dc = await startDataCluster(tempDir(), 3);
+  ({ c, data } = dc);
 });
 
-afterAll(async () => {
-  placement?.close();
-  await cs?.close();
-  await c?.close();
-});
+afterAll(() => dc?.close());
 
 async function* once(b: Buffer): AsyncGenerator<Buffer> {
   yield b;

@@ -6,11 +6,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { InternalAuth } from '../common/internal-auth.ts';
+import { createLogger } from '../common/log.ts';
 import { MetadataClient } from '../directory/client.ts';
 import { startTestDirectory, type TestDirectory } from '../directory/test-directory.ts';
 import { StoreClient } from '../store-node/client.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
+import { ClusterPlacement } from './cluster-placement.ts';
+import { ClusterNeedleStore } from './cluster-store.ts';
+import { ObjectData } from './data.ts';
 
 export interface TestNode {
   id: string;
@@ -188,6 +192,34 @@ export async function startTestCluster(
         await n.store.close();
       }
       await dir.close();
+    },
+  };
+}
+
+/** A test cluster with a gateway's data path on it: needle store, placement, object data. */
+export interface DataCluster {
+  c: TestCluster;
+  cs: ClusterNeedleStore;
+  placement: ClusterPlacement;
+  data: ObjectData;
+  close(): Promise<void>;
+}
+
+export async function startDataCluster(root: string, stores: number): Promise<DataCluster> {
+  const log = createLogger('cluster-test', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent');
+  const c = await startTestCluster(root, { stores });
+  const cs = new ClusterNeedleStore({ directory: c.dir.client, auth: c.auth, aliveMs: 1000, log });
+  const placement = new ClusterPlacement({ directory: c.dir.client, store: cs, log });
+  const data = new ObjectData(cs, placement, 64 * 1024, log);
+  return {
+    c,
+    cs,
+    placement,
+    data,
+    async close() {
+      placement.close();
+      await cs.close();
+      await c.close();
     },
   };
 }
