@@ -38,6 +38,13 @@ export interface SimResult {
     terms: number;
     crashes: number;
     partitions: number;
+    /** Of those, one way only (a hears b, b does not hear a). */
+    oneWayPartitions: number;
+    /** Messages lost, duplicated, held back past later ones (reordered), cut by a partition. */
+    lost: number;
+    duplicated: number;
+    heldBack: number;
+    cut: number;
     confChanges: number;
     transfers: number;
     snapshotsInstalled: number;
@@ -78,6 +85,11 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
     terms: 0,
     crashes: 0,
     partitions: 0,
+    oneWayPartitions: 0,
+    lost: 0,
+    duplicated: 0,
+    heldBack: 0,
+    cut: 0,
     confChanges: 0,
     transfers: 0,
     snapshotsInstalled: 0,
@@ -230,6 +242,7 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
       net.heal();
       net.partition(shuffled.slice(0, cut), shuffled.slice(cut), asym);
       stats.partitions++;
+      if (asym) stats.oneWayPartitions++;
       log(
         `partition ${shuffled.slice(0, cut)} | ${shuffled.slice(cut)}${asym ? ' (one way)' : ''}`,
       );
@@ -245,6 +258,7 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
           asym,
         );
         stats.partitions++;
+        if (asym) stats.oneWayPartitions++;
         log(`isolate leader ${l.id}${asym ? ' (one way)' : ''}`);
       }
     } else if (x < 0.7) {
@@ -352,6 +366,7 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
   if (opts.dumpHistory) opts.dumpHistory(history);
   if (!lin.ok) violate(`linearizability (key ${lin.key}): ${lin.reason}`);
   stats.terms = leaders.size;
+  Object.assign(stats, net.stats);
   stats.snapshotsInstalled = [...nodes.values()].reduce((s, n) => s + n.snapshotsInstalled, 0);
   stats.leaseReads = [...nodes.values()].reduce((s, n) => s + n.leaseReads, 0);
   return { seed, ok: violations.length === 0, violations, stats };

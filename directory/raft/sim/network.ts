@@ -76,6 +76,8 @@ export interface NetConfig {
 export class Network {
   private readonly blocked = new Set<string>();
   healthy = false;
+  /** What the faults did to messages (counted only: the random draws are unchanged). */
+  readonly stats = { lost: 0, duplicated: 0, heldBack: 0, cut: 0 };
 
   constructor(
     private readonly q: EventQueue,
@@ -107,16 +109,27 @@ export class Network {
 
   /** `reliableOnce`: requests over a connection are never duplicated (unlike Raft traffic here). */
   send(from: string, to: string, deliver: () => void, reliableOnce = false): void {
-    if (this.isBlocked(from, to)) return;
+    if (this.isBlocked(from, to)) {
+      this.stats.cut++;
+      return;
+    }
     const c = this.healthy ? { loss: 0, duplicate: 0, minDelay: 1, jitter: 3, slow: 0 } : this.cfg;
-    if (this.rnd() < c.loss) return;
+    if (this.rnd() < c.loss) {
+      this.stats.lost++;
+      return;
+    }
     const copies = !reliableOnce && this.rnd() < c.duplicate ? 2 : 1;
+    if (copies > 1) this.stats.duplicated++;
     for (let i = 0; i < copies; i++) {
       let d = c.minDelay + Math.floor(this.rnd() * c.jitter);
-      if (this.rnd() < c.slow) d += 20 + Math.floor(this.rnd() * 200);
+      if (this.rnd() < c.slow) {
+        d += 20 + Math.floor(this.rnd() * 200);
+        this.stats.heldBack++;
+      }
       // A cut that appears while the message is in flight also drops it.
       this.q.after(d, () => {
         if (!this.isBlocked(from, to)) deliver();
+        else this.stats.cut++;
       });
     }
   }

@@ -16,6 +16,11 @@ function runRange(from: number, count: number): { failures: SimResult[]; totals:
     terms: 0,
     crashes: 0,
     partitions: 0,
+    oneWayPartitions: 0,
+    lost: 0,
+    duplicated: 0,
+    heldBack: 0,
+    cut: 0,
     confChanges: 0,
     transfers: 0,
     snapshotsInstalled: 0,
@@ -54,6 +59,13 @@ export function simulationSuite(FROM: number, COUNT: number): void {
       // The faults must actually have happened (and clients must have got answers).
       expect(totals.crashes, 'crashes injected').toBeGreaterThan(0);
       expect(totals.partitions, 'partitions injected').toBeGreaterThan(0);
+      expect(totals.oneWayPartitions, 'one-way partitions injected').toBeGreaterThan(0);
+      expect(totals.partitions - totals.oneWayPartitions, 'symmetric ones').toBeGreaterThan(0);
+      expect(totals.lost, 'messages lost').toBeGreaterThan(0);
+      expect(totals.duplicated, 'messages duplicated').toBeGreaterThan(0);
+      expect(totals.heldBack, 'messages held back behind later ones').toBeGreaterThan(0);
+      expect(totals.cut, 'messages cut by partitions').toBeGreaterThan(0);
+      expect(totals.transfers, 'leadership transfers').toBeGreaterThan(0);
       expect(totals.confChanges, 'membership changes made').toBeGreaterThan(0);
       expect(totals.snapshotsInstalled, 'snapshots installed').toBeGreaterThan(0);
       expect(totals.leaseReads, 'reads answered under a leader lease').toBeGreaterThan(0);
