@@ -150,8 +150,10 @@ describe('ClusterPlacement', () => {
     } finally {
       placement.writeFailed = orig;
       await c.startNode(i);
-      // This gateway holds the victim suspect for 5 s (SUSPECT_MS); the tests after this one
-      // place 3 replicas on 4 nodes and want it back.
+      // This gateway holds the victim suspect for 5 s (SUSPECT_MS), as it still does the node
+      // the test before stopped: with two of four suspected, the next test's 3-replica
+      // writes would get 503 until that passes (suspects are avoided in allocation and
+      // their volumes are not written).
       await new Promise((r) => setTimeout(r, 6000));
     }
   });
