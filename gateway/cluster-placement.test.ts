@@ -150,11 +150,16 @@ describe('ClusterPlacement', () => {
     } finally {
       placement.writeFailed = orig;
       await c.startNode(i);
-      // This gateway holds the victim suspect for 5 s (SUSPECT_MS), as it still does the node
-      // the test before stopped: with two of four suspected, the next test's 3-replica
-      // writes would get 503 until that passes (suspects are avoided in allocation and
-      // their volumes are not written).
-      await new Promise((r) => setTimeout(r, 6000));
+      // Back: once the directory has heard from it since this gateway's failed call, the
+      // suspicion ends, however long it was meant to last (it used to hold its 5 s; with the
+      // node of the test before also suspected, the next test's 3 replicas on 4 nodes got
+      // 503 meanwhile).
+      cs.view.suspect(victim, 60_000);
+      const t0 = Date.now();
+      while (cs.view.suspected().includes(victim) && Date.now() - t0 < 4_000) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(cs.view.suspected()).not.toContain(victim);
     }
   });
 

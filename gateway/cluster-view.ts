@@ -50,7 +50,8 @@ export class ClusterView {
   private readonly fetching = new Map<number, Promise<VolumeView>>();
   private nodesLoaded = false;
   private refreshing: Promise<void> | null = null;
-  private readonly suspects = new Map<string, number>();
+  /** Node → until when it is avoided, and since when (its heartbeats after that clear it). */
+  private readonly suspects = new Map<string, { until: number; since: number }>();
   private timer: NodeJS.Timeout | null = null;
   private readonly aliveMs: number;
   private readonly volumeTtlMs: number;
@@ -75,6 +76,7 @@ export class ClusterView {
   refreshNodes(): Promise<void> {
     this.refreshing ??= (async () => {
       try {
+        const asked = Date.now();
         const [records, live] = await Promise.all([
           this.o.directory.listNodes(),
           // Liveness is advisory: without it nodes count as alive rather than none as usable.
@@ -89,6 +91,10 @@ export class ClusterView {
             live === null
               ? (prev?.alive ?? true)
               : !l || (l.silentMs !== null && l.silentMs <= this.aliveMs);
+          // Heard from by the directory since this gateway's failed call: back, most likely
+          // (a store restarted in a second). Writes that still fail there suspect it again.
+          const s = this.suspects.get(r.id);
+          if (s && l?.silentMs != null && asked - l.silentMs > s.since) this.suspects.delete(r.id);
           this.nodes.set(r.id, {
             id: r.id,
             url: r.url,
@@ -125,11 +131,12 @@ export class ClusterView {
    * directory (heartbeat timeout) says so too.
    */
   suspect(id: string, ms: number): void {
-    this.suspects.set(id, Date.now() + ms);
+    const now = Date.now();
+    this.suspects.set(id, { until: now + ms, since: now });
   }
 
   isSuspect(id: string): boolean {
-    const until = this.suspects.get(id);
+    const until = this.suspects.get(id)?.until;
     if (until === undefined) return false;
     if (until > Date.now()) return true;
     this.suspects.delete(id);
