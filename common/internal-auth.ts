@@ -27,13 +27,14 @@ export class InternalAuth {
     return `${ts}.${this.mac(ts, method, pathAndQuery, body)}`;
   }
 
-  /** The token's time alone: a cheap check before reading a body to verify it with. */
-  fresh(header: string | undefined, now = Date.now()): boolean {
+  /** The token's form and time alone: a cheap check before reading a body to verify it with. */
+  fresh(header: string | undefined, now = Date.now()): header is string {
     if (!header) return false;
     const dot = header.indexOf('.');
-    if (dot <= 0 || dot > 12 || header.length - dot - 1 !== 64) return false;
-    const ts = Number(header.slice(0, dot));
-    return Number.isInteger(ts) && Math.abs(now / 1000 - ts) <= SKEW_SECONDS;
+    if (dot <= 0 || header.length - dot - 1 !== 64) return false;
+    const tsText = header.slice(0, dot);
+    if (!/^\d{1,12}$/.test(tsText)) return false;
+    return Math.abs(now / 1000 - Number(tsText)) <= SKEW_SECONDS;
   }
 
   verify(
@@ -43,13 +44,9 @@ export class InternalAuth {
     now = Date.now(),
     body?: string | Buffer,
   ): boolean {
-    if (!header) return false;
+    if (!this.fresh(header, now)) return false;
     const dot = header.indexOf('.');
-    if (dot <= 0 || header.length - dot - 1 !== 64) return false;
-    const tsText = header.slice(0, dot);
-    if (!/^\d{1,12}$/.test(tsText)) return false;
-    const ts = Number(tsText);
-    if (Math.abs(now / 1000 - ts) > SKEW_SECONDS) return false;
+    const ts = Number(header.slice(0, dot));
     const given = Buffer.from(header.slice(dot + 1), 'hex');
     if (given.length !== 32) return false;
     const want = Buffer.from(this.mac(ts, method, pathAndQuery, body), 'hex');
