@@ -1213,6 +1213,8 @@ function table(results: Record<string, unknown>): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ')).join('\n');
 }
 
+const calibrationRecord = (i: number) => objectRecord(i, 'root', 1_700_000_000_000);
+
 async function main(): Promise<void> {
   const a = parse();
   const results: Record<string, unknown> = {
@@ -1227,7 +1229,7 @@ async function main(): Promise<void> {
       loadAvgAtStart: loadAvg(),
       cpuPressureAtStart: cpuPressure(),
       // Before anything starts, and again at the end (bench/lib/calibrate.ts).
-      calibrationAtStart: calibrate((i) => objectRecord(i, 'root', 1_700_000_000_000)),
+      calibrationAtStart: calibrate(calibrationRecord),
     },
     settings: {
       replicas: a.replicas,
@@ -1317,9 +1319,7 @@ async function main(): Promise<void> {
     await cleanup();
   }
   (results.machine as Record<string, unknown>).loadAvgAtEnd = loadAvg();
-  (results.machine as Record<string, unknown>).calibrationAtEnd = calibrate((i) =>
-    objectRecord(i, 'root', 1_700_000_000_000),
-  );
+  (results.machine as Record<string, unknown>).calibrationAtEnd = calibrate(calibrationRecord);
   const text = JSON.stringify(results, null, 2);
   if (a.json) fs.writeFileSync(a.json, `${text}\n`);
   process.stdout.write(`\n${table(results)}\n`);

@@ -6,10 +6,11 @@
 // Mark and sweep with a grace period, on the directory leader: each pass lists every
 // volume's live needles on each of its replicas (a tombstone retried by a gateway that then
 // restarted, or a replicated write that failed after one copy, leaves a needle on some
-// replicas only) and subtracts the needles that object and part records refer to. A needle is tombstoned (on every replica) only when it was already
-// an orphan in a pass at least `graceMs` earlier and still is: a write in flight at the
-// first pass has committed (or failed) long before — the grace must exceed the longest
-// time between writing a needle and committing its record (a slow multipart part).
+// replicas only) and subtracts the needles that object and part records refer to. A needle
+// is tombstoned (on every replica) only when it was already an orphan in a pass at least
+// `graceMs` earlier and still is: a write in flight at the first pass has committed (or
+// failed) long before — the grace must exceed the longest time between writing a needle
+// and committing its record (a slow multipart part).
 import type { MetadataStore } from './api.ts';
 import type { VolumeRecord } from './topology.ts';
 

@@ -52,18 +52,13 @@ export function stagingReceiver(
       };
       let stopped = false;
       async function* chunks(): AsyncGenerator<Buffer> {
-        try {
-          for (;;) {
-            while (queue.length === 0) await new Promise<void>((r) => (wake = r));
-            const b = queue.shift();
-            freed();
-            // null ends the stream: complete after finish, truncated (import fails) after abort.
-            if (b === null || b === undefined) return;
-            yield b;
-          }
-        } finally {
-          stopped = true;
+        for (;;) {
+          while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+          const b = queue.shift();
           freed();
+          // null ends the stream: complete after finish, truncated (import fails) after abort.
+          if (b === null || b === undefined) return;
+          yield b;
         }
       }
       const push = async (b: Buffer | null) => {
@@ -74,7 +69,7 @@ export function stagingReceiver(
         }
       };
       const t: Transfer = { id, dir, meta, push, done: importSnapshot(dir, chunks()) };
-      // An import that ends early (a failure) must not leave the sender waiting for room.
+      // However the import ends (a failure included), no sender is left waiting for room.
       t.done
         .catch(() => undefined)
         .finally(() => {
