@@ -16,7 +16,7 @@
 //   keys: (a) MetadataClient.listObjects against a follower and the leader (linearizable
 //   ReadIndex reads), walking the whole bucket and at random start-after points; (b) the
 //   same through the S3 API of a `kubestorage server --directory …` child (SigV4-signed
-//   GETs by gateway/sign.ts, continuation tokens and start-after).
+//   GETs by gateway/auth/sign.ts, continuation tokens and start-after).
 //
 // Every process started is stopped by PID (finally blocks and SIGINT/SIGTERM handlers);
 // every loop is bounded in time and count; everything listens on 127.0.0.1 only.
@@ -32,10 +32,10 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { SERVER_NODE_FLAGS } from '../cli/node-flags.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
-import type { ObjectRecord } from '../directory/api.ts';
-import { MetadataClient } from '../directory/client.ts';
-import { signRequest } from '../gateway/sign.ts';
-import { uriEncode } from '../gateway/sigv4-canonical.ts';
+import type { ObjectRecord } from '../directory/model/api.ts';
+import { MetadataClient } from '../directory/wire/client.ts';
+import { signRequest } from '../gateway/auth/sign.ts';
+import { uriEncode } from '../gateway/auth/sigv4-canonical.ts';
 import { calibrate } from './lib/calibrate.ts';
 import { mix32, Prng } from './lib/prng.ts';
 import { waitFor } from './lib/proc.ts';

@@ -7,7 +7,7 @@
 // fresh temp data dir (loopback, fsync on, default settings), creates a bucket, PUTs
 // --objects objects of --size bytes with --concurrency requests in flight on as many
 // keep-alive connections (undici Pool), then GETs them all back (length checked).
-// Requests are SigV4-signed (gateway/sigv4.ts signRequest; the derived signing key is
+// Requests are SigV4-signed (gateway/auth/sigv4.ts signRequest; the derived signing key is
 // cached per day) with x-amz-content-sha256 UNSIGNED-PAYLOAD by default (--payload-hash
 // sha256 hashes every body). Before that it measures the load generator's own ceiling
 // against a null HTTP server (a child process answering 200 at once) with the same
@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { sha256Hex, signRequest, UNSIGNED_PAYLOAD } from '../gateway/sigv4.ts';
+import { sha256Hex, signRequest, UNSIGNED_PAYLOAD } from '../gateway/auth/sigv4.ts';
 import { NULL_SERVER, stopChild, waitFor } from './lib/proc.ts';
 import { fmtInt, type Percentiles, percentiles, progress, runConcurrent } from './lib/stats.ts';
 

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
-import { MetadataClient } from '../directory/client.ts';
+import { MetadataClient } from '../directory/wire/client.ts';
 
 const HELP = `usage: kubestorage admin store <list|volumes|remove ID> [--directory URL,...]
 

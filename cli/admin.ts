@@ -1,7 +1,7 @@
 // kubestorage admin: users and access keys of a running server, through its admin API
 // (SigV4-signed with the root credentials).
 import { parseArgs } from 'node:util';
-import { signRequest, uriEncode } from '../gateway/sigv4.ts';
+import { signRequest, uriEncode } from '../gateway/auth/sigv4.ts';
 
 const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint URL]
        kubestorage admin raft <status|add|remove|transfer> ...   (admin raft --help)

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
-import { DirectoryServer } from '../directory/raft-server.ts';
+import { DirectoryServer } from '../directory/replica/raft-server.ts';
 import { onShutdown, parseListen } from './common.ts';
 
 const HELP = `usage: kubestorage directory --id ID --listen HOST:PORT --peers ID=URL,... --data DIR [--join]

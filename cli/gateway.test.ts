@@ -9,9 +9,9 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
-import { TEST_SECRET } from '../directory/test-directory.ts';
-import { startTestCluster, type TestCluster } from '../gateway/cluster-test-util.ts';
+import { startTestCluster, type TestCluster } from '../test/kit/data-cluster.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
+import { TEST_SECRET } from '../test/kit/test-directory.ts';
 import { parseDirectory, parseReplicas } from './gateway.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');

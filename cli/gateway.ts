@@ -7,11 +7,11 @@ import { parseArgs } from 'node:util';
 import { type Config, loadConfig } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger, type Logger } from '../common/log.ts';
-import { MetadataClient } from '../directory/client.ts';
+import { ClusterPlacement } from '../data/cluster-placement.ts';
+import { ClusterNeedleStore } from '../data/cluster-store.ts';
+import { ObjectData } from '../data/object-data.ts';
+import { MetadataClient } from '../directory/wire/client.ts';
 import { createGatewayServer } from '../gateway/app.ts';
-import { ClusterPlacement } from '../gateway/cluster-placement.ts';
-import { ClusterNeedleStore } from '../gateway/cluster-store.ts';
-import { ObjectData } from '../gateway/data.ts';
 import { ensureRootCredentials } from '../gateway/users.ts';
 import { onShutdown, parseListen } from './common.ts';
 

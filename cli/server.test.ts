@@ -11,7 +11,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
 import { parseWorkers } from './server.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');

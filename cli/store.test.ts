@@ -5,8 +5,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InternalAuth } from '../common/internal-auth.ts';
-import { tempDir } from '../common/test-util.ts';
 import { StoreClient } from '../store-node/client.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
 const SECRET = 'cli-test-secret-0123456789';

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../test/kit/temp-dirs.ts';
 import { DEFAULT_CONFIG, loadConfig, parseSize } from './config.ts';
-import { tempDir } from './test-util.ts';
 
 describe('config', () => {
   it('parses sizes with SI and binary units', () => {

@@ -24,8 +24,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import type { MetadataClient } from '../directory/client.ts';
-import type { VolumeRecord } from '../directory/topology.ts';
+import type { VolumeRecord } from '../directory/model/topology.ts';
+import type { MetadataClient } from '../directory/wire/client.ts';
 import { liveNeedles, startCluster, type TestCluster, until } from './cluster-util.ts';
 
 const RUN = process.env.KUBESTORAGE_TEST_DIRECTORY !== 'raft';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { type ClusterFile, down, up } from '../cli/cluster.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
-import { MetadataClient } from '../directory/client.ts';
+import { MetadataClient } from '../directory/wire/client.ts';
 import { StoreClient } from '../store-node/client.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');

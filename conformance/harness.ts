@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { down, up } from '../cli/cluster.ts';
-import { startTestServer, type TestServer } from '../gateway/test-server.ts';
+import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 /** What a client scenario needs of the server under test. */
 export type ScenarioServer = Pick<TestServer, 'endpoint' | 'accessKey' | 'secretKey'>;

@@ -11,8 +11,8 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
-import { startTestServer, type TestServer } from './test-server.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');

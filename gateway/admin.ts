@@ -7,7 +7,7 @@
 //   DELETE /_ks/admin/users?id=NAME         remove a user (refused while it owns buckets)
 //   POST   /_ks/admin/keys?user=NAME        add a key → the secret, once
 //   DELETE /_ks/admin/keys?accessKey=AK     remove a key
-import { MetadataError, type MetadataStore } from '../directory/api.ts';
+import { MetadataError, type MetadataStore } from '../directory/model/api.ts';
 import { S3Error } from './error.ts';
 import { newAccessKey, newSecretKey, ROOT_USER } from './users.ts';
 

@@ -6,15 +6,15 @@ import crypto from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import { MetadataError } from '../directory/api.ts';
+import { MetadataError } from '../directory/model/api.ts';
 import { StoreError } from '../store-node/errors.ts';
 import { ADMIN_PREFIX, handleAdmin } from './admin.ts';
-import { chunkedOptionsFor, decodeAwsChunked } from './chunked.ts';
+import { chunkedOptionsFor, decodeAwsChunked } from './auth/chunked.ts';
+import { type AuthResult, authenticate, parseQuery } from './auth/sigv4.ts';
 import type { S3Request, Services } from './context.ts';
 import { S3Error } from './error.ts';
 import { withLookupCache } from './lookup-cache.ts';
 import { route } from './router.ts';
-import { type AuthResult, authenticate, parseQuery } from './sigv4.ts';
 
 export function splitTarget(
   rawUrl: string,

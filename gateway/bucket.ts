@@ -1,6 +1,6 @@
 // Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation.
 
-import { MetadataError } from '../directory/api.ts';
+import { MetadataError } from '../directory/model/api.ts';
 import { readSmallBody, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 import { replicaHeader } from './replicas.ts';

@@ -2,7 +2,7 @@
 // may have been committed (MetadataClient maps a dropped connection / timeout after the
 // server's synced batch to MetadataError('Unavailable')).
 import { describe, expect, it } from 'vitest';
-import { type ChunkRef, MetadataError, type ObjectRecord } from '../directory/api.ts';
+import { type ChunkRef, MetadataError, type ObjectRecord } from '../directory/model/api.ts';
 import type { S3Request } from './context.ts';
 import { commitObject } from './put.ts';
 

@@ -1,8 +1,8 @@
 // What every S3 handler receives: the parsed request, who sent it, and the services.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Logger } from '../common/log.ts';
-import type { MetadataStore } from '../directory/api.ts';
-import type { ObjectData } from './data.ts';
+import type { ObjectData } from '../data/object-data.ts';
+import type { MetadataStore } from '../directory/model/api.ts';
 import { S3Error } from './error.ts';
 
 export interface GatewayConfig {

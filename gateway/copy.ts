@@ -3,7 +3,7 @@
 // deletes and compaction free of reference counting.
 
 import crypto from 'node:crypto';
-import type { ObjectRecord } from '../directory/api.ts';
+import type { ObjectRecord } from '../directory/model/api.ts';
 import { requireBucket } from './bucket.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';

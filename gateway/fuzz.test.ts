@@ -5,9 +5,9 @@
 import crypto from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
-import { signRequest, uriEncode } from './sigv4.ts';
-import { startTestServer, type TestServer } from './test-server.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
+import { signRequest, uriEncode } from './auth/sigv4.ts';
 
 let srv: TestServer;
 

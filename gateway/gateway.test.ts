@@ -24,8 +24,8 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
-import { startTestServer, type TestServer } from './test-server.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 let srv: TestServer;
 let s3: S3Client;

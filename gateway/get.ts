@@ -1,6 +1,6 @@
 // GetObject and HeadObject: conditional requests, single byte ranges, partNumber reads,
 // response-* overrides, and a streamed body read chunk by chunk from the stores.
-import type { ObjectRecord } from '../directory/api.ts';
+import type { ObjectRecord } from '../directory/model/api.ts';
 import { StoreError } from '../store-node/errors.ts';
 import { requireBucket } from './bucket.ts';
 import { header, type S3Request } from './context.ts';

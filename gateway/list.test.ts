@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { ListObjectsResult, ObjectRecord } from '../directory/api.ts';
+import type { ListObjectsResult, ObjectRecord } from '../directory/model/api.ts';
 import { owner } from './bucket.ts';
 import { listXml, objectsXml, prefixesXml, versionXml } from './list.ts';
 import { isoDate, toXml, type XmlNode } from './xml.ts';

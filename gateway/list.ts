@@ -1,7 +1,7 @@
 // ListObjects (v1), ListObjectsV2 and ListObjectVersions. Buckets are unversioned, so
 // versions are listed as the single `null` version of each key (s3-tests and several
 // clients clean buckets up through ListObjectVersions even when versioning is off).
-import type { ListObjectsResult, ObjectSummary } from '../directory/api.ts';
+import type { ListObjectsResult, ObjectSummary } from '../directory/model/api.ts';
 import { requireBucket } from './bucket.ts';
 import { intParam, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';

@@ -5,7 +5,7 @@
 // for up to TTL_MS by this gateway (object writes still fail at once, because the
 // metadata store checks the bucket inside the commit). Changes made through this
 // gateway invalidate immediately.
-import type { AccessKeyRecord, BucketRecord, MetadataStore } from '../directory/api.ts';
+import type { AccessKeyRecord, BucketRecord, MetadataStore } from '../directory/model/api.ts';
 
 const TTL_MS = 1000;
 const MAX_ENTRIES = 10_000;

@@ -5,11 +5,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InternalAuth } from '../common/internal-auth.ts';
-import { tempDir } from '../common/test-util.ts';
-import type { MetadataStore } from '../directory/api.ts';
-import { MetadataClient } from '../directory/client.ts';
-import { signRequest } from './sign.ts';
-import { startTestServer, type TestServer } from './test-server.ts';
+import type { MetadataStore } from '../directory/model/api.ts';
+import { MetadataClient } from '../directory/wire/client.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
+import { signRequest } from './auth/sign.ts';
 
 let srv: TestServer;
 let remote: MetadataClient;

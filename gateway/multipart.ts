@@ -7,7 +7,7 @@ import {
   type ObjectRecord,
   type PartRecord,
   type UploadRecord,
-} from '../directory/api.ts';
+} from '../directory/model/api.ts';
 import { owner, requireBucket } from './bucket.ts';
 import { BodyDigests, parseChecksumAlgorithm } from './checksum.ts';
 import { header, intParam, readSmallBody, type S3Request } from './context.ts';

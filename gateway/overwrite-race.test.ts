@@ -8,9 +8,9 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
-import type { MetadataStore, ObjectRecord } from '../directory/api.ts';
-import { startTestServer, type TestServer } from './test-server.ts';
+import type { MetadataStore, ObjectRecord } from '../directory/model/api.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 let srv: TestServer;
 let s3: S3Client;

@@ -1,6 +1,6 @@
 // PutObject: data first (fsync'd needles), then the metadata commit; the replaced
 // object's needles are freed only after the new record is committed.
-import { MetadataError, type ObjectRecord } from '../directory/api.ts';
+import { MetadataError, type ObjectRecord } from '../directory/model/api.ts';
 import { requireBucket } from './bucket.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';

@@ -2,7 +2,7 @@
 // then verify every digest the client declared — Content-MD5, x-amz-content-sha256,
 // x-amz-checksum-* in headers or in the aws-chunked trailer. Any mismatch frees the
 // needles before the error is returned, so a bad upload never becomes visible.
-import type { ChunkRef, ObjectRecord } from '../directory/api.ts';
+import type { ChunkRef, ObjectRecord } from '../directory/model/api.ts';
 import {
   BodyDigests,
   type ChecksumAlgorithm,

@@ -1,6 +1,6 @@
 // Users and access keys: the root user's credentials, and key generation.
 import crypto from 'node:crypto';
-import type { MetadataStore } from '../directory/api.ts';
+import type { MetadataStore } from '../directory/model/api.ts';
 
 export const ROOT_USER = 'root';
 

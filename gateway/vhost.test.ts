@@ -2,9 +2,9 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
-import { signRequest } from './sigv4.ts';
-import { startTestServer, type TestServer } from './test-server.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
+import { signRequest } from './auth/sigv4.ts';
 
 let srv: TestServer;
 beforeAll(async () => {

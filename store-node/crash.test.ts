@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../common/payload.ts';
-import { payload } from '../common/test-util.ts';
+import { payload } from '../test/kit/temp-dirs.ts';
 import { StoreError } from './errors.ts';
 import { Store } from './store.ts';
 

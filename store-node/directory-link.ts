@@ -3,7 +3,7 @@
 // arguments, answer {"r": result}) on each directory replica in turn until one answers.
 import { request } from 'undici';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
-import type { NodeRecord, VolumeRecord } from '../directory/topology.ts';
+import type { NodeRecord, VolumeRecord } from '../directory/model/topology.ts';
 import type { StoreClient } from './client.ts';
 import type { RepairHook } from './store.ts';
 

@@ -2,9 +2,9 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { payload } from '../common/payload.ts';
-import type { Heartbeat } from '../directory/topology.ts';
+import type { Heartbeat } from '../directory/model/topology.ts';
+import { auth, startNode } from '../test/kit/test-nodes.ts';
 import { collectHeartbeat, HeartbeatSender } from './heartbeat.ts';
-import { auth, startNode } from './test-nodes.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

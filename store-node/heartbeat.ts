@@ -1,11 +1,11 @@
 // Heartbeats: every interval a store tells each directory replica who it is, how full it
-// is and which volumes it holds (directory/topology.ts Heartbeat). Fire and forget with a
+// is and which volumes it holds (directory/model/topology.ts Heartbeat). Fire and forget with a
 // short timeout; a directory that is slow or down must cost the store nothing, so a beat
 // to a directory whose previous beat is still in flight is skipped, never queued.
 import { Pool } from 'undici';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
-import type { Heartbeat } from '../directory/topology.ts';
+import type { Heartbeat } from '../directory/model/topology.ts';
 import type { Store } from './store.ts';
 
 export const HEARTBEAT_PATH = '/cluster/heartbeat';

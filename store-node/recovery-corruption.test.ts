@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../common/test-util.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
 import { StoreError } from './errors.ts';
 import { IDX_HEADER_SIZE } from './index-file.ts';
 import { NEEDLE_HEADER_SIZE, needleDiskSize, SUPERBLOCK_SIZE } from './needle.ts';

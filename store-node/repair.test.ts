@@ -4,9 +4,9 @@ import http from 'node:http';
 import { Client } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { payload } from '../common/payload.ts';
-import type { NodeRecord, VolumeRecord } from '../directory/topology.ts';
+import type { NodeRecord, VolumeRecord } from '../directory/model/topology.ts';
+import { auth, flipDataByte, startNode, type TestNode } from '../test/kit/test-nodes.ts';
 import { directoryReplicaUrls, replicaRepair } from './directory-link.ts';
-import { auth, flipDataByte, startNode, type TestNode } from './test-nodes.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

@@ -4,8 +4,8 @@ import { Client } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AUTH_HEADER } from '../common/internal-auth.ts';
 import { payload, textPayload } from '../common/payload.ts';
+import { auth, startBlackHole, startNode, type TestNode } from '../test/kit/test-nodes.ts';
 import { StoreError } from './errors.ts';
-import { auth, startBlackHole, startNode, type TestNode } from './test-nodes.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

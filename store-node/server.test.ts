@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
 import { textPayload } from '../common/payload.ts';
-import { tempDir } from '../common/test-util.ts';
+import { tempDir } from '../test/kit/temp-dirs.ts';
 import { StoreClient } from './client.ts';
 import { StoreServer } from './server.ts';
 import { Store } from './store.ts';

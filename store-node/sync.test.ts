@@ -4,7 +4,7 @@ import { Client } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER } from '../common/internal-auth.ts';
 import { payload, textPayload } from '../common/payload.ts';
-import { flipDataByte, startNode, type TestNode } from './test-nodes.ts';
+import { flipDataByte, startNode, type TestNode } from '../test/kit/test-nodes.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { textPayload } from '../common/payload.ts';
-import { payload, tempDir } from '../common/test-util.ts';
+import { payload, tempDir } from '../test/kit/temp-dirs.ts';
 import { StoreError } from './errors.ts';
 import { IDX_HEADER_SIZE } from './index-file.ts';
 import { NEEDLE_HEADER_SIZE, SUPERBLOCK_SIZE } from './needle.ts';

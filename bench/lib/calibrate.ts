@@ -2,8 +2,8 @@
 // 2× from day to day (and within a day), so a figure without it cannot be compared with
 // another. The work is the directory's own: validating stored object records.
 import { performance } from 'node:perf_hooks';
-import type { ObjectRecord } from '../../directory/api.ts';
-import { checkStored, encodeObject } from '../../directory/object-codec.ts';
+import type { ObjectRecord } from '../../directory/model/api.ts';
+import { checkStored, encodeObject } from '../../directory/model/object-codec.ts';
 
 /** Microseconds per stored record validated (checkStored), median of `rounds` rounds. */
 export function calibrate(

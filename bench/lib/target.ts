@@ -1,8 +1,8 @@
 // One benchmark target: an S3 endpoint (SigV4, cached signing key) or a plain HTTP file
 // server (PUT/GET URL/bucket/key, no auth: nginx WebDAV), over keep-alive undici connections.
 import { Pool } from 'undici';
-import { signRequest } from '../../gateway/sign.ts';
-import { UNSIGNED_PAYLOAD } from '../../gateway/sigv4-canonical.ts';
+import { signRequest } from '../../gateway/auth/sign.ts';
+import { UNSIGNED_PAYLOAD } from '../../gateway/auth/sigv4-canonical.ts';
 
 export type Mode = 's3' | 'http';
 

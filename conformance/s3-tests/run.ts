@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { XMLParser } from 'fast-xml-parser';
-import { startTestServer, type TestServer } from '../../gateway/test-server.ts';
+import { startTestServer, type TestServer } from '../../test/kit/test-server.ts';
 import { parseExcludeFile, select } from './select.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

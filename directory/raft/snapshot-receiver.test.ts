@@ -2,9 +2,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../../common/test-util.ts';
-import { LevelMetadata } from '../meta-level.ts';
-import { exportSnapshot } from '../sm-snapshot.ts';
+import { tempDir } from '../../test/kit/temp-dirs.ts';
+import { LevelMetadata } from '../engine/meta-level.ts';
+import { exportSnapshot } from '../engine/sm-snapshot.ts';
 import { stagingReceiver } from './snapshot-receiver.ts';
 import type { SnapshotMessage } from './transport.ts';
 import type { SnapshotMeta } from './types.ts';

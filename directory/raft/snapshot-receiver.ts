@@ -6,7 +6,7 @@
 // a later transfer never touches it (a staged snapshot waiting for the host loop was once
 // deleted under it by the next transfer's start).
 import fs from 'node:fs/promises';
-import { importSnapshot } from '../sm-snapshot.ts';
+import { importSnapshot } from '../engine/sm-snapshot.ts';
 import type { SnapshotMessage, SnapshotReceiver } from './transport.ts';
 import type { SnapshotMeta } from './types.ts';
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../../common/test-util.ts';
+import { tempDir } from '../../test/kit/temp-dirs.ts';
 import { RaftStorage } from './storage.ts';
 import type { ConfState, Entry, HardState } from './types.ts';
 

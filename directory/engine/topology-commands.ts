@@ -1,0 +1,119 @@
+// The topology mutations (nodes, volumes) as replicated commands: the same contract as
+// commands.ts — pure functions of (state seen through the Tx, command).
+import { MetadataError } from '../model/api.ts';
+import type { NodeRecord, NodeState, VolumeRecord, VolumeState } from '../model/topology.ts';
+import type { Command } from './commands.ts';
+import * as K from './keys.ts';
+import type { Tx } from './writer.ts';
+
+export const TOPOLOGY_COMMANDS = [
+  'registerNode',
+  'setNodeState',
+  'createVolume',
+  'updateVolume',
+] as const;
+
+type TopologyCommand = Extract<Command, { op: (typeof TOPOLOGY_COMMANDS)[number] }>;
+
+const NODE_STATES: readonly NodeState[] = ['online', 'offline', 'removed'];
+const VOLUME_STATES: readonly VolumeState[] = ['writable', 'readonly'];
+
+export function topologyPrefetch(cmd: Command): string[] {
+  const c = cmd as TopologyCommand;
+  switch (c.op) {
+    case 'registerNode':
+      return [K.nodeKey(checkId(c.args[0].id))];
+    case 'setNodeState':
+      return [K.nodeKey(checkId(c.args[0]))];
+    case 'createVolume':
+      return [K.volumeKey(checkVolumeId(c.args[0].id))];
+    case 'updateVolume':
+      return [K.volumeKey(checkVolumeId(c.args[0]))];
+    default:
+      throw new Error(`unknown command ${String((cmd as { op: unknown }).op)}`);
+  }
+}
+
+function checkId(id: unknown): string {
+  if (typeof id !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(id)) {
+    throw new Error(`node id must be 1-64 of [A-Za-z0-9._-], got ${JSON.stringify(id)}`);
+  }
+  return id;
+}
+
+function checkVolumeId(id: unknown): number {
+  if (!Number.isInteger(id) || (id as number) < 1 || (id as number) > 0xffff_ffff) {
+    throw new Error(`volume id out of range: ${String(id)}`);
+  }
+  return id as number;
+}
+
+function checkReplicas(replicas: unknown): string[] {
+  if (!Array.isArray(replicas) || replicas.length === 0) throw new Error('replicas: non-empty');
+  const ids = replicas.map(checkId);
+  if (new Set(ids).size !== ids.length) throw new Error('replicas must be distinct nodes');
+  return ids;
+}
+
+const precondition = (m: string) => new MetadataError('PreconditionFailed', m);
+
+export async function applyTopology(tx: Tx, cmd: Command): Promise<unknown> {
+  const c = cmd as TopologyCommand;
+  switch (c.op) {
+    case 'registerNode': {
+      const n = c.args[0];
+      const k = K.nodeKey(checkId(n.id));
+      const cur = parseNode(await tx.get(k));
+      const rec: NodeRecord = cur
+        ? { ...cur, url: n.url, zone: n.zone, capacity: n.capacity }
+        : { ...n, state: NODE_STATES.includes(n.state) ? n.state : 'online' };
+      tx.put(k, JSON.stringify(rec));
+      return;
+    }
+    case 'setNodeState': {
+      const [id, state, since] = c.args;
+      if (!NODE_STATES.includes(state)) throw new Error(`bad node state ${String(state)}`);
+      const k = K.nodeKey(checkId(id));
+      const cur = parseNode(await tx.get(k));
+      if (!cur) throw precondition(`no node ${id}`);
+      tx.put(k, JSON.stringify({ ...cur, state, stateSince: since }));
+      return;
+    }
+    case 'createVolume': {
+      const v = c.args[0];
+      const k = K.volumeKey(checkVolumeId(v.id));
+      checkReplicas(v.replicas);
+      if ((await tx.get(k)) !== undefined) throw precondition(`volume ${v.id} exists`);
+      tx.put(k, JSON.stringify({ ...v, version: 1 }));
+      return;
+    }
+    case 'updateVolume': {
+      const [id, expect, patch] = c.args;
+      const k = K.volumeKey(checkVolumeId(id));
+      const cur = parseVolume(await tx.get(k));
+      if (!cur) throw precondition(`no volume ${id}`);
+      if (cur.version !== expect) {
+        throw precondition(`volume ${id} is at version ${cur.version}, not ${expect}`);
+      }
+      if (patch.state !== undefined && !VOLUME_STATES.includes(patch.state)) {
+        throw new Error(`bad volume state ${String(patch.state)}`);
+      }
+      const next: VolumeRecord = {
+        ...cur,
+        replicas: patch.replicas ? checkReplicas(patch.replicas) : cur.replicas,
+        state: patch.state ?? cur.state,
+        version: cur.version + 1,
+      };
+      tx.put(k, JSON.stringify(next));
+      return next;
+    }
+  }
+}
+
+export function parseNode(v: string | undefined): NodeRecord | null {
+  return v === undefined ? null : (JSON.parse(v) as NodeRecord);
+}
+
+export function parseVolume(v: string | undefined): VolumeRecord | null {
+  return v === undefined ? null : (JSON.parse(v) as VolumeRecord);
+}

@@ -1,0 +1,80 @@
+// Fails when the relative imports between the project's .ts files form a cycle. Type-only
+// imports count too: a cycle of types is still two files that cannot be understood apart.
+// Run: npm run check:cycles (part of npm test).
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+const SKIP = new Set(['node_modules', 'data', '.git', '.tmp', 'bench-results', 'coverage']);
+
+function walk(dir: string, out: string[]): string[] {
+  for (const name of readdirSync(dir)) {
+    if (SKIP.has(name)) continue;
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (name.endsWith('.ts') && !name.endsWith('.d.ts')) out.push(p);
+  }
+  return out;
+}
+
+// from '...' in import/export statements, and import('...') calls.
+const SPEC =
+  /(?:^|\n)\s*(?:import|export)\b[^;'"]*?\bfrom\s*['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g;
+
+export function importGraph(files: string[]): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const f of files) {
+    const text = readFileSync(f, 'utf8');
+    const deps: string[] = [];
+    for (const m of text.matchAll(SPEC)) {
+      const spec = m[1] ?? m[2]!;
+      if (!spec.endsWith('.ts')) continue;
+      deps.push(resolve(dirname(f), spec));
+    }
+    graph.set(f, deps);
+  }
+  return graph;
+}
+
+/** Every strongly connected component of more than one file (or a file importing itself). */
+export function cycles(graph: Map<string, string[]>): string[][] {
+  let index = 0;
+  const idx = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const on = new Set<string>();
+  const out: string[][] = [];
+  const visit = (v: string) => {
+    idx.set(v, index);
+    low.set(v, index++);
+    stack.push(v);
+    on.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+    }
+    if (low.get(v) === idx.get(v)) {
+      const comp: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        on.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      if (comp.length > 1 || (graph.get(v) ?? []).includes(v)) out.push(comp.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!idx.has(v)) visit(v);
+  return out;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
+  const found = cycles(importGraph(walk(root, [])));
+  for (const c of found)
+    console.error(`import cycle: ${c.map((f) => relative(root, f)).join(' <-> ')}`);
+  if (found.length > 0) process.exit(1);
+  console.log('no import cycles');
+}
