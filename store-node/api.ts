@@ -23,6 +23,14 @@ export interface GetResult {
   size: number;
 }
 
+/** What one volume sync did (POST /volumes/<id>/sync, store-node/sync.ts). */
+export interface SyncResult {
+  copied: number;
+  deleted: number;
+  bytes: number;
+  ms: number;
+}
+
 export interface NeedleStore {
   put(ref: NeedleRef, data: Buffer, contentType?: string): Promise<PutResult>;
   get(ref: NeedleRef, range?: { start: number; end: number }): Promise<GetResult>;

@@ -11,10 +11,10 @@ import {
   type NeedleRef,
   type NeedleStore,
   type PutResult,
+  type SyncResult,
 } from './api.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import type { StoreStatus } from './store.ts';
-import type { SyncResult } from './sync.ts';
 
 export interface PutOptions {
   /** Base URLs of the volume's other replicas: the node forwards the write to each. */

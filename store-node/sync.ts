@@ -6,6 +6,7 @@
 // this node through the normal replicated PUT, and a deletion candidate (live here, not in
 // the source's listing) is confirmed absent at the source one more time before it goes.
 import type { Logger } from '../common/log.ts';
+import type { SyncResult } from './api.ts';
 import type { StoreClient } from './client.ts';
 import { StoreError } from './errors.ts';
 import { scrubVolume } from './scrub.ts';
@@ -19,13 +20,6 @@ export interface SyncOptions {
   concurrency?: number;
   pageSize?: number;
   logger?: Logger;
-}
-
-export interface SyncResult {
-  copied: number;
-  deleted: number;
-  bytes: number;
-  ms: number;
 }
 
 function isMissing(e: unknown): boolean {

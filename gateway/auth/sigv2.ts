@@ -8,7 +8,7 @@ import {
   checkSkew,
   type SecretLookup,
   streamingMode,
-} from './sigv4.ts';
+} from './auth-request.ts';
 import {
   canonicalUri,
   formatAmzDate,
