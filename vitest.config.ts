@@ -8,7 +8,7 @@ const SLOW = [
   'directory/replica/raft-process.test.ts',
   'directory/raft/sim/sim-*.test.ts',
   'cli/*.test.ts',
-  'test/**/*.test.ts',
+  'test/cluster-*.test.ts',
   'conformance/*.test.ts',
   'bench/**/*.test.ts',
 ];

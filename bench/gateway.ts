@@ -12,16 +12,21 @@
 // sha256 hashes every body). Before that it measures the load generator's own ceiling
 // against a null HTTP server (a child process answering 200 at once) with the same
 // signing and connection settings, and flags results close to it as generator-bound.
-import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { sha256Hex, signRequest, UNSIGNED_PAYLOAD } from '../gateway/auth/sigv4.ts';
-import { NULL_SERVER, stopChild, waitFor } from './lib/proc.ts';
-import { fmtInt, type Percentiles, percentiles, progress, runConcurrent } from './lib/stats.ts';
+import { loadAvg, machineInfo } from './lib/machine.ts';
+import { type S3Server, startEmbedded, startNullServer } from './lib/proc.ts';
+import {
+  type Counts,
+  fmtInt,
+  type Percentiles,
+  percentiles,
+  progress,
+  runCounting,
+} from './lib/stats.ts';
 
 const USAGE = `usage: npm run bench:gateway -- [options]
   --workers N           start kubestorage server --workers N (default 1; 0/auto = cores)
@@ -37,18 +42,10 @@ const USAGE = `usage: npm run bench:gateway -- [options]
   --dir DIR             data dir for the started server (default: fresh temp dir, removed)
   --json FILE           write the results as JSON`;
 
-const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
 const BUCKET = 'bench';
 
-interface PhaseResult {
+interface PhaseResult extends Counts {
   op: string;
-  requests: number;
-  ok: number;
-  errors: number;
-  firstError?: string;
-  seconds: number;
-  reqPerSec: number;
-  mbPerSec: number;
   latencyMs: Percentiles;
   generatorCpuSeconds: number;
   capped: boolean;
@@ -163,44 +160,29 @@ async function phase(
   op: (i: number) => Promise<void>,
 ): Promise<PhaseResult> {
   const latencies = new Float64Array(total);
-  let errors = 0;
-  let firstError: string | undefined;
-  const r = await runConcurrent({
+  const { run, counts } = await runCounting({
     label,
     total,
     concurrency: a.concurrency,
     capSeconds: a.capSeconds,
     latencies,
-    op: async (i) => {
-      try {
-        await op(i);
-      } catch (e) {
-        errors++;
-        firstError ??= (e as Error)?.message ?? String(e);
-      }
-    },
+    size: a.size,
+    op,
   });
-  const ok = r.done - errors;
   const res: PhaseResult = {
     op: label,
-    requests: r.done,
-    ok,
-    errors,
-    firstError,
-    seconds: r.seconds,
-    reqPerSec: r.done / r.seconds,
-    mbPerSec: (ok * a.size) / r.seconds / 1e6,
-    latencyMs: percentiles(latencies, r.done),
-    generatorCpuSeconds: r.cpuSeconds,
-    capped: r.capped,
+    ...counts,
+    latencyMs: percentiles(latencies, run.done),
+    generatorCpuSeconds: run.cpuSeconds,
+    capped: run.capped,
   };
   const l = res.latencyMs;
   progress(
     `${label}: ${fmtInt(res.reqPerSec)} req/s, p50 ${l.p50.toFixed(2)} ms, p90 ${l.p90.toFixed(2)} ms, ` +
-      `p99 ${l.p99.toFixed(2)} ms, max ${l.max.toFixed(1)} ms, errors ${errors}` +
-      `${firstError ? ` (first: ${firstError})` : ''}, generator CPU ${(
-        (100 * r.cpuSeconds) / r.seconds
-      ).toFixed(0)}%${r.capped ? ' [time cap]' : ''}`,
+      `p99 ${l.p99.toFixed(2)} ms, max ${l.max.toFixed(1)} ms, errors ${res.errors}` +
+      `${res.firstError ? ` (first: ${res.firstError})` : ''}, generator CPU ${(
+        (100 * run.cpuSeconds) / run.seconds
+      ).toFixed(0)}%${run.capped ? ' [time cap]' : ''}`,
   );
   return res;
 }
@@ -213,14 +195,7 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {
     command: `npm run bench:gateway -- ${process.argv.slice(2).join(' ')}`.trim(),
     date: new Date().toISOString(),
-    machine: {
-      cores: os.availableParallelism?.() ?? os.cpus().length,
-      cpu: os.cpus()[0]?.model,
-      memGiB: +(os.totalmem() / 1024 ** 3).toFixed(1),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-      loadAvgAtStart: os.loadavg().map((x) => +x.toFixed(2)),
-    },
+    machine: { ...machineInfo(), loadAvgAtStart: loadAvg() },
     settings: {
       objects: a.objects,
       size: a.size,
@@ -237,12 +212,9 @@ async function main(): Promise<void> {
   // 1. The generator's own ceiling against a null server.
   let nullCeiling: { put: PhaseResult; get: PhaseResult } | undefined;
   if (a.nullRequests > 0) {
-    const ns = spawn(process.execPath, ['-e', NULL_SERVER, String(a.size)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const ns = await startNullServer(a.size);
     try {
-      const m = await waitFor(ns, /null server on (\d+)/, 'null server');
-      const load = new S3Load(`http://127.0.0.1:${m[1]}`, a);
+      const load = new S3Load(ns.endpoint, a);
       const put = await phase('null PUT', a, a.nullRequests, async (i) => {
         await load.request('PUT', keyPath(i), payload);
       });
@@ -252,33 +224,27 @@ async function main(): Promise<void> {
       await load.close();
       nullCeiling = { put, get };
     } finally {
-      await stopChild(ns);
+      await ns.stop();
     }
     results.generatorCeiling = nullCeiling;
   }
 
   // 2. The gateway.
-  let server: ChildProcess | undefined;
-  let dataDir: string | undefined;
+  let server: S3Server | undefined;
   let endpoint = a.endpoint;
   try {
     if (!endpoint) {
-      dataDir = a.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ks-bench-gw-'));
-      server = spawn(
-        process.execPath,
-        [BIN, 'server', '--workers', a.workers, '--data', dataDir, '--listen', '127.0.0.1:0'],
-        {
-          env: {
-            ...process.env,
-            KUBESTORAGE_ROOT_ACCESS_KEY: a.accessKey,
-            KUBESTORAGE_ROOT_SECRET_KEY: a.secretKey,
-            KUBESTORAGE_LOG_LEVEL: process.env.KUBESTORAGE_LOG_LEVEL ?? 'warn',
-          },
-          stdio: ['ignore', 'pipe', 'inherit'],
-        },
+      server = await startEmbedded({
+        accessKey: a.accessKey,
+        secretKey: a.secretKey,
+        workers: a.workers,
+        dir: a.dir,
+        tmpPrefix: 'ks-bench-gw-',
+      });
+      endpoint = server.endpoint;
+      progress(
+        `kubestorage server --workers ${a.workers} on ${endpoint}, data in ${server.dataDir}`,
       );
-      endpoint = (await waitFor(server, /S3 endpoint: (http:\/\/\S+)/, 'kubestorage server'))[1]!;
-      progress(`kubestorage server --workers ${a.workers} on ${endpoint}, data in ${dataDir}`);
     }
     const load = new S3Load(endpoint, a);
     try {
@@ -316,15 +282,12 @@ async function main(): Promise<void> {
     }
   } finally {
     if (server) {
-      const code = await stopChild(server);
+      const code = await server.stop();
       results.serverExitCode = code;
       if (code !== 0) progress(`kubestorage server exited with ${code}`);
     }
-    if (dataDir && !a.dir) fs.rmSync(dataDir, { recursive: true, force: true });
   }
-  (results.machine as Record<string, unknown>).loadAvgAtEnd = os
-    .loadavg()
-    .map((x) => +x.toFixed(2));
+  (results.machine as Record<string, unknown>).loadAvgAtEnd = loadAvg();
   const text = JSON.stringify(results, null, 2);
   if (a.json) fs.writeFileSync(a.json, `${text}\n`);
   process.stdout.write(`${text}\n`);

@@ -1,9 +1,9 @@
 // kubestorage bench: the paper's workloads (MISSION "The paper's experiments") against an S3
 // endpoint (SigV4) or a plain HTTP file server (nginx WebDAV on ext4: bench/nginx-baseline.sh).
 import fs from 'node:fs';
-import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { startEmbedded, startNullServer } from '../bench/lib/proc.ts';
+import { loadAvg, machineInfo } from '../bench/lib/machine.ts';
+import { type ExitStatus, startEmbedded, startNullServer } from '../bench/lib/proc.ts';
 import { fmtInt, progress } from '../bench/lib/stats.ts';
 import { lineChart, type Series } from '../bench/lib/svg.ts';
 import { isLoopback, type Mode, Target } from '../bench/lib/target.ts';
@@ -203,7 +203,7 @@ interface Opened {
   spec: TargetSpec;
   target: Target;
   embedded: boolean;
-  stop?: () => Promise<number | null>;
+  stop?: () => Promise<ExitStatus>;
 }
 
 const EMBED_KEY = 'BENCHKEY00000000';
@@ -414,17 +414,6 @@ export function charts(results: Labeled[], base: string, multiTarget: boolean): 
   return files;
 }
 
-function machine() {
-  return {
-    cores: os.availableParallelism?.() ?? os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-    memGiB: +(os.totalmem() / 1024 ** 3).toFixed(1),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
-    loadAvg: os.loadavg().map((x) => +x.toFixed(2)),
-  };
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -479,7 +468,7 @@ export async function main(argv: string[]): Promise<void> {
   const out: Record<string, unknown> = {
     command: `kubestorage bench ${argv.join(' ')}`,
     date: started,
-    machine: machine(),
+    machine: { ...machineInfo(), loadAvg: loadAvg() },
     settings: { ...a, help: undefined, json: undefined },
   };
   const ceil = await ceiling(a, payloads);

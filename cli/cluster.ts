@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseFlags } from './common.ts';
 import { SERVER_NODE_FLAGS } from './node-flags.ts';
 
 const HELP = `usage: kubestorage cluster up --data DIR [--directories 3] [--stores 4] [--gateways 2]
@@ -89,23 +89,13 @@ export async function up(
   argv: string[],
   onStart: (pid: number) => void = () => {},
 ): Promise<ClusterFile> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      data: { type: 'string' },
-      directories: { type: 'string' },
-      stores: { type: 'string' },
-      gateways: { type: 'string' },
-      zones: { type: 'string' },
-      replicas: { type: 'string' },
-      'port-base': { type: 'string' },
-      'offline-after-ms': { type: 'string' },
-      'rereplicate-after-ms': { type: 'string' },
-    },
-  });
-  const passOn = (['offline-after-ms', 'rereplicate-after-ms'] as const).flatMap((k) =>
-    values[k] === undefined ? [] : [`--${k}`, values[k] as string],
-  );
+  const counts = 'directories stores gateways zones replicas';
+  const values = parseFlags(argv, `data ${counts} port-base offline-after-ms rereplicate-after-ms`);
+  const passOn = (k: 'offline-after-ms' | 'rereplicate-after-ms'): string[] =>
+    values[k] === undefined ? [] : [`--${k}`, values[k]];
+  // Directories and gateways must agree on when a store is down.
+  const directoryFlags = [...passOn('offline-after-ms'), ...passOn('rereplicate-after-ms')];
+  const gatewayFlags = passOn('offline-after-ms');
   if (!values.data) throw new Error(`--data DIR is required\n\n${HELP}`);
   const dir = path.resolve(values.data);
   const nd = count(values.directories, 3, 'directories');
@@ -149,28 +139,20 @@ export async function up(
   const peers = dirs.map((d) => `${d.id}=${d.url}`).join(',');
   const dirUrls = dirs.map((d) => d.url).join(',');
   const started: ChildProcess[] = [];
+  /** Starts one process; its PID. */
+  const launch = (name: string, args: string[]): number => {
+    const c = start(name, args, env, logs);
+    started.push(c);
+    if (c.pid) onStart(c.pid);
+    return c.pid ?? 0;
+  };
   try {
     for (const d of dirs) {
-      const c = start(
-        `directory-${d.id}`,
-        [
-          'directory',
-          '--id',
-          d.id,
-          '--listen',
-          d.url.slice(7),
-          '--peers',
-          peers,
-          '--data',
-          path.join(dir, d.id),
-          ...passOn,
-        ],
-        env,
-        logs,
-      );
-      started.push(c);
-      if (c.pid) onStart(c.pid);
-      d.pid = c.pid ?? 0;
+      d.pid = launch(`directory-${d.id}`, [
+        'directory',
+        ...['--id', d.id, '--listen', d.url.slice(7), '--peers', peers],
+        ...['--data', path.join(dir, d.id), ...directoryFlags],
+      ]);
     }
     for (const d of dirs) {
       await waitHttp(
@@ -186,29 +168,11 @@ export async function up(
       zone: `z${(i % nz) + 1}`,
     }));
     for (const s of stores) {
-      const c = start(
-        `store-${s.id}`,
-        [
-          'store',
-          '--id',
-          s.id,
-          '--zone',
-          s.zone,
-          '--listen',
-          s.url.slice(7),
-          '--advertise',
-          s.url,
-          '--directory',
-          dirUrls,
-          '--data',
-          path.join(dir, s.id),
-        ],
-        env,
-        logs,
-      );
-      started.push(c);
-      if (c.pid) onStart(c.pid);
-      s.pid = c.pid ?? 0;
+      s.pid = launch(`store-${s.id}`, [
+        'store',
+        ...['--id', s.id, '--zone', s.zone, '--listen', s.url.slice(7), '--advertise', s.url],
+        ...['--directory', dirUrls, '--data', path.join(dir, s.id)],
+      ]);
     }
     // Ready when the directory has heard from every store.
     await waitHttp(
@@ -220,23 +184,13 @@ export async function up(
     const gatewayPids: number[] = [];
     for (let i = 0; i < ng; i++) {
       const url = `http://${host}:${gatewayPort + i}`;
-      const c = start(
-        `gateway-${i + 1}`,
-        [
+      gatewayPids.push(
+        launch(`gateway-${i + 1}`, [
           'gateway',
-          '--directory',
-          dirUrls,
-          '--listen',
-          url.slice(7),
-          '--replicas',
-          String(replicas),
-        ],
-        env,
-        logs,
+          ...['--directory', dirUrls, '--listen', url.slice(7), '--replicas', String(replicas)],
+          ...gatewayFlags,
+        ]),
       );
-      started.push(c);
-      if (c.pid) onStart(c.pid);
-      gatewayPids.push(c.pid ?? 0);
       // One at a time: each makes sure the root keys exist in the directory.
       await waitHttp(url, (s) => s === 403 || s === 200, 30_000);
       gateways.push(url);
@@ -271,7 +225,7 @@ function killQuietly(pid: number, sig: NodeJS.Signals | 0): boolean {
 }
 
 export async function down(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { data: { type: 'string' } } });
+  const values = parseFlags(argv, 'data');
   if (!values.data) throw new Error(`--data DIR is required\n\n${HELP}`);
   const file = path.join(path.resolve(values.data), 'cluster.json');
   const c = JSON.parse(fs.readFileSync(file, 'utf8')) as ClusterFile;

@@ -1,10 +1,71 @@
-// Helpers shared by CLI commands: listen addresses, the cluster secret, shutdown.
+// Helpers shared by CLI commands: flags and config, listen addresses, the cluster secret,
+// shutdown.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../common/config.ts';
+import { parseArgs } from 'node:util';
+import { type Config, loadConfig } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
 import type { StoreOptions } from '../store-node/store.ts';
+
+/** 'a b c' → 'a' | 'b' | 'c': flag names listed in one string keep their types. */
+type Words<S extends string> = S extends `${infer H} ${infer T}` ? H | Words<T> : S;
+
+export type Flags<S extends string, B extends string> = { [K in Words<S>]?: string } & {
+  [K in Words<B>]?: boolean;
+};
+
+/** Flags named in `strings` (each takes a value) and `booleans`, space-separated. */
+export function parseFlags<S extends string, B extends string = never>(
+  argv: string[],
+  strings: S,
+  booleans?: B,
+): Flags<S, B> {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  for (const s of strings.split(' ')) options[s] = { type: 'string' };
+  for (const b of booleans?.split(' ') ?? []) options[b] = { type: 'boolean' };
+  if ('help' in options) options.help = { type: 'boolean', short: 'h' };
+  return parseArgs({ args: argv, options }).values as Flags<S, B>;
+}
+
+/**
+ * A server command's start: its flags plus --config FILE and --help. Null once the help is
+ * printed; otherwise the flags and the config (defaults ← file ← KUBESTORAGE_* env) for
+ * the flags to override.
+ */
+export function parseCommand<S extends string, B extends string = never>(
+  argv: string[],
+  help: string,
+  strings: S,
+  booleans?: B,
+): { flags: Flags<S, B>; cfg: Config } | null {
+  const flags = parseFlags(
+    argv,
+    `${strings} config`,
+    booleans ? `${booleans} help` : 'help',
+  ) as Flags<S, B> & { config?: string; help?: boolean };
+  if (flags.help) {
+    process.stdout.write(help);
+    return null;
+  }
+  return { flags, cfg: loadConfig({ file: flags.config }) };
+}
+
+/** An integer flag within [min, max]; undefined when not given. */
+export function intFlag(
+  flags: Record<string, unknown>,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const v = flags[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`--${name}: an integer from ${min} to ${max}`);
+  }
+  return n;
+}
 
 export function parseListen(s: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);

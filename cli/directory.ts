@@ -1,10 +1,8 @@
 // kubestorage directory: one replica of the Raft metadata directory.
-import { parseArgs } from 'node:util';
-import { loadConfig } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
 import { DirectoryServer } from '../directory/replica/raft-server.ts';
-import { onShutdown, parseListen } from './common.ts';
+import { intFlag, onShutdown, parseCommand, parseListen } from './common.ts';
 
 const HELP = `usage: kubestorage directory --id ID --listen HOST:PORT --peers ID=URL,... --data DIR [--join]
 
@@ -19,7 +17,8 @@ const HELP = `usage: kubestorage directory --id ID --listen HOST:PORT --peers ID
   --snapshot-every N   compact the log after N applied entries (default 20000)
   --snapshot-bytes N   or after N bytes of commands (default 67108864), keeping the newest
                        --keep-bytes of them (default 16777216) for replicas catching up
-  --offline-after-ms N a store silent this long is marked offline (default 3000)
+  --offline-after-ms N a store silent this long is marked offline and gets no new volumes
+                       (default 3000; give the gateways the same)
   --rereplicate-after-ms N
                        an offline store's volumes are re-replicated after this long
                        (default 30000; a store removed for good: at once)
@@ -45,50 +44,27 @@ export function parsePeers(s: string): Map<string, string> {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      id: { type: 'string' },
-      listen: { type: 'string', default: '127.0.0.1:7001' },
-      peers: { type: 'string' },
-      data: { type: 'string' },
-      join: { type: 'boolean', default: false },
-      'tick-ms': { type: 'string' },
-      'snapshot-every': { type: 'string' },
-      'snapshot-bytes': { type: 'string' },
-      'keep-bytes': { type: 'string' },
-      'offline-after-ms': { type: 'string' },
-      'rereplicate-after-ms': { type: 'string' },
-      config: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
+  const raft = 'tick-ms snapshot-every snapshot-bytes keep-bytes';
+  const cluster = 'offline-after-ms rereplicate-after-ms';
+  const parsed = parseCommand(argv, HELP, `id listen peers data ${raft} ${cluster}`, 'join');
+  if (!parsed) return;
+  const { flags: values, cfg } = parsed;
   if (!values.id || !values.peers) throw new Error(`--id and --peers are required\n\n${HELP}`);
   const peers = parsePeers(values.peers);
   if (!peers.has(values.id)) throw new Error(`--id ${values.id} is not in --peers`);
-  const int = (name: keyof typeof values, min: number, max: number): number | undefined => {
-    const v = values[name];
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new Error(`--${name}: an integer from ${min} to ${max}`);
-    }
-    return n;
-  };
-  const tickMs = int('tick-ms', 1, 10_000);
-  const snapshotEvery = int('snapshot-every', 10, 100_000_000);
-  const snapshotBytes = int('snapshot-bytes', 1024, 2 ** 40);
-  const keepBytes = int('keep-bytes', 0, 2 ** 40);
-  const offlineAfterMs = int('offline-after-ms', 100, 3_600_000);
-  const rereplicateAfterMs = int('rereplicate-after-ms', 0, 86_400_000);
-  const cfg = loadConfig({ file: values.config });
+  const d = cfg.directory;
+  const int = (name: string, min: number, max: number, dflt: number): number =>
+    intFlag(values, name, min, max) ?? dflt;
+  d.tickMs = int('tick-ms', 1, 10_000, d.tickMs);
+  d.snapshotEvery = int('snapshot-every', 10, 100_000_000, d.snapshotEvery);
+  d.snapshotBytes = int('snapshot-bytes', 1024, 2 ** 40, d.snapshotBytes);
+  d.keepBytes = int('keep-bytes', 0, 2 ** 40, d.keepBytes);
+  const cl = cfg.cluster;
+  cl.offlineAfterMs = int('offline-after-ms', 100, 3_600_000, cl.offlineAfterMs);
+  cl.rereplicateAfterMs = int('rereplicate-after-ms', 0, 86_400_000, cl.rereplicateAfterMs);
   const log = createLogger(`directory-${values.id}`, cfg.logLevel);
   const data = values.data ?? `./data/directory/${values.id}`;
-  const { host, port } = parseListen(values.listen);
+  const { host, port } = parseListen(values.listen ?? d.listen);
   if (!cfg.clusterSecret) {
     throw new Error('the replicas need one shared secret: set KUBESTORAGE_CLUSTER_SECRET');
   }
@@ -97,16 +73,16 @@ export async function main(argv: string[]): Promise<void> {
     id: values.id,
     dataDir: data,
     peers,
-    join: values.join,
+    join: values.join ?? false,
     auth,
     logger: log,
     listenHost: host,
     listenPort: port,
-    tickMs,
-    snapshotEvery,
-    snapshotBytes,
-    keepBytes,
-    cluster: { offlineAfterMs, rereplicateAfterMs },
+    tickMs: d.tickMs,
+    snapshotEvery: d.snapshotEvery,
+    snapshotBytes: d.snapshotBytes,
+    keepBytes: d.keepBytes,
+    cluster: { offlineAfterMs: cl.offlineAfterMs, rereplicateAfterMs: cl.rereplicateAfterMs },
   });
   log.info(
     { id: values.id, url: `http://${addr.address}:${addr.port}`, data, peers: [...peers.keys()] },

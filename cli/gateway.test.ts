@@ -1,79 +1,44 @@
 // The `kubestorage gateway` command as a real process, in front of a loopback cluster (a
 // Raft directory and three store nodes in this process).
-import { type ChildProcess, spawn } from 'node:child_process';
-import path from 'node:path';
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from '../test/kit/data-cluster.ts';
+import { exited, killChildren, type Proc, startKubestorage } from '../test/kit/processes.ts';
+import { type S3Endpoint, s3Client } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { TEST_SECRET } from '../test/kit/test-directory.ts';
 import { parseDirectory, parseReplicas } from './gateway.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
-const children: ChildProcess[] = [];
 let c: TestCluster;
 
 beforeAll(async () => {
   c = await startTestCluster(tempDir(), { stores: 3 });
 });
 
-afterEach(() => {
-  for (const ch of children.splice(0)) if (ch.exitCode === null) ch.kill('SIGKILL');
-});
+afterEach(() => killChildren());
 
 afterAll(async () => {
   await c?.close();
 });
 
-function run(
-  args: string[],
-  env: Record<string, string>,
-): { child: ChildProcess; out: () => string; err: () => string } {
-  const child = spawn(process.execPath, [BIN, 'gateway', ...args], {
+const run = (args: string[], env: Record<string, string>): Proc =>
+  startKubestorage(['gateway', ...args], {
     env: { ...process.env, KUBESTORAGE_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  child.stderr!.on('data', (b: Buffer) => {
-    err += b.toString();
-  });
-  return { child, out: () => out, err: () => err };
-}
 
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode);
-    else child.on('exit', (code) => resolve(code));
-  });
-}
-
-async function banner(p: ReturnType<typeof run>): Promise<Record<string, string>> {
-  const end = Date.now() + 20_000;
-  for (;;) {
-    const m = /endpoint: (\S+)[\s\S]*access key: (\S+)[\s\S]*secret key: (\S+)/.exec(p.out());
-    if (m) return { endpoint: m[1]!, accessKey: m[2]!, secretKey: m[3]! };
-    if (p.child.exitCode !== null || Date.now() > end) {
-      throw new Error(`no banner: ${p.out()} ${p.err()}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+async function banner(p: Proc): Promise<S3Endpoint> {
+  const m = await p.waitFor(/endpoint: (\S+)[\s\S]*access key: (\S+)[\s\S]*secret key: (\S+)/);
+  return { endpoint: m[1]!, accessKey: m[2]!, secretKey: m[3]! };
 }
 
 describe('kubestorage gateway', () => {
   it('parses its flags', () => {
     expect(parseReplicas(undefined)).toBe(2);
     expect(parseReplicas('3')).toBe(3);
-    expect(() => parseReplicas('0')).toThrow(/1 to 16/);
+    // One maximum everywhere (common/config.ts MAX_REPLICAS); the flag said 16 before.
+    expect(() => parseReplicas('0')).toThrow(/1 to 5/);
+    expect(() => parseReplicas('6')).toThrow(/1 to 5/);
+    expect(parseReplicas('5')).toBe(5);
     expect(parseDirectory('http://a:1, http://b:2')).toEqual(['http://a:1', 'http://b:2']);
     expect(() => parseDirectory(undefined)).toThrow(/required/);
     expect(() => parseDirectory('a:1')).toThrow(/not an http/);
@@ -98,12 +63,7 @@ describe('kubestorage gateway', () => {
     );
     const b = await banner(p);
     expect(b.accessKey).toBe('KSGATEWAYCLITEST0001');
-    const s3 = new S3Client({
-      endpoint: b.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: b.accessKey!, secretAccessKey: b.secretKey! },
-    });
+    const s3 = s3Client(b);
     try {
       await s3.send(new CreateBucketCommand({ Bucket: 'cli' }));
       await s3.send(new PutObjectCommand({ Bucket: 'cli', Key: 'k', Body: 'three copies' }));

@@ -2,18 +2,11 @@
 // from the Raft directory; object bytes go to replicated volumes on the store nodes the
 // directory assigns. Holds no data of its own, so any number can run behind a load
 // balancer, and one that dies loses nothing but the requests it had in flight.
-import type { Server } from 'node:http';
-import { parseArgs } from 'node:util';
-import { type Config, loadConfig } from '../common/config.ts';
+import { type Config, DEFAULT_CONFIG, MAX_REPLICAS } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger, type Logger } from '../common/log.ts';
-import { ClusterPlacement } from '../data/cluster-placement.ts';
-import { ClusterNeedleStore } from '../data/cluster-store.ts';
-import { ObjectData } from '../data/object-data.ts';
-import { MetadataClient } from '../directory/wire/client.ts';
-import { createGatewayServer } from '../gateway/app.ts';
-import { ensureRootCredentials } from '../gateway/users.ts';
-import { onShutdown, parseListen } from './common.ts';
+import { assembleGateway } from '../compose/gateway.ts';
+import { intFlag, onShutdown, parseCommand, parseListen } from './common.ts';
 
 const HELP = `usage: kubestorage gateway --directory URLS [--listen HOST:PORT] [--domain DOMAIN]
                           [--replicas N] [--config FILE]
@@ -21,7 +14,10 @@ const HELP = `usage: kubestorage gateway --directory URLS [--listen HOST:PORT] [
   --directory URLS    base URLs of the directory replicas, comma-separated (required)
   --listen HOST:PORT  S3 endpoint (default 127.0.0.1:9000)
   --domain DOMAIN     also accept virtual-host style requests to <bucket>.DOMAIN
-  --replicas N        copies of each new object (default 2)
+  --replicas N        copies of each new object (default 2, at most 5)
+  --offline-after-ms N
+                      a store silent this long is down: read from last, not written to
+                      (default 3000; give the directory the same)
   --config FILE       JSON config file; KUBESTORAGE_* environment variables override it
 
 environment:
@@ -31,11 +27,10 @@ environment:
 `;
 
 export interface GatewayOptions {
+  /** Flags already applied (listen, domain, replicas, offline-after). */
   cfg: Config;
   directory: string[];
   listen: string;
-  domain?: string;
-  replicas: number;
 }
 
 export interface RunningGateway {
@@ -46,10 +41,15 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export function parseReplicas(s: string | undefined): number {
-  if (s === undefined) return 2;
-  if (!/^\d{1,2}$/.test(s) || Number(s) < 1 || Number(s) > 16)
-    throw new Error(`--replicas wants a number from 1 to 16, got ${JSON.stringify(s)}`);
+export function parseReplicas(
+  s: string | undefined,
+  dflt: number = DEFAULT_CONFIG.gateway.replicas,
+): number {
+  if (s === undefined) return dflt;
+  if (!/^\d{1,2}$/.test(s) || Number(s) < 1 || Number(s) > MAX_REPLICAS)
+    throw new Error(
+      `--replicas wants a number from 1 to ${MAX_REPLICAS}, got ${JSON.stringify(s)}`,
+    );
   return Number(s);
 }
 
@@ -73,97 +73,49 @@ export async function startGateway(opts: GatewayOptions, log: Logger): Promise<R
   const { cfg } = opts;
   if (!cfg.clusterSecret) throw new Error('the gateway needs KUBESTORAGE_CLUSTER_SECRET');
   const auth = new InternalAuth(cfg.clusterSecret);
-  // Keys are cached for a second: one deleted through another gateway stops working within it.
-  const meta = new MetadataClient(opts.directory, auth, { keyCacheMs: 1000 });
-  const store = new ClusterNeedleStore({ directory: meta, auth, log });
-  const placement = new ClusterPlacement({
-    directory: meta,
-    store,
+  const gw = await assembleGateway({
+    cfg,
     log,
-    replicaCount: opts.replicas,
+    // No key cache here: the gateway's own (lookup-cache.ts) bounds a deleted key to a
+    // second; a second layer under it would stretch that to two.
+    meta: { directory: opts.directory, auth },
+    data: { cluster: auth },
+    root: { accessKey: cfg.server.rootAccessKey, secretKey: cfg.server.rootSecretKey },
   });
-  const shutdown = async () => {
-    placement.close();
-    await store.close();
-    await meta.close();
-  };
-  let server: Server;
-  let creds: Awaited<ReturnType<typeof ensureRootCredentials>>;
   try {
-    creds = await ensureRootCredentials(
-      meta,
-      process.env.KUBESTORAGE_ROOT_ACCESS_KEY || cfg.server.rootAccessKey,
-      process.env.KUBESTORAGE_ROOT_SECRET_KEY || cfg.server.rootSecretKey,
-    );
-    server = createGatewayServer({
-      meta,
-      data: new ObjectData(store, placement, undefined, log),
-      log,
-      config: {
-        region: cfg.gateway.region,
-        domain: opts.domain,
-        maxObjectSize: cfg.gateway.maxObjectSize,
-      },
-    });
     const { host, port } = parseListen(opts.listen);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    const addr = server.address();
-    const actual = typeof addr === 'object' && addr ? addr.port : port;
-    const endpoint = `http://${host.includes(':') ? `[${host}]` : host}:${actual}`;
-    return {
-      endpoint,
-      ...creds,
-      async close() {
-        await new Promise<void>((r) => {
-          server.close(() => r());
-          server.closeAllConnections();
-        });
-        await shutdown();
-      },
-    };
+    const endpoint = await gw.listen(host, port);
+    return { endpoint, ...gw.creds!, close: () => gw.close() };
   } catch (e) {
-    await shutdown();
+    await gw.close();
     throw e;
   }
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      directory: { type: 'string' },
-      listen: { type: 'string' },
-      domain: { type: 'string' },
-      replicas: { type: 'string' },
-      config: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  const cfg = loadConfig({ file: values.config });
+  const parsed = parseCommand(argv, HELP, 'directory listen domain replicas offline-after-ms');
+  if (!parsed) return;
+  const { flags, cfg } = parsed;
+  if (flags.domain !== undefined) cfg.gateway.domain = flags.domain;
+  cfg.gateway.replicas = parseReplicas(flags.replicas, cfg.gateway.replicas);
+  cfg.cluster.offlineAfterMs =
+    intFlag(flags, 'offline-after-ms', 100, 3_600_000) ?? cfg.cluster.offlineAfterMs;
   const opts: GatewayOptions = {
     cfg,
-    directory: parseDirectory(values.directory),
-    listen: values.listen ?? cfg.server.listen,
-    domain: values.domain ?? (cfg.gateway.domain || undefined),
-    replicas: parseReplicas(values.replicas),
+    directory: parseDirectory(flags.directory),
+    listen: flags.listen ?? cfg.server.listen,
   };
   const log = createLogger('gateway', cfg.logLevel);
   const gw = await startGateway(opts, log);
+  const replicas = cfg.gateway.replicas;
   log.info(
-    { endpoint: gw.endpoint, directory: opts.directory, replicas: opts.replicas },
+    { endpoint: gw.endpoint, directory: opts.directory, replicas },
     'kubestorage gateway listening',
   );
   process.stdout.write(
     [
       '',
-      `Kubestorage S3 endpoint: ${gw.endpoint}   (cluster gateway, ${opts.replicas} replicas)`,
+      `Kubestorage S3 endpoint: ${gw.endpoint}   (cluster gateway, ${replicas} replicas)`,
       `  access key: ${gw.accessKey}`,
       `  secret key: ${gw.secretKey}${gw.created ? '   (generated now, stored in the directory)' : ''}`,
       '',

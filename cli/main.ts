@@ -11,54 +11,30 @@ commands:
   bench     the paper's workloads, load generator    kubestorage bench --help
 `;
 
+type Command = { main(args: string[]): Promise<void> };
+
+// Loaded on demand: `kubestorage store` does not pay for the gateway's imports.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  store: () => import('./store.ts'),
+  cluster: () => import('./cluster.ts'),
+  directory: () => import('./directory.ts'),
+  server: () => import('./server.ts'),
+  gateway: () => import('./gateway.ts'),
+  admin: () => import('./admin.ts'),
+  bench: () => import('./bench.ts'),
+};
+
 const [command, ...args] = process.argv.slice(2);
 
 try {
-  switch (command) {
-    case 'store': {
-      const { main } = await import('./store.ts');
-      await main(args);
-      break;
-    }
-    case 'cluster': {
-      const { main } = await import('./cluster.ts');
-      await main(args);
-      break;
-    }
-    case 'directory': {
-      const { main } = await import('./directory.ts');
-      await main(args);
-      break;
-    }
-    case 'server': {
-      const { main } = await import('./server.ts');
-      await main(args);
-      break;
-    }
-    case 'gateway': {
-      const { main } = await import('./gateway.ts');
-      await main(args);
-      break;
-    }
-    case 'admin': {
-      const { main } = await import('./admin.ts');
-      await main(args);
-      break;
-    }
-    case 'bench': {
-      const { main } = await import('./bench.ts');
-      await main(args);
-      break;
-    }
-    case undefined:
-    case '-h':
-    case '--help':
-    case 'help':
-      process.stdout.write(USAGE);
-      break;
-    default:
-      process.stderr.write(`kubestorage: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-      process.exitCode = 2;
+  const load =
+    command !== undefined && Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (load) await (await load()).main(args);
+  else if (command === undefined || ['-h', '--help', 'help'].includes(command)) {
+    process.stdout.write(USAGE);
+  } else {
+    process.stderr.write(`kubestorage: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+    process.exitCode = 2;
   }
 } catch (e) {
   process.stderr.write(`kubestorage: ${(e as Error).message}\n`);

@@ -1,6 +1,6 @@
 // `kubestorage server --workers 2` as a real process: S3 traffic through the cluster
 // workers, SIGTERM shutdown, then a single-process restart on the same data.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -8,18 +8,15 @@ import {
   GetObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { exited, killChildren, startKubestorage } from '../test/kit/processes.ts';
+import { s3Client } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { parseWorkers } from './server.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
-const children: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
+afterEach(() => killChildren());
 
 interface Running {
   child: ChildProcess;
@@ -30,60 +27,25 @@ interface Running {
 }
 
 async function start(data: string, workers: string[]): Promise<Running> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'server', '--data', data, '--listen', '127.0.0.1:0', ...workers],
-    {
-      env: {
-        ...process.env,
-        KUBESTORAGE_LOG_LEVEL: 'info',
-        KUBESTORAGE_ROOT_ACCESS_KEY: 'TESTKEY0123456789',
-        KUBESTORAGE_ROOT_SECRET_KEY: 'testsecret0123456789testsecret0123456789',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+  const p = startKubestorage(['server', '--data', data, '--listen', '127.0.0.1:0', ...workers], {
+    env: {
+      ...process.env,
+      KUBESTORAGE_LOG_LEVEL: 'info',
+      KUBESTORAGE_ROOT_ACCESS_KEY: 'TESTKEY0123456789',
+      KUBESTORAGE_ROOT_SECRET_KEY: 'testsecret0123456789testsecret0123456789',
     },
-  );
-  children.push(child);
-  let out = '';
-  child.stderr!.on('data', (c: Buffer) => {
-    out += c.toString();
   });
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no endpoint in 20 s: ${out}`)), 20_000);
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /S3 endpoint: (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
+  const m = await p.waitFor(/S3 endpoint: (http:\/\/\S+)/, 20_000, 'all');
   return {
-    child,
-    endpoint,
+    child: p.child,
+    endpoint: m[1]!,
     accessKey: 'TESTKEY0123456789',
     secretKey: 'testsecret0123456789testsecret0123456789',
-    output: () => out,
+    output: p.output,
   };
 }
 
-function s3(r: Running): S3Client {
-  return new S3Client({
-    endpoint: r.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: r.accessKey, secretAccessKey: r.secretKey },
-  });
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode);
-    else child.on('exit', (code) => resolve(code));
-  });
-}
+const s3 = (r: Running): S3Client => s3Client(r);
 
 describe('parseWorkers', () => {
   it('defaults to 1, maps 0 and auto to the core count and rejects junk', () => {

@@ -12,26 +12,25 @@
 // opens its own writable volume (ids from allocateVolumeId, so they never collide).
 import cluster, { type Worker } from 'node:cluster';
 import crypto from 'node:crypto';
-import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { type Config, loadConfig } from '../common/config.ts';
+import type { Config } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
-import { createLogger, type Logger } from '../common/log.ts';
-import { ObjectData } from '../data/object-data.ts';
-import { EmbeddedPlacement } from '../data/placement.ts';
-import { LevelMetadata } from '../directory/engine/meta-level.ts';
-import type { MetadataStore } from '../directory/model/api.ts';
-import { MetadataClient } from '../directory/wire/client.ts';
+import { createLogger } from '../common/log.ts';
+import {
+  assembleGateway,
+  endpointUrl,
+  type OpenMetadata,
+  openMetadata,
+  type RootCreds,
+} from '../compose/gateway.ts';
 import { MetadataServer } from '../directory/wire/server.ts';
-import { createGatewayServer } from '../gateway/app.ts';
 import { ensureRootCredentials } from '../gateway/users.ts';
-import { LocalNeedleStore, type NeedleStore } from '../store-node/api.ts';
+import { LocalNeedleStore } from '../store-node/api.ts';
 import { StoreClient } from '../store-node/client.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
-import { onShutdown, parseListen, storeOptions } from './common.ts';
+import { onShutdown, parseCommand, parseListen, storeOptions } from './common.ts';
 
 const HELP = `usage: kubestorage server [--data DIR] [--listen HOST:PORT] [--domain DOMAIN]
 
@@ -63,97 +62,44 @@ export function parseWorkers(s: string | undefined): number {
 }
 
 interface Options {
+  /** Flags already applied (data, listen, domain). */
   cfg: Config;
-  dataDir: string;
-  listen: string;
-  domain?: string;
   workers: number;
   directory?: string;
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      data: { type: 'string' },
-      listen: { type: 'string' },
-      domain: { type: 'string' },
-      workers: { type: 'string' },
-      directory: { type: 'string' },
-      config: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  const cfg = loadConfig({ file: values.config });
-  const opts: Options = {
-    cfg,
-    dataDir: values.data ?? cfg.server.data,
-    listen: values.listen ?? cfg.server.listen,
-    domain: values.domain ?? (cfg.gateway.domain || undefined),
-    workers: parseWorkers(values.workers),
-    directory: values.directory,
-  };
+  const parsed = parseCommand(argv, HELP, 'data listen domain workers directory');
+  if (!parsed) return;
+  const { flags, cfg } = parsed;
+  if (flags.data !== undefined) cfg.server.data = flags.data;
+  if (flags.listen !== undefined) cfg.server.listen = flags.listen;
+  if (flags.domain !== undefined) cfg.gateway.domain = flags.domain;
+  const opts: Options = { cfg, workers: parseWorkers(flags.workers), directory: flags.directory };
   if (cluster.isWorker && process.env[ENV_META]) return runWorker(opts);
   if (opts.workers > 1) return runPrimary(opts);
   return runSingle(opts);
 }
 
-async function openData(
-  opts: Options,
-): Promise<{ meta: MetadataStore; store: Store; creds: RootCreds }> {
-  const { cfg, dataDir } = opts;
-  let meta: MetadataStore;
+/** The metadata (DIR/meta, or the directory's) and the store, both this process's. */
+async function openData(opts: Options): Promise<{ metadata: OpenMetadata; store: Store }> {
+  const { cfg } = opts;
+  let metadata: OpenMetadata;
   if (opts.directory) {
     if (!cfg.clusterSecret) throw new Error('--directory needs KUBESTORAGE_CLUSTER_SECRET');
-    meta = new MetadataClient(opts.directory, new InternalAuth(cfg.clusterSecret));
-  } else meta = await LevelMetadata.open(path.join(dataDir, 'meta'));
-  const store = await Store.open(path.join(dataDir, 'store'), storeOptions(cfg.store));
+    const auth = new InternalAuth(cfg.clusterSecret);
+    metadata = await openMetadata({ directory: opts.directory, auth });
+  } else metadata = await openMetadata({ level: path.join(cfg.server.data, 'meta') });
+  const store = await Store.open(path.join(cfg.server.data, 'store'), storeOptions(cfg.store));
   store.startMaintenance();
-  const creds = await ensureRootCredentials(
-    meta,
-    process.env.KUBESTORAGE_ROOT_ACCESS_KEY || cfg.server.rootAccessKey,
-    process.env.KUBESTORAGE_ROOT_SECRET_KEY || cfg.server.rootSecretKey,
-  );
-  return { meta, store, creds };
+  return { metadata, store };
 }
 
-type RootCreds = Awaited<ReturnType<typeof ensureRootCredentials>>;
-
-function buildGateway(
-  opts: Options,
-  meta: MetadataStore,
-  needles: NeedleStore,
-  log: Logger,
-): Server {
-  const data = new ObjectData(needles, new EmbeddedPlacement(meta, needles), undefined, log);
-  return createGatewayServer({
-    meta,
-    data,
-    log,
-    config: {
-      region: opts.cfg.gateway.region,
-      domain: opts.domain,
-      maxObjectSize: opts.cfg.gateway.maxObjectSize,
-    },
-  });
+function rootKeys(cfg: Config): { accessKey: string; secretKey: string } {
+  return { accessKey: cfg.server.rootAccessKey, secretKey: cfg.server.rootSecretKey };
 }
 
-function closeHttp(server: Server): Promise<void> {
-  return new Promise<void>((r) => {
-    server.close(() => r());
-    server.closeAllConnections();
-  });
-}
-
-function endpointOf(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
-
-function printBanner(opts: Options, endpoint: string, creds: RootCreds, workers: number): void {
+function printBanner(cfg: Config, endpoint: string, creds: RootCreds, workers: number): void {
   process.stdout.write(
     [
       '',
@@ -162,7 +108,7 @@ function printBanner(opts: Options, endpoint: string, creds: RootCreds, workers:
       `  secret key: ${creds.secretKey}${creds.created ? '   (generated now, stored in the metadata)' : ''}`,
       '',
       'Try it:',
-      `  AWS_ACCESS_KEY_ID=${creds.accessKey} AWS_SECRET_ACCESS_KEY=${creds.secretKey} AWS_DEFAULT_REGION=${opts.cfg.gateway.region} \\`,
+      `  AWS_ACCESS_KEY_ID=${creds.accessKey} AWS_SECRET_ACCESS_KEY=${creds.secretKey} AWS_DEFAULT_REGION=${cfg.gateway.region} \\`,
       `    aws --endpoint-url ${endpoint} s3 mb s3://demo`,
       '',
     ].join('\n'),
@@ -171,29 +117,34 @@ function printBanner(opts: Options, endpoint: string, creds: RootCreds, workers:
 
 /** --workers 1: one process, direct calls. */
 async function runSingle(opts: Options): Promise<void> {
-  const log = createLogger('server', opts.cfg.logLevel);
-  const { meta, store, creds } = await openData(opts);
-  const server = buildGateway(opts, meta, new LocalNeedleStore(store), log);
-  const { host, port } = parseListen(opts.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
+  const { cfg } = opts;
+  const log = createLogger('server', cfg.logLevel);
+  const { metadata, store } = await openData(opts);
+  const gw = await assembleGateway({
+    cfg,
+    log,
+    meta: { open: metadata.meta },
+    data: { needles: new LocalNeedleStore(store) },
+    root: rootKeys(cfg),
   });
-  const addr = server.address();
-  const endpoint = endpointOf(host, typeof addr === 'object' && addr ? addr.port : port);
-  log.info({ endpoint, data: path.resolve(opts.dataDir) }, 'kubestorage listening');
-  printBanner(opts, endpoint, creds, 1);
+  const { host, port } = parseListen(cfg.server.listen);
+  const endpoint = await gw.listen(host, port);
+  log.info({ endpoint, data: path.resolve(cfg.server.data) }, 'kubestorage listening');
+  printBanner(cfg, endpoint, gw.creds!, 1);
   onShutdown(log, async () => {
-    await closeHttp(server);
+    await gw.close();
     await store.close();
-    await meta.close();
+    await metadata.close();
   });
 }
 
 /** --workers N > 1, primary: owns the data, serves it on loopback, supervises workers. */
 async function runPrimary(opts: Options): Promise<void> {
   const log = createLogger('server', opts.cfg.logLevel);
-  const { meta, store, creds } = await openData(opts);
+  const { metadata, store } = await openData(opts);
+  const meta = metadata.meta;
+  const root = rootKeys(opts.cfg);
+  const creds = await ensureRootCredentials(meta, root.accessKey, root.secretKey);
   const secret = crypto.randomBytes(32).toString('base64url');
   const auth = new InternalAuth(secret);
   const metaServer = new MetadataServer({ meta, auth, logger: log });
@@ -210,7 +161,7 @@ async function runPrimary(opts: Options): Promise<void> {
     [ENV_STORE]: `http://127.0.0.1:${storeAddr.port}`,
     [ENV_SECRET]: secret,
   };
-  const { host, port } = parseListen(opts.listen);
+  const { host, port } = parseListen(opts.cfg.server.listen);
 
   let stopping = false;
   let started = false;
@@ -251,7 +202,7 @@ async function runPrimary(opts: Options): Promise<void> {
     await metaServer.close();
     await storeServer.close();
     await store.close();
-    await meta.close();
+    await metadata.close();
   };
   onShutdown(log, stopAll);
 
@@ -270,37 +221,38 @@ async function runPrimary(opts: Options): Promise<void> {
   for (let i = 0; i < opts.workers; i++) fork();
   const actualPort = await listening;
   started = true;
-  const endpoint = endpointOf(host, actualPort);
+  const endpoint = endpointUrl(host, actualPort);
   log.info(
-    { endpoint, data: path.resolve(opts.dataDir), workers: opts.workers },
+    { endpoint, data: path.resolve(opts.cfg.server.data), workers: opts.workers },
     'kubestorage listening',
   );
-  printBanner(opts, endpoint, creds, opts.workers);
+  printBanner(opts.cfg, endpoint, creds, opts.workers);
 }
 
 /** A cluster worker: the gateway over the primary's metadata and store servers. */
 async function runWorker(opts: Options): Promise<void> {
   const log = createLogger('server', opts.cfg.logLevel).child({ worker: cluster.worker?.id });
   const auth = new InternalAuth(process.env[ENV_SECRET]!);
-  // Access keys are cached for a second: a key deleted through another worker stops
-  // working within that second.
-  const meta = new MetadataClient(process.env[ENV_META]!, auth, { keyCacheMs: 1000 });
   const needles = new StoreClient(process.env[ENV_STORE]!, auth);
   // Not inherited by anything this process might start.
   delete process.env[ENV_SECRET];
-  const server = buildGateway(opts, meta, needles, log);
+  const gw = await assembleGateway({
+    cfg: opts.cfg,
+    log,
+    // No key cache here: the gateway's own (lookup-cache.ts) bounds a key deleted through
+    // another worker to a second; a second layer under it would stretch that to two.
+    meta: { directory: process.env[ENV_META]!, auth },
+    data: { needles },
+  });
   let served = 0;
-  server.on('request', () => {
+  gw.server.on('request', () => {
     served++;
   });
-  const { host, port } = parseListen(opts.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
+  const { host, port } = parseListen(opts.cfg.server.listen);
+  await gw.listen(host, port);
   onShutdown(log, async () => {
-    await closeHttp(server);
-    await Promise.all([meta.close(), needles.close()]);
+    await gw.close();
+    await needles.close();
     log.info({ pid: process.pid, served }, 'worker stopped');
   });
 }

@@ -1,52 +1,27 @@
 // The `kubestorage store` command as a real process: start, serve, stop on SIGTERM,
 // restart on the same data.
-import { type ChildProcess, spawn } from 'node:child_process';
-import http from 'node:http';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { StoreClient } from '../store-node/client.ts';
+import { exited, killChildren, startKubestorage } from '../test/kit/processes.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startJsonPeer } from '../test/kit/test-nodes.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
 const SECRET = 'cli-test-secret-0123456789';
-const children: ChildProcess[] = [];
 
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
+afterEach(() => killChildren());
 
 async function start(
   data: string,
   extra: string[] = [],
 ): Promise<{ child: ChildProcess; url: string }> {
-  const args = [BIN, 'store', '--data', data, '--listen', '127.0.0.1:0', ...extra];
-  const child = spawn(process.execPath, args, {
+  const p = startKubestorage(['store', '--data', data, '--listen', '127.0.0.1:0', ...extra], {
     env: { ...process.env, KUBESTORAGE_CLUSTER_SECRET: SECRET },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  children.push(child);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no listen line in 20 s: ${out}`)), 20_000);
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
-  return { child, url };
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode);
-    else child.on('exit', (code) => resolve(code));
-  });
+  const m = await p.waitFor(/"url":"(http:\/\/[^"]+)"/, 20_000);
+  return { child: p.child, url: m[1]! };
 }
 
 describe('kubestorage store', () => {
@@ -78,23 +53,11 @@ describe('kubestorage store', () => {
   it('heartbeats to the directories given with --directory, as --id/--zone/--advertise', async () => {
     const auth = new InternalAuth(SECRET);
     const got: Array<{ authOk: boolean; body: Record<string, unknown> }> = [];
-    const dir = http.createServer((req, res) => {
-      let text = '';
-      req.on('data', (c: Buffer) => (text += c));
-      req.on('end', () => {
-        const authOk = auth.verify(
-          req.headers['x-ks-auth'] as string,
-          'POST',
-          req.url!,
-          undefined,
-          text,
-        );
-        if (req.url === '/cluster/heartbeat') got.push({ authOk, body: JSON.parse(text) });
-        res.writeHead(204).end();
-      });
+    const dir = await startJsonPeer(auth, (path, body, authOk) => {
+      if (path === '/cluster/heartbeat')
+        got.push({ authOk, body: body as Record<string, unknown> });
     });
-    await new Promise<void>((r) => dir.listen(0, '127.0.0.1', r));
-    const dirUrl = `http://127.0.0.1:${(dir.address() as { port: number }).port}`;
+    const dirUrl = dir.url;
     try {
       const a = await start(tempDir(), [
         ...['--directory', dirUrl, '--id', 'store-7', '--zone', 'rack-2'],
@@ -119,8 +82,7 @@ describe('kubestorage store', () => {
       a.child.kill('SIGTERM');
       expect(await exited(a.child)).toBe(0);
     } finally {
-      dir.closeAllConnections();
-      dir.close();
+      await dir.close();
     }
   });
 });

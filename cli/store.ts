@@ -1,13 +1,19 @@
 // kubestorage store: one store node serving its volumes over the internal HTTP API.
-import { parseArgs } from 'node:util';
-import { loadConfig, parseSize } from '../common/config.ts';
+import { parseSize } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
 import { directoryReplicaUrls, replicaRepair } from '../store-node/directory-link.ts';
 import { collectHeartbeat, HeartbeatSender } from '../store-node/heartbeat.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
-import { clusterSecret, onShutdown, parseListen, storeOptions } from './common.ts';
+import {
+  clusterSecret,
+  intFlag,
+  onShutdown,
+  parseCommand,
+  parseListen,
+  storeOptions,
+} from './common.ts';
 
 const HELP = `usage: kubestorage store [--data DIR] [--listen HOST:PORT] [options]
 
@@ -31,29 +37,11 @@ one, a secret is generated in DIR/cluster.secret.
 `;
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      data: { type: 'string' },
-      listen: { type: 'string' },
-      config: { type: 'string' },
-      'max-volume-size': { type: 'string' },
-      'no-fsync': { type: 'boolean' },
-      compression: { type: 'string' },
-      directory: { type: 'string' },
-      id: { type: 'string' },
-      zone: { type: 'string' },
-      advertise: { type: 'string' },
-      capacity: { type: 'string' },
-      'heartbeat-ms': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  const cfg = loadConfig({ file: values.config });
+  const local = 'data listen max-volume-size compression';
+  const cluster = 'directory id zone advertise capacity heartbeat-ms';
+  const parsed = parseCommand(argv, HELP, `${local} ${cluster}`, 'no-fsync');
+  if (!parsed) return;
+  const { flags: values, cfg } = parsed;
   const sc = cfg.store;
   if (values.data) sc.data = values.data;
   if (values.listen) sc.listen = values.listen;
@@ -69,8 +57,7 @@ export async function main(argv: string[]): Promise<void> {
     .map((d) => d.trim())
     .filter((d) => d !== '');
   for (const d of directories) new URL(d); // a typo fails at start, not in every heartbeat
-  const heartbeatMs = Number(values['heartbeat-ms'] ?? 1000);
-  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 10) throw new Error('--heartbeat-ms >= 10');
+  sc.heartbeatMs = intFlag(values, 'heartbeat-ms', 10, 2 ** 31 - 1) ?? sc.heartbeatMs;
   const capacity = values.capacity ? parseSize(values.capacity) : undefined;
   const log = createLogger('store', cfg.logLevel);
   const { host, port } = parseListen(sc.listen);
@@ -104,7 +91,7 @@ export async function main(argv: string[]): Promise<void> {
     heartbeat = new HeartbeatSender({
       directories,
       auth,
-      intervalMs: heartbeatMs,
+      intervalMs: sc.heartbeatMs,
       collect: () => collectHeartbeat(store, self, () => server.load),
       logger: log,
     });

@@ -2,6 +2,16 @@
 // (KUBESTORAGE_<SECTION>_<KEY>, e.g. KUBESTORAGE_STORE_MAX_VOLUME_SIZE=256MiB) ← flags.
 import fs from 'node:fs';
 
+/**
+ * The most copies of an object's data any path accepts: the x-ks-replica-count header, a
+ * bucket's setting, `gateway --replicas` and the directory's allocateVolume (they said 5
+ * and 16). Five: every copy is on a write's synchronous path (the primary answers once
+ * all are durable), so each adds tail latency and a full copy of space, and past five
+ * the durability gained is nil. Spreading read load is the hot-object caches' job, not
+ * extra volume replicas'.
+ */
+export const MAX_REPLICAS = 5;
+
 export interface Config {
   /** Shared by every node of a cluster; derives the internal request tokens. */
   clusterSecret: string;
@@ -10,6 +20,7 @@ export interface Config {
   server: {
     data: string;
     listen: string;
+    /** Also KUBESTORAGE_ROOT_ACCESS_KEY / _SECRET_KEY, which win over everything. */
     rootAccessKey: string;
     rootSecretKey: string;
   };
@@ -18,6 +29,17 @@ export interface Config {
     /** Virtual-host style base domain; empty = path style only. */
     domain: string;
     maxObjectSize: number;
+    /** Objects larger than this are stored as several needles of this size. */
+    chunkSize: number;
+    /** Copies of a new object in a cluster unless its bucket or request says (--replicas). */
+    replicas: number;
+    /** Bound on one call to a store node. */
+    storeTimeoutMs: number;
+    /** A store this gateway failed to reach is kept out of its writes this long. */
+    suspectMs: number;
+    /** A read is hedged to a second replica after the p99 of recent reads, clamped to these. */
+    hedgeMinMs: number;
+    hedgeMaxMs: number;
   };
   store: {
     data: string;
@@ -30,6 +52,29 @@ export interface Config {
     compactMinGarbageBytes: number;
     compactCheckMs: number;
     scrubIntervalMs: number;
+    /** Heartbeats to the directory this often (with --directory). */
+    heartbeatMs: number;
+  };
+  /** A Raft directory replica (kubestorage directory). */
+  directory: {
+    listen: string;
+    /** Raft tick: elections after 10-20 ticks, heartbeats every 2. */
+    tickMs: number;
+    /** The log is compacted after this many applied entries … */
+    snapshotEvery: number;
+    /** … or this many bytes of commands, keeping the newest keepBytes for slow replicas. */
+    snapshotBytes: number;
+    keepBytes: number;
+  };
+  /** Store failure handling, which the directory and the gateways must agree on. */
+  cluster: {
+    /**
+     * A store silent this long is down: the directory marks it offline and places no new
+     * volume on it, and gateways read from it last and write to it no more.
+     */
+    offlineAfterMs: number;
+    /** An offline store's volumes are re-replicated after this long. */
+    rereplicateAfterMs: number;
   };
 }
 
@@ -46,6 +91,12 @@ export const DEFAULT_CONFIG: Config = {
     region: 'us-east-1',
     domain: '',
     maxObjectSize: 5 * 1024 ** 3,
+    chunkSize: 8 * 1024 ** 2,
+    replicas: 2,
+    storeTimeoutMs: 30_000,
+    suspectMs: 5_000,
+    hedgeMinMs: 5,
+    hedgeMaxMs: 200,
   },
   store: {
     data: './data/store',
@@ -58,8 +109,26 @@ export const DEFAULT_CONFIG: Config = {
     compactMinGarbageBytes: 16 * 1024 ** 2,
     compactCheckMs: 60_000,
     scrubIntervalMs: 24 * 3600_000,
+    heartbeatMs: 1_000,
+  },
+  directory: {
+    listen: '127.0.0.1:7001',
+    tickMs: 50,
+    snapshotEvery: 20_000,
+    snapshotBytes: 64 * 1024 ** 2,
+    keepBytes: 16 * 1024 ** 2,
+  },
+  cluster: {
+    offlineAfterMs: 3_000,
+    rereplicateAfterMs: 30_000,
   },
 };
+
+/** Older names still honoured, applied after (and so over) the regular variables. */
+const ENV_ALIASES: ReadonlyArray<[alias: string, path: [section: string, key: string]]> = [
+  ['KUBESTORAGE_ROOT_ACCESS_KEY', ['server', 'rootAccessKey']],
+  ['KUBESTORAGE_ROOT_SECRET_KEY', ['server', 'rootSecretKey']],
+];
 
 const UNITS: Record<string, number> = {
   '': 1,
@@ -82,7 +151,7 @@ export function parseSize(s: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-function envName(path: string[]): string {
+export function envName(path: string[]): string {
   return `KUBESTORAGE_${path
     .map((p) => p.replace(/[A-Z]/g, (c) => `_${c}`))
     .join('_')
@@ -128,5 +197,15 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.KUBESTORAGE_CONFIG;
   const fromFile = file ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Tree) : undefined;
-  return merge(DEFAULT_CONFIG as unknown as Tree, fromFile, env, []) as unknown as Config;
+  const cfg = merge(DEFAULT_CONFIG as unknown as Tree, fromFile, env, []);
+  for (const [alias, [section, key]] of ENV_ALIASES) {
+    const v = env[alias];
+    if (v) (cfg[section] as Tree)[key] = v;
+  }
+  const c = cfg as unknown as Config;
+  const r = c.gateway.replicas;
+  if (!Number.isInteger(r) || r < 1 || r > MAX_REPLICAS) {
+    throw new Error(`gateway.replicas: an integer from 1 to ${MAX_REPLICAS}, got ${r}`);
+  }
+  return c;
 }

@@ -2,39 +2,19 @@
 // must upload nothing, `s3 ls --recursive`, sync back down, `s3 rm --recursive`. A file of
 // its own so it runs beside the other aws-cli scenarios (aws-cli.test.ts).
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  AWS,
-  awsEnv,
-  aws as awsRun,
   hashTree,
-  killAll,
   makeTree,
-  requireBinary,
   SCENARIO_TIMEOUT_MS,
   type Scenario,
-  startScenario,
-  timer,
+  useAwsScenario,
 } from './harness.ts';
 
 let sc: Scenario;
-let env: NodeJS.ProcessEnv;
-let done: () => void;
-
-beforeAll(async () => {
-  requireBinary(AWS, 'awscli');
-  done = timer('aws-cli sync');
-  sc = await startScenario('aws-sync');
-  env = awsEnv(sc);
+const aws = useAwsScenario('aws-sync', 'aws-cli sync', (s) => {
+  sc = s;
 });
-
-afterAll(async () => {
-  killAll();
-  await sc?.close();
-  done?.();
-});
-
-const aws = (args: string[], timeoutMs = 60_000) => awsRun(sc, env, args, timeoutMs);
 
 describe('aws-cli (Debian /usr/bin/aws v2) s3 sync', () => {
   it(

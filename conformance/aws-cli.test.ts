@@ -3,40 +3,23 @@
 // env vars and temp files under a private HOME.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { run } from '../test/kit/processes.ts';
+import { AWS } from '../test/kit/s3-clients.ts';
 import {
-  AWS,
-  awsEnv,
-  aws as awsRun,
-  killAll,
   randomBytes,
-  requireBinary,
-  run,
   SCENARIO_TIMEOUT_MS,
   type Scenario,
   sha256File,
-  startScenario,
-  timer,
+  useAwsScenario,
 } from './harness.ts';
 
 let sc: Scenario;
 let env: NodeJS.ProcessEnv;
-let done: () => void;
-
-beforeAll(async () => {
-  requireBinary(AWS, 'awscli');
-  done = timer('aws-cli');
-  sc = await startScenario('aws');
-  env = awsEnv(sc);
+const aws = useAwsScenario('aws', 'aws-cli', (s, e) => {
+  sc = s;
+  env = e;
 });
-
-afterAll(async () => {
-  killAll();
-  await sc?.close();
-  done?.();
-});
-
-const aws = (args: string[], timeoutMs = 60_000) => awsRun(sc, env, args, timeoutMs);
 
 describe('aws-cli (Debian /usr/bin/aws v2)', () => {
   it(

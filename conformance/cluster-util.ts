@@ -4,77 +4,28 @@
 // `cluster up` used, bounded polling, and teardown that kills every PID it ever saw.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { type ClusterFile, down, up } from '../cli/cluster.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
+import { freePortBase } from '../common/ports.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
 import { StoreClient } from '../store-node/client.ts';
+import { alive, KUBESTORAGE_BIN as BIN, killPid, pidGone, run } from '../test/kit/processes.ts';
+import { s3Client } from '../test/kit/s3-clients.ts';
+import { until as poll } from '../test/kit/until.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns something truthy; throws with the last value after `ms`. */
-export async function until<T>(
+/**
+ * Polls `fn` every `everyMs` until it returns something truthy; a throw counts as "not
+ * yet" (a store or directory may be down); fails with the last value after `ms`.
+ */
+export const until = <T>(
   what: string,
   fn: () => Promise<T | undefined | null | false>,
   ms: number,
   everyMs = 200,
-): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== null && v !== false) return v as T;
-      last = v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      const detail = last instanceof Error ? last.message : JSON.stringify(last);
-      throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${detail})`);
-    }
-    await sleep(everyMs);
-  }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-/** A base port P whose cluster ports (P+1..P+9, P+11..P+19, P+21..P+29) were all free. */
-async function freePortBase(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 3_000) * 10;
-    let ok = true;
-    for (let p = base + 1; p <= base + 29 && ok; p++) ok = await portFree(p);
-    if (ok) return base;
-  }
-  throw new Error('no free block of loopback ports');
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {}
-}
+): Promise<T> => poll(what, fn, ms, { everyMs, retryErrors: true });
 
 export interface TestCluster {
   dir: string;
@@ -97,7 +48,7 @@ export interface TestCluster {
 
 export async function startCluster(name: string, extra: string[]): Promise<TestCluster> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `ks-${name}-`));
-  const portBase = await freePortBase();
+  const portBase = await freePortBase(29);
   let file: ClusterFile;
   try {
     file = await up(['--data', dir, '--port-base', String(portBase), ...extra]);
@@ -119,15 +70,11 @@ export async function startCluster(name: string, extra: string[]): Promise<TestC
   const auth = new InternalAuth(file.secret);
   const dirUrls = file.directories.map((d) => d.url);
   const meta = new MetadataClient(dirUrls, auth, { deadlineMs: 5_000 });
-  const s3 = file.gateways.map(
-    (endpoint) =>
-      new S3Client({
-        endpoint,
-        region: 'us-east-1',
-        forcePathStyle: true,
-        credentials: { accessKeyId: file.accessKey, secretAccessKey: file.secretKey },
-        maxAttempts: 3,
-      }),
+  const s3 = file.gateways.map((endpoint) =>
+    s3Client(
+      { endpoint, accessKey: file.accessKey, secretKey: file.secretKey },
+      { maxAttempts: 3 },
+    ),
   );
   const stores = new Map<string, StoreClient>();
   const rec = (id: string) => {
@@ -164,8 +111,8 @@ export async function startCluster(name: string, extra: string[]): Promise<TestC
     },
     async killStore(id) {
       const s = rec(id);
-      killQuietly(s.pid);
-      await until(`store ${id} (pid ${s.pid}) to exit`, async () => !alive(s.pid), 10_000, 50);
+      killPid(s.pid);
+      await pidGone(s.pid, `store ${id} (pid ${s.pid}) to exit`);
       // Never signal that PID again (it may be reused): down() reads cluster.json.
       pids.delete(s.pid);
       dead.add(id);
@@ -207,25 +154,13 @@ export async function startCluster(name: string, extra: string[]): Promise<TestC
       writeFile();
       return child.pid;
     },
-    adminStore(args) {
-      return new Promise((resolve, reject) => {
-        const child = spawn(
-          process.execPath,
-          [BIN, 'admin', 'store', ...args, '--directory', dirUrls.join(',')],
-          { env, stdio: ['ignore', 'pipe', 'pipe'] },
-        );
-        const out: Buffer[] = [];
-        child.stdout.on('data', (b: Buffer) => out.push(b));
-        child.stderr.on('data', (b: Buffer) => out.push(b));
-        const timer = setTimeout(() => child.pid && killQuietly(child.pid), 30_000);
-        child.on('error', reject);
-        child.on('close', (code) => {
-          clearTimeout(timer);
-          const text = Buffer.concat(out).toString();
-          if (code === 0) resolve(text);
-          else reject(new Error(`admin store ${args.join(' ')}: exit ${code}\n${text}`));
-        });
-      });
+    async adminStore(args) {
+      const r = await run(
+        process.execPath,
+        [BIN, 'admin', 'store', ...args, '--directory', dirUrls.join(',')],
+        { env, timeoutMs: 30_000 },
+      );
+      return r.stdout + r.stderr;
     },
     logTail(lines = 30) {
       let s = '';
@@ -242,7 +177,7 @@ export async function startCluster(name: string, extra: string[]): Promise<TestC
         await down(['--data', dir]);
       } catch {}
       // Whatever down() could not stop (or a failed restart left behind), by PID.
-      for (const pid of pids) if (alive(pid)) killQuietly(pid);
+      for (const pid of pids) if (alive(pid)) killPid(pid);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

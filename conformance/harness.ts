@@ -1,13 +1,15 @@
-// Shared helpers for the real-client scenario tests: an embedded gateway in a temp dir,
-// bounded child processes (killed by PID on timeout), an isolated HOME per client, and
-// file-tree generation/comparison.
-import { type ChildProcess, spawn } from 'node:child_process';
+// Shared helpers for the real-client scenario tests: an embedded gateway (or a local
+// cluster) in a temp dir, an isolated HOME per client, the file's set-up and teardown, and
+// file-tree generation/comparison. Child processes and client configs: test/kit.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { down, up } from '../cli/cluster.ts';
+import { freePortBase } from '../common/ports.ts';
+import { killChildren, killPid, type RunResult } from '../test/kit/processes.ts';
+import { AWS, aws, awsEnv } from '../test/kit/s3-clients.ts';
 import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 /** What a client scenario needs of the server under test. */
@@ -63,6 +65,50 @@ export async function startScenario(name: string): Promise<Scenario> {
 }
 
 /**
+ * The file's set-up: checks the client binaries (`[path, debian package]`), starts the
+ * scenario and hands it to `onStart`; after all tests kills every child still running,
+ * closes the scenario and prints how long the file took (as `label`).
+ */
+export function useScenario(
+  name: string,
+  opts: { label: string; binaries: Array<[string, string]> },
+  onStart: (sc: Scenario) => void,
+): void {
+  let sc: Scenario | undefined;
+  let done: (() => void) | undefined;
+  beforeAll(async () => {
+    for (const [bin, pkg] of opts.binaries) requireBinary(bin, pkg);
+    done = timer(opts.label);
+    sc = await startScenario(name);
+    onStart(sc);
+  });
+  afterAll(async () => {
+    killAll();
+    await sc?.close();
+    done?.();
+  });
+}
+
+/**
+ * useScenario for an aws-cli file: hands the scenario and the client's environment to
+ * `onStart`, and returns `aws(args, timeoutMs)` against the scenario's server.
+ */
+export function useAwsScenario(
+  name: string,
+  label: string,
+  onStart: (sc: Scenario, env: NodeJS.ProcessEnv) => void,
+): (args: string[], timeoutMs?: number) => Promise<RunResult> {
+  let sc: Scenario;
+  let env: NodeJS.ProcessEnv;
+  useScenario(name, { label, binaries: [[AWS, 'awscli']] }, (s) => {
+    sc = s;
+    env = awsEnv(s);
+    onStart(sc, env);
+  });
+  return (args, timeoutMs = 60_000) => aws(sc, env, args, timeoutMs);
+}
+
+/**
  * The vitest project `cluster`: a real local cluster (`kubestorage cluster up`: 3 directory
  * replicas, 4 stores in 2 zones, 2 gateways as separate processes); the scenario talks to
  * its first gateway.
@@ -95,116 +141,13 @@ async function startLocalCluster(
   }
 }
 
-/** A base port P with P+1 .. P+span all free a moment ago (cluster up uses fixed offsets). */
-async function freePortBase(span: number): Promise<number> {
-  const free = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    let ok = true;
-    for (let p = base + 1; p <= base + span && ok; p++) ok = await free(p);
-    if (ok) return base;
-  }
-  throw new Error('no free block of loopback ports');
-}
-
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-const live = new Set<ChildProcess>();
-
-function killChild(child: ChildProcess): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    // The child leads its own process group (detached): kill the group by its PID.
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    try {
-      process.kill(child.pid, 'SIGKILL');
-    } catch {}
-  }
-}
-
 /** Kills every child still running (for afterAll after a failed test). */
 export function killAll(): void {
-  for (const c of live) killChild(c);
-  live.clear();
+  killChildren();
   for (const s of starting) {
     s.abandoned = true;
-    for (const pid of s.pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
+    for (const pid of s.pids) killPid(pid);
   }
-}
-
-/**
- * Runs a command with a hard timeout; the process (and its group) is killed by PID on
- * timeout. Rejects unless the exit code is 0 (or `allowFail`).
- */
-export function run(
-  cmd: string,
-  args: string[],
-  opts: {
-    env: NodeJS.ProcessEnv;
-    cwd?: string;
-    timeoutMs?: number;
-    allowFail?: boolean;
-    input?: string;
-  },
-): Promise<RunResult> {
-  const timeoutMs = opts.timeoutMs ?? 30_000;
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      env: opts.env,
-      cwd: opts.cwd,
-      detached: true,
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    live.add(child);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killChild(child);
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      live.delete(child);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      live.delete(child);
-      const r = {
-        code,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-      };
-      const line = `${cmd} ${args.join(' ')}`;
-      if (timedOut) {
-        reject(new Error(`timed out after ${timeoutMs} ms: ${line}\n${r.stdout}\n${r.stderr}`));
-      } else if (code !== 0 && !opts.allowFail) {
-        reject(new Error(`exit ${code}: ${line}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`));
-      } else {
-        resolve(r);
-      }
-    });
-  });
 }
 
 /** Deterministic pseudo-random bytes (fast, seeded). */
@@ -270,46 +213,6 @@ export function timer(client: string): () => void {
  * the suite; every child process is bounded separately by run()'s timeout.
  */
 export const SCENARIO_TIMEOUT_MS = 240_000;
-
-export const AWS = '/usr/bin/aws';
-
-/**
- * Environment for the Debian aws-cli v2: config and credentials in temp files (path-style
- * addressing, us-east-1), nothing read from the real HOME, no retries — a server error
- * must fail the scenario, not be papered over.
- */
-export function awsEnv(sc: Scenario): NodeJS.ProcessEnv {
-  const config = path.join(sc.dir, 'aws-config');
-  fs.writeFileSync(
-    config,
-    '[default]\nregion = us-east-1\noutput = json\ns3 =\n  addressing_style = path\n',
-  );
-  const creds = path.join(sc.dir, 'aws-credentials');
-  fs.writeFileSync(
-    creds,
-    `[default]\naws_access_key_id = ${sc.srv.accessKey}\naws_secret_access_key = ${sc.srv.secretKey}\n`,
-  );
-  return {
-    ...sc.env,
-    AWS_CONFIG_FILE: config,
-    AWS_SHARED_CREDENTIALS_FILE: creds,
-    AWS_DEFAULT_REGION: 'us-east-1',
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_PAGER: '',
-    AWS_RETRY_MODE: 'standard',
-    AWS_MAX_ATTEMPTS: '1',
-  };
-}
-
-/** `aws --endpoint-url <server> …args`, bounded. */
-export function aws(
-  sc: Scenario,
-  env: NodeJS.ProcessEnv,
-  args: string[],
-  timeoutMs = 60_000,
-): Promise<RunResult> {
-  return run(AWS, ['--endpoint-url', sc.srv.endpoint, ...args], { env, timeoutMs });
-}
 
 /** Keys from `aws s3 ls --recursive` output (date, time, size, key), directory markers dropped. */
 export function lsKeys(stdout: string): string[] {

@@ -2,49 +2,23 @@
 // (provider Other, path style, us-east-1); no config file outside the temp dir.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { run } from '../test/kit/processes.ts';
+import { RCLONE, rcloneEnv } from '../test/kit/s3-clients.ts';
 import {
   hashTree,
-  killAll,
   makeTree,
   randomBytes,
-  requireBinary,
-  run,
   SCENARIO_TIMEOUT_MS,
   type Scenario,
-  startScenario,
-  timer,
+  useScenario,
 } from './harness.ts';
 
-const RCLONE = '/usr/bin/rclone';
 let sc: Scenario;
 let env: NodeJS.ProcessEnv;
-let done: () => void;
-
-beforeAll(async () => {
-  requireBinary(RCLONE, 'rclone');
-  done = timer('rclone');
-  sc = await startScenario('rclone');
-  const config = path.join(sc.dir, 'rclone.conf');
-  fs.writeFileSync(config, '');
-  env = {
-    ...sc.env,
-    RCLONE_CONFIG: config,
-    RCLONE_CONFIG_KS_TYPE: 's3',
-    RCLONE_CONFIG_KS_PROVIDER: 'Other',
-    RCLONE_CONFIG_KS_ENV_AUTH: 'false',
-    RCLONE_CONFIG_KS_ACCESS_KEY_ID: sc.srv.accessKey,
-    RCLONE_CONFIG_KS_SECRET_ACCESS_KEY: sc.srv.secretKey,
-    RCLONE_CONFIG_KS_ENDPOINT: sc.srv.endpoint,
-    RCLONE_CONFIG_KS_REGION: 'us-east-1',
-    RCLONE_CONFIG_KS_FORCE_PATH_STYLE: 'true',
-  };
-});
-
-afterAll(async () => {
-  killAll();
-  await sc?.close();
-  done?.();
+useScenario('rclone', { label: 'rclone', binaries: [[RCLONE, 'rclone']] }, (s) => {
+  sc = s;
+  env = rcloneEnv(s);
 });
 
 const rclone = (args: string[], timeoutMs = 60_000) =>

@@ -2,53 +2,22 @@
 // plain HTTP), once with SigV4 and once with --signature-v2.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { run } from '../test/kit/processes.ts';
+import { S3CMD, s3cmdConfig } from '../test/kit/s3-clients.ts';
 import {
-  killAll,
   randomBytes,
-  requireBinary,
-  run,
   SCENARIO_TIMEOUT_MS,
   type Scenario,
   sha256File,
-  startScenario,
-  timer,
+  useScenario,
 } from './harness.ts';
 
-const S3CMD = '/usr/bin/s3cmd';
 let sc: Scenario;
 let config: string;
-let done: () => void;
-
-beforeAll(async () => {
-  requireBinary(S3CMD, 's3cmd');
-  done = timer('s3cmd');
-  sc = await startScenario('s3cmd');
-  const host = new URL(sc.srv.endpoint).host;
-  config = path.join(sc.dir, 's3cfg');
-  fs.writeFileSync(
-    config,
-    [
-      '[default]',
-      `access_key = ${sc.srv.accessKey}`,
-      `secret_key = ${sc.srv.secretKey}`,
-      `host_base = ${host}`,
-      `host_bucket = ${host}`,
-      'bucket_location = us-east-1',
-      'use_https = False',
-      'signature_v2 = False',
-      'check_ssl_certificate = False',
-      'proxy_host =',
-      'progress_meter = False',
-      '',
-    ].join('\n'),
-  );
-});
-
-afterAll(async () => {
-  killAll();
-  await sc?.close();
-  done?.();
+useScenario('s3cmd', { label: 's3cmd', binaries: [[S3CMD, 's3cmd']] }, (s) => {
+  sc = s;
+  config = s3cmdConfig(s);
 });
 
 const s3cmd = (args: string[], extra: string[] = [], timeoutMs = 60_000) =>

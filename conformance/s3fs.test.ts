@@ -3,42 +3,30 @@
 // mount refused by the kernel). The gateway runs in this process, so every file operation
 // on the mount goes through fs.promises (libuv's thread pool): a synchronous call would
 // block the event loop that must answer s3fs's requests.
-import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AWS,
-  awsEnv,
-  aws as awsRun,
-  killAll,
-  lsKeys,
-  randomBytes,
-  requireBinary,
-  run,
-  SCENARIO_TIMEOUT_MS,
-  type Scenario,
-  startScenario,
-  timer,
-} from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { exited, type Proc, run, startProcess, stopChild } from '../test/kit/processes.ts';
+import { AWS, awsEnv, aws as awsRun } from '../test/kit/s3-clients.ts';
+import { sleep } from '../test/kit/until.ts';
+import { lsKeys, randomBytes, SCENARIO_TIMEOUT_MS, type Scenario, useScenario } from './harness.ts';
 
 const S3FS = '/usr/bin/s3fs';
 let sc: Scenario;
-let done: () => void;
-
-beforeAll(async () => {
-  requireBinary(S3FS, 's3fs');
-  requireBinary(AWS, 'awscli');
-  done = timer('s3fs');
-  sc = await startScenario('s3fs');
-});
-
-afterAll(async () => {
-  killAll();
-  await sc?.close();
-  done?.();
-});
+useScenario(
+  's3fs',
+  {
+    label: 's3fs',
+    binaries: [
+      [S3FS, 's3fs'],
+      [AWS, 'awscli'],
+    ],
+  },
+  (s) => {
+    sc = s;
+  },
+);
 
 /** Why FUSE cannot be used here, or null when it looks usable. */
 function fuseUnavailable(): string | null {
@@ -84,10 +72,9 @@ describe('s3fs (Debian /usr/bin/s3fs, FUSE)', () => {
       fs.writeFileSync(passwd, `${sc.srv.accessKey}:${sc.srv.secretKey}\n`, { mode: 0o600 });
       const mnt = path.join(sc.dir, 'mnt');
       fs.mkdirSync(mnt);
-      const log: Buffer[] = [];
-      let child: ChildProcess | undefined;
+      let s3fs: Proc | undefined;
       try {
-        child = spawn(
+        s3fs = startProcess(
           S3FS,
           [
             'fsbucket',
@@ -114,14 +101,13 @@ describe('s3fs (Debian /usr/bin/s3fs, FUSE)', () => {
             '-o',
             'stat_cache_expire=1',
           ],
-          { env: sc.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+          { env: sc.env, detached: true },
         );
-        child.stdout!.on('data', (b: Buffer) => log.push(b));
-        child.stderr!.on('data', (b: Buffer) => log.push(b));
-        const exited = new Promise<void>((r) => child!.on('exit', () => r()));
+        const child = s3fs.child;
+        const gone = exited(child);
         const deadline = Date.now() + 15_000;
         while (!isMounted(mnt)) {
-          const text = Buffer.concat(log).toString();
+          const text = s3fs.output();
           if (child.exitCode !== null || child.signalCode !== null) {
             if (FUSE_REFUSED.test(text)) {
               console.warn(`[conformance] s3fs SKIPPED: FUSE mount refused: ${text.trim()}`);
@@ -130,7 +116,7 @@ describe('s3fs (Debian /usr/bin/s3fs, FUSE)', () => {
             throw new Error(`s3fs exited (${child.exitCode ?? child.signalCode}):\n${text}`);
           }
           if (Date.now() > deadline) throw new Error(`s3fs did not mount in 15 s:\n${text}`);
-          await Promise.race([exited, new Promise((r) => setTimeout(r, 100))]);
+          await Promise.race([gone, sleep(100)]);
         }
 
         // An object put through S3 is visible as a file.
@@ -194,19 +180,7 @@ describe('s3fs (Debian /usr/bin/s3fs, FUSE)', () => {
             allowFail: true,
           });
         }
-        if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-          const exited = new Promise<void>((r) => child!.on('exit', () => r()));
-          const t = setTimeout(() => {
-            try {
-              process.kill(-child!.pid!, 'SIGKILL');
-            } catch {}
-          }, 5_000);
-          try {
-            process.kill(child.pid, 'SIGTERM');
-          } catch {}
-          await exited;
-          clearTimeout(t);
-        }
+        if (s3fs) await stopChild(s3fs.child, 5_000);
         if (isMounted(mnt)) console.warn(`[conformance] s3fs: ${mnt} still mounted after cleanup`);
       }
       expect(isMounted(mnt)).toBe(false);

@@ -1,21 +1,20 @@
 // Users and keys through `kubestorage admin` (a real CLI process) against a gateway,
 // and what the new identities may and may not do.
 import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import {
   CreateBucketCommand,
   ListBucketsCommand,
   PutObjectCommand,
-  S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KUBESTORAGE_BIN as BIN } from '../test/kit/processes.ts';
+import { s3Client } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../bin/kubestorage.js');
 let srv: TestServer;
 
 beforeAll(async () => {
@@ -45,14 +44,7 @@ async function admin(args: string[], creds = { ak: srv.accessKey, sk: srv.secret
   }
 }
 
-function client(ak: string, sk: string) {
-  return new S3Client({
-    endpoint: srv.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: ak, secretAccessKey: sk },
-  });
-}
+const client = (ak: string, sk: string) => s3Client(srv, { accessKey: ak, secretKey: sk });
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {

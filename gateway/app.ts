@@ -8,13 +8,14 @@ import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { MetadataError } from '../directory/model/api.ts';
 import { StoreError } from '../store-node/errors.ts';
+import { authorizeBucket } from './access.ts';
 import { ADMIN_PREFIX, handleAdmin } from './admin.ts';
 import { chunkedOptionsFor, decodeAwsChunked } from './auth/chunked.ts';
 import { type AuthResult, authenticate, parseQuery } from './auth/sigv4.ts';
 import type { S3Request, Services } from './context.ts';
-import { S3Error } from './error.ts';
+import { fromMetadataError, S3Error } from './error.ts';
 import { withLookupCache } from './lookup-cache.ts';
-import { route } from './router.ts';
+import { type Route, route } from './router.ts';
 
 export function splitTarget(
   rawUrl: string,
@@ -60,17 +61,12 @@ function unreachable(e: unknown): boolean {
   return typeof code === 'string' && CONNECTION_ERRORS.has(code);
 }
 
-function toS3Error(e: unknown, services: Services): S3Error {
+export function toS3Error(e: unknown, services: Services): S3Error {
   if (e instanceof S3Error) return e;
   if (e instanceof MetadataError) {
-    switch (e.code) {
-      case 'NoSuchBucket':
-        return new S3Error('NoSuchBucket', 'The specified bucket does not exist');
-      case 'Unavailable':
-        return new S3Error('ServiceUnavailable', 'Please reduce your request rate.');
-      default:
-        return new S3Error(e.code, e.message, { status: 409 });
-    }
+    const err = fromMetadataError(e);
+    if (err.code === 'InternalError') services.log.error({ err: e }, 'unknown metadata error');
+    return err;
   }
   if (e instanceof StoreError && (e.code === 'Busy' || e.code === 'VolumeFull')) {
     return new S3Error('SlowDown', 'Please reduce your request rate.');
@@ -185,7 +181,7 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
         trailers: decoded.trailers,
         declaredSha256: /^[0-9a-f]{64}$/.test(sha) ? sha : null,
       };
-      const res = await route(req)(req);
+      const res = await dispatch(route(req), req);
       res.headers.set('x-amz-request-id', requestId);
       return res;
     } catch (e) {
@@ -193,6 +189,28 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
     }
   });
   return app;
+}
+
+/** Runs the routed handler after the access check its route declares. */
+async function dispatch(r: Route, req: S3Request): Promise<Response> {
+  if (r.access === 'none') return r.handler(req);
+  if (r.alongside) {
+    const check = authorizeBucket(req, req.bucket, r.access);
+    check.catch(() => {});
+    let res: Response;
+    try {
+      res = await r.handler(req);
+    } catch (e) {
+      await check;
+      throw e;
+    }
+    await check;
+    return res;
+  }
+  r.validate?.(req);
+  const bucketRecord = await authorizeBucket(req, req.bucket, r.access);
+  // Onto the request itself: a copy of its dozen fields on every request costs more.
+  return r.handler(Object.assign(req, { bucketRecord }));
 }
 
 function bodyDecoder(

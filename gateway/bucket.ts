@@ -1,6 +1,7 @@
 // Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation.
 
 import { MetadataError } from '../directory/model/api.ts';
+import { type BucketRequest, guardOf } from './access.ts';
 import { readSmallBody, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 import { replicaHeader } from './replicas.ts';
@@ -108,15 +109,15 @@ export async function createBucket(req: S3Request): Promise<Response> {
   return empty(200, { location: `/${req.bucket}` });
 }
 
-export async function deleteBucket(req: S3Request): Promise<Response> {
-  await requireBucket(req);
+export async function deleteBucket(req: BucketRequest): Promise<Response> {
+  const guard = guardOf(req);
   // As on AWS, multipart uploads still in progress do not keep a bucket alive: they are
   // aborted (their parts freed) with it. Objects do.
   for (;;) {
     const page = await req.services.meta.listUploads(req.bucket, { maxUploads: 1000 });
     for (const u of page.uploads) {
       try {
-        const parts = await req.services.meta.abortUpload(req.bucket, u.key, u.uploadId);
+        const parts = await req.services.meta.abortUpload(req.bucket, u.key, u.uploadId, guard);
         for (const p of parts) await req.services.data.free(p.chunks);
       } catch (e) {
         if (!(e instanceof MetadataError && e.code === 'NoSuchUpload')) throw e;
@@ -125,7 +126,7 @@ export async function deleteBucket(req: S3Request): Promise<Response> {
     if (!page.isTruncated || page.uploads.length === 0) break;
   }
   try {
-    await req.services.meta.deleteBucket(req.bucket);
+    await req.services.meta.deleteBucket(req.bucket, guard);
   } catch (e) {
     if (e instanceof MetadataError && e.code === 'BucketNotEmpty') {
       throw new S3Error('BucketNotEmpty', 'The bucket you tried to delete is not empty.', {
@@ -137,31 +138,17 @@ export async function deleteBucket(req: S3Request): Promise<Response> {
   return empty(204);
 }
 
-export async function headBucket(req: S3Request): Promise<Response> {
-  const b = await requireBucket(req);
+export async function headBucket(req: BucketRequest): Promise<Response> {
+  const b = req.bucketRecord;
   return empty(200, { 'x-amz-bucket-region': b.region });
 }
 
-export async function getBucketLocation(req: S3Request): Promise<Response> {
-  const b = await requireBucket(req);
+export async function getBucketLocation(req: BucketRequest): Promise<Response> {
+  const b = req.bucketRecord;
   // us-east-1 is reported as an empty constraint, as AWS does.
   const loc = b.region === 'us-east-1' ? '' : b.region;
   return new Response(
     `<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="${S3_NS}">${escapeXml(loc)}</LocationConstraint>`,
     { headers: { 'content-type': 'application/xml' } },
   );
-}
-
-/** The bucket record, after checking it exists and that the caller may use it. */
-export async function requireBucket(req: S3Request) {
-  const b = await req.services.meta.getBucket(req.bucket);
-  if (!b) {
-    throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', {
-      resource: `/${req.bucket}`,
-      extra: { BucketName: req.bucket },
-    });
-  }
-  if (b.owner !== req.userId)
-    throw new S3Error('AccessDenied', 'Access Denied', { resource: `/${req.bucket}` });
-  return b;
 }

@@ -3,7 +3,7 @@
 // server's synced batch to MetadataError('Unavailable')).
 import { describe, expect, it } from 'vitest';
 import { type ChunkRef, MetadataError, type ObjectRecord } from '../directory/model/api.ts';
-import type { S3Request } from './context.ts';
+import type { BucketRequest } from './access.ts';
 import { commitObject } from './put.ts';
 
 describe('commitObject on an ambiguous metadata error', () => {
@@ -12,6 +12,7 @@ describe('commitObject on an ambiguous metadata error', () => {
     const freed: ChunkRef[] = [];
     const req = {
       bucket: 'b',
+      bucketRecord: { name: 'b', owner: 'o', createdAt: 0, region: 'us-east-1' },
       services: {
         meta: {
           // The batch commits on the server; the reply is lost (timeout, reset).
@@ -26,7 +27,7 @@ describe('commitObject on an ambiguous metadata error', () => {
           },
         },
       },
-    } as unknown as S3Request;
+    } as unknown as BucketRequest;
     const rec = {
       key: 'k',
       size: 3,

@@ -1,7 +1,7 @@
 // What every S3 handler receives: the parsed request, who sent it, and the services.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Logger } from '../common/log.ts';
-import type { ObjectData } from '../data/object-data.ts';
+import type { DataPath } from '../data-path/api.ts';
 import type { MetadataStore } from '../directory/model/api.ts';
 import { S3Error } from './error.ts';
 
@@ -15,7 +15,8 @@ export interface GatewayConfig {
 
 export interface Services {
   meta: MetadataStore;
-  data: ObjectData;
+  /** Object bytes, behind the seam the object cache plugs into (data/api.ts). */
+  data: DataPath;
   config: GatewayConfig;
   log: Logger;
 }

@@ -4,7 +4,7 @@
 
 import crypto from 'node:crypto';
 import type { ObjectRecord } from '../directory/model/api.ts';
-import { requireBucket } from './bucket.ts';
+import { authorizeBucket, type BucketRequest } from './access.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 import { checkConditions } from './get.ts';
@@ -52,7 +52,7 @@ export async function loadCopySource(req: S3Request): Promise<CopySource> {
   }
   const bucket = decoded.slice(0, slash);
   const key = decoded.slice(slash + 1);
-  await requireBucket({ ...req, bucket });
+  await authorizeBucket(req, bucket, 'read');
   const obj = await req.services.meta.getObject(bucket, key);
   if (!obj)
     throw new S3Error('NoSuchKey', 'The specified key does not exist.', { extra: { Key: key } });
@@ -75,8 +75,7 @@ export async function copyData(req: S3Request, src: ObjectRecord, start: number,
   return { chunks, size, md5: md5.digest('hex') };
 }
 
-export async function copyObject(req: S3Request): Promise<Response> {
-  await requireBucket(req);
+export async function copyObject(req: BucketRequest): Promise<Response> {
   validateKey(req.key);
   const src = await loadCopySource(req);
   const directive = (header(req, 'x-amz-metadata-directive') ?? 'COPY').toUpperCase();

@@ -1,24 +1,23 @@
 // DeleteObject and DeleteObjects. The metadata delete commits first (the object is gone
 // at once); its needles are tombstoned afterwards, and compaction reclaims the space.
 import crypto from 'node:crypto';
-import { requireBucket } from './bucket.ts';
-import { header, readSmallBody, type S3Request } from './context.ts';
-import { S3Error } from './error.ts';
+import { MetadataError } from '../directory/model/api.ts';
+import { type BucketRequest, guardOf } from './access.ts';
+import { header, readSmallBody } from './context.ts';
+import { fromMetadataError, S3Error } from './error.ts';
 import { validateKey } from './keys.ts';
 import { empty, xmlResponse } from './response.ts';
 import { parseXmlBody, type XmlNode } from './xml.ts';
 
-export async function deleteObject(req: S3Request): Promise<Response> {
-  await requireBucket(req);
-  const old = await req.services.meta.deleteObject(req.bucket, req.key);
+export async function deleteObject(req: BucketRequest): Promise<Response> {
+  const old = await req.services.meta.deleteObject(req.bucket, req.key, guardOf(req));
   if (old) await req.services.data.free(old.chunks);
   return empty(204);
 }
 
 const MAX_DELETE_KEYS = 1000;
 
-export async function deleteObjects(req: S3Request): Promise<Response> {
-  await requireBucket(req);
+export async function deleteObjects(req: BucketRequest): Promise<Response> {
   const body = await readSmallBody(req, 2 * 1024 * 1024);
   const md5 = header(req, 'content-md5');
   if (md5 !== undefined && crypto.createHash('md5').update(body).digest('base64') !== md5) {
@@ -33,6 +32,7 @@ export async function deleteObjects(req: S3Request): Promise<Response> {
       'The XML you provided was not well-formed or did not validate against our published schema.',
     );
   }
+  const guard = guardOf(req);
   const deleted: XmlNode[] = [];
   const errors: XmlNode[] = [];
   for (const o of objects) {
@@ -41,11 +41,16 @@ export async function deleteObjects(req: S3Request): Promise<Response> {
     if (key === null) throw new S3Error('MalformedXML', 'Every Object needs a Key.');
     try {
       validateKey(key);
-      const old = await req.services.meta.deleteObject(req.bucket, key);
+      const old = await req.services.meta.deleteObject(req.bucket, key, guard);
       if (old) await req.services.data.free(old.chunks);
       if (!quiet) deleted.push({ Key: key });
     } catch (e) {
-      const err = e instanceof S3Error ? e : new S3Error('InternalError', (e as Error).message);
+      const err =
+        e instanceof S3Error
+          ? e
+          : e instanceof MetadataError
+            ? fromMetadataError(e)
+            : new S3Error('InternalError', (e as Error).message);
       errors.push({ Key: key, Code: err.code, Message: err.message });
     }
   }

@@ -1,8 +1,11 @@
 // One error type for the S3 surface: it carries the S3 code, the HTTP status and the
 // extra fields AWS puts in its <Error> document, so handlers throw and one place renders.
+import type { MetadataError } from '../directory/model/api.ts';
 
-const STATUS: Record<string, number> = {
+/** Every error code the gateway sends, with its HTTP status. */
+const STATUS = {
   AccessDenied: 403,
+  AccessForbidden: 403,
   SignatureDoesNotMatch: 403,
   InvalidAccessKeyId: 403,
   RequestTimeTooSkewed: 403,
@@ -10,13 +13,16 @@ const STATUS: Record<string, number> = {
   AuthorizationHeaderMalformed: 400,
   AuthorizationQueryParametersError: 400,
   MissingSecurityHeader: 400,
+  BadRequest: 400,
   InvalidArgument: 400,
   InvalidRequest: 400,
+  InvalidURI: 400,
   BadDigest: 400,
   InvalidDigest: 400,
   XAmzContentSHA256Mismatch: 400,
   IncompleteBody: 400,
   MalformedXML: 400,
+  MetadataTooLarge: 400,
   InvalidBucketName: 400,
   KeyTooLongError: 400,
   EntityTooSmall: 400,
@@ -28,6 +34,7 @@ const STATUS: Record<string, number> = {
   NoSuchBucket: 404,
   NoSuchKey: 404,
   NoSuchUpload: 404,
+  NoSuchVersion: 404,
   MethodNotAllowed: 405,
   BucketAlreadyExists: 409,
   BucketAlreadyOwnedByYou: 409,
@@ -40,11 +47,19 @@ const STATUS: Record<string, number> = {
   NotImplemented: 501,
   ServiceUnavailable: 503,
   SlowDown: 503,
-};
+  // The admin API's own codes (admin.ts).
+  NoSuchUser: 404,
+  UserAlreadyExists: 409,
+  UserHasBuckets: 409,
+  KeyAlreadyExists: 409,
+} as const satisfies Record<string, number>;
+
+export type S3ErrorCode = keyof typeof STATUS;
 
 // aws-cli crashes on an empty <Message/>, so every code has a fallback text (AWS's wording).
-const DEFAULT_MESSAGE: Record<string, string> = {
+const DEFAULT_MESSAGE: Record<S3ErrorCode, string> = {
   AccessDenied: 'Access Denied',
+  AccessForbidden: 'CORSResponse: This CORS request is not allowed.',
   SignatureDoesNotMatch:
     'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
   InvalidAccessKeyId: 'The AWS Access Key Id you provided does not exist in our records.',
@@ -54,8 +69,10 @@ const DEFAULT_MESSAGE: Record<string, string> = {
   AuthorizationHeaderMalformed: 'The authorization header is malformed.',
   AuthorizationQueryParametersError: 'Error parsing the X-Amz-Credential parameter.',
   MissingSecurityHeader: 'Your request is missing a required header.',
+  BadRequest: 'Bad Request',
   InvalidArgument: 'Invalid Argument',
   InvalidRequest: 'Invalid Request',
+  InvalidURI: 'Could not parse the specified URI.',
   BadDigest: 'The Content-MD5 you specified did not match what we received.',
   InvalidDigest: 'The Content-MD5 you specified is not valid.',
   XAmzContentSHA256Mismatch:
@@ -64,6 +81,7 @@ const DEFAULT_MESSAGE: Record<string, string> = {
     'You did not provide the number of bytes specified by the Content-Length HTTP header.',
   MalformedXML:
     'The XML you provided was not well-formed or did not validate against our published schema.',
+  MetadataTooLarge: 'Your metadata headers exceed the maximum allowed metadata size.',
   InvalidBucketName: 'The specified bucket is not valid.',
   KeyTooLongError: 'Your key is too long.',
   EntityTooSmall: 'Your proposed upload is smaller than the minimum allowed object size.',
@@ -79,6 +97,7 @@ const DEFAULT_MESSAGE: Record<string, string> = {
   NoSuchKey: 'The specified key does not exist.',
   NoSuchUpload:
     'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+  NoSuchVersion: 'The specified version does not exist.',
   MethodNotAllowed: 'The specified method is not allowed against this resource.',
   BucketAlreadyExists:
     'The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.',
@@ -93,11 +112,48 @@ const DEFAULT_MESSAGE: Record<string, string> = {
   NotImplemented: 'A header you provided implies functionality that is not implemented.',
   ServiceUnavailable: 'Please reduce your request rate.',
   SlowDown: 'Please reduce your request rate.',
+  NoSuchUser: 'The specified user does not exist.',
+  UserAlreadyExists: 'The specified user already exists.',
+  UserHasBuckets: 'The user still owns buckets.',
+  KeyAlreadyExists: 'The access key already exists.',
 };
 
 /** HTTP status of a known S3 error code; unknown codes are server faults until proven otherwise. */
 export function s3Status(code: string): number {
-  return STATUS[code] ?? 500;
+  return Object.hasOwn(STATUS, code) ? STATUS[code as S3ErrorCode] : 500;
+}
+
+/**
+ * What each directory refusal is on the S3 surface. A table over MetadataError's closed
+ * list, so a new directory code does not compile until it is given an S3 meaning.
+ */
+const FROM_METADATA: Record<MetadataError['code'], S3ErrorCode> = {
+  BucketAlreadyExists: 'BucketAlreadyExists',
+  BucketAlreadyOwnedByYou: 'BucketAlreadyOwnedByYou',
+  BucketNotEmpty: 'BucketNotEmpty',
+  NoSuchBucket: 'NoSuchBucket',
+  NoSuchUpload: 'NoSuchUpload',
+  InvalidPart: 'InvalidPart',
+  PreconditionFailed: 'PreconditionFailed',
+  // The bucket changed owner after this gateway's (cached) access check passed.
+  BucketOwnerChanged: 'AccessDenied',
+  NoSuchUser: 'NoSuchUser',
+  UserExists: 'UserAlreadyExists',
+  KeyExists: 'KeyAlreadyExists',
+  Unavailable: 'ServiceUnavailable',
+};
+
+/**
+ * A directory refusal as the S3 error it stands for. The code may come off the wire from a
+ * directory of another build: one this build does not know is a server fault, not a 409.
+ */
+export function fromMetadataError(e: MetadataError): S3Error {
+  const code: S3ErrorCode | undefined = Object.hasOwn(FROM_METADATA, e.code)
+    ? FROM_METADATA[e.code]
+    : undefined;
+  if (code === undefined) return new S3Error('InternalError', DEFAULT_MESSAGE.InternalError);
+  // The directory's message names its internals (keys, upload ids): AWS's wording instead.
+  return new S3Error(code, DEFAULT_MESSAGE[code]);
 }
 
 export interface S3ErrorOptions {
@@ -110,14 +166,14 @@ export interface S3ErrorOptions {
 }
 
 export class S3Error extends Error {
-  readonly code: string;
+  readonly code: S3ErrorCode;
   readonly status: number;
   /** Settable: the gateway fills in the request's resource when the thrower did not. */
   resource: string | undefined;
   readonly extra: Record<string, string>;
   readonly headers: Record<string, string>;
 
-  constructor(code: string, message: string, opts: S3ErrorOptions = {}) {
+  constructor(code: S3ErrorCode, message: string, opts: S3ErrorOptions = {}) {
     const text = message.trim() === '' ? (DEFAULT_MESSAGE[code] ?? code) : message;
     super(text);
     this.name = 'S3Error';

@@ -19,42 +19,20 @@ import {
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
-  S3Client,
-  S3ServiceException,
+  type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { s3Client, s3Error, useS3Server } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 let srv: TestServer;
 let s3: S3Client;
-
-beforeAll(async () => {
-  srv = await startTestServer(tempDir('ks-gw-'), { chunkSize: 1024 * 1024 });
-  s3 = new S3Client({
-    endpoint: srv.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: srv.accessKey, secretAccessKey: srv.secretKey },
-  });
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  await srv?.close();
-});
-
-async function s3Error(p: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof S3ServiceException)
-      return { name: e.name, status: e.$metadata.httpStatusCode };
-    throw e;
-  }
-  throw new Error('expected an S3 error');
-}
+useS3Server(
+  () => startTestServer(tempDir('ks-gw-'), { chunkSize: 1024 * 1024 }),
+  (started) => ({ srv, s3 } = started),
+);
 
 const text = (b: { Body?: { transformToString(): Promise<string> } }) =>
   b.Body!.transformToString();
@@ -346,23 +324,13 @@ describe('gateway with @aws-sdk/client-s3', () => {
   });
 
   it('refuses wrong credentials and anonymous requests', async () => {
-    const bad = new S3Client({
-      endpoint: srv.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: srv.accessKey, secretAccessKey: 'wrong-secret' },
-    });
+    const bad = s3Client(srv, { secretKey: 'wrong-secret' });
     expect(await s3Error(bad.send(new ListBucketsCommand({})))).toEqual({
       name: 'SignatureDoesNotMatch',
       status: 403,
     });
     bad.destroy();
-    const unknown = new S3Client({
-      endpoint: srv.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'NOSUCHKEY', secretAccessKey: 'x' },
-    });
+    const unknown = s3Client(srv, { accessKey: 'NOSUCHKEY', secretKey: 'x' });
     expect((await s3Error(unknown.send(new ListBucketsCommand({})))).name).toBe(
       'InvalidAccessKeyId',
     );

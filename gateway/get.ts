@@ -2,7 +2,7 @@
 // response-* overrides, and a streamed body read chunk by chunk from the stores.
 import type { ObjectRecord } from '../directory/model/api.ts';
 import { StoreError } from '../store-node/errors.ts';
-import { requireBucket } from './bucket.ts';
+import type { BucketRequest } from './access.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 import { empty, xmlResponse } from './response.ts';
@@ -133,8 +133,7 @@ export function objectHeaders(obj: ObjectRecord, req: S3Request): Record<string,
   return h;
 }
 
-export async function loadObject(req: S3Request): Promise<ObjectRecord> {
-  await requireBucket(req);
+export async function loadObject(req: BucketRequest): Promise<ObjectRecord> {
   const obj = await req.services.meta.getObject(req.bucket, req.key);
   if (!obj) {
     throw new S3Error('NoSuchKey', 'The specified key does not exist.', {
@@ -164,7 +163,7 @@ function partRange(obj: ObjectRecord, raw: string): { start: number; end: number
   return { start, end: start + sizes[n - 1]! - 1 };
 }
 
-export async function getObject(req: S3Request, head: boolean): Promise<Response> {
+export async function getObject(req: BucketRequest, head: boolean): Promise<Response> {
   try {
     return await getOnce(req, head);
   } catch (e) {
@@ -175,7 +174,7 @@ export async function getObject(req: S3Request, head: boolean): Promise<Response
   }
 }
 
-async function getOnce(req: S3Request, head: boolean): Promise<Response> {
+async function getOnce(req: BucketRequest, head: boolean): Promise<Response> {
   const obj = await loadObject(req);
   const headers = objectHeaders(obj, req);
   if (checkConditions(req, obj) === 'not-modified') {
@@ -233,7 +232,7 @@ export const CHECKSUM_NAMES: Record<string, string> = {
 };
 
 /** GetObjectAttributes (GET ?attributes): ETag, Checksum, ObjectParts, StorageClass, ObjectSize. */
-export async function getObjectAttributes(req: S3Request): Promise<Response> {
+export async function getObjectAttributes(req: BucketRequest): Promise<Response> {
   const obj = await loadObject(req);
   const wanted = new Set(
     (header(req, 'x-amz-object-attributes') ?? '')

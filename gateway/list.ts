@@ -2,7 +2,6 @@
 // versions are listed as the single `null` version of each key (s3-tests and several
 // clients clean buckets up through ListObjectVersions even when versioning is off).
 import type { ListObjectsResult, ObjectSummary } from '../directory/model/api.ts';
-import { requireBucket } from './bucket.ts';
 import { intParam, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 import { escapeXml, isoDate, toXml, type XmlNode } from './xml.ts';
@@ -78,34 +77,24 @@ export function objectsXml(
 type PageFn = (after: string | undefined, max: number) => Promise<ListObjectsResult<ObjectSummary>>;
 
 /**
- * Runs a listing with the bucket check already under way, and the page asked for as soon as
- * the arguments are read: a MetadataClient sends both in one batch, so they cost one trip to
- * the directory and one read barrier instead of two. The check still decides first: its
- * NoSuchBucket/AccessDenied wins over a bad argument and over the page.
+ * The page is asked for as soon as the arguments are read, with no await before it: these
+ * routes run alongside their bucket check (router.ts), and a MetadataClient sends both in
+ * one batch, one trip to the directory and one read barrier instead of two. The pipeline
+ * lets the check decide first: its NoSuchBucket/AccessDenied wins over a bad argument and
+ * over the page.
  */
-async function withBucket(
+function withBucket(
   req: S3Request,
   handler: (page: PageFn) => Promise<Response>,
 ): Promise<Response> {
-  const check = requireBucket(req);
-  check.catch(() => {});
-  const page: PageFn = async (after, max) => {
-    const listing = req.services.meta.listObjectSummaries(req.bucket, {
+  return handler((after, max) =>
+    req.services.meta.listObjectSummaries(req.bucket, {
       prefix: req.query.get('prefix') ?? '',
       delimiter: req.query.get('delimiter') || undefined,
       after,
       maxKeys: max,
-    });
-    listing.catch(() => {});
-    await check;
-    return listing;
-  };
-  try {
-    return await handler(page);
-  } catch (e) {
-    await check;
-    throw e;
-  }
+    }),
+  );
 }
 
 export function listObjectsV1(req: S3Request): Promise<Response> {

@@ -2,10 +2,17 @@
 // the access key (whose secret verifies the signature) and the bucket (existence and
 // owner). Profiling the embedded server put LevelDB gets at the top of the PUT/GET path.
 // A second is the bound on staleness: a removed key or a deleted bucket may be honoured
-// for up to TTL_MS by this gateway (object writes still fail at once, because the
-// metadata store checks the bucket inside the commit). Changes made through this
-// gateway invalidate immediately.
-import type { AccessKeyRecord, BucketRecord, MetadataStore } from '../directory/model/api.ts';
+// for up to TTL_MS by this gateway (writes still fail at once: the metadata store checks
+// the bucket, and the owner the write was allowed against, inside the commit). Changes
+// made through this gateway invalidate immediately. This is the only key cache between a
+// request and the directory: one under it (MetadataClient's keyCacheMs) would add its
+// own second to the bound.
+import type {
+  AccessKeyRecord,
+  BucketGuard,
+  BucketRecord,
+  MetadataStore,
+} from '../directory/model/api.ts';
 
 const TTL_MS = 1000;
 const MAX_ENTRIES = 10_000;
@@ -74,9 +81,9 @@ export function withLookupCache(meta: MetadataStore): MetadataStore {
             return b;
           };
         case 'deleteBucket':
-          return async (name: string) => {
+          return async (name: string, guard?: BucketGuard) => {
             buckets.delete(name);
-            await target.deleteBucket(name);
+            await target.deleteBucket(name, guard);
             buckets.delete(name);
           };
         default: {

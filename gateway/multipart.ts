@@ -8,14 +8,15 @@ import {
   type PartRecord,
   type UploadRecord,
 } from '../directory/model/api.ts';
-import { owner, requireBucket } from './bucket.ts';
+import { type BucketRequest, guardOf } from './access.ts';
+import { owner } from './bucket.ts';
 import { BodyDigests, parseChecksumAlgorithm } from './checksum.ts';
 import { header, intParam, readSmallBody, type S3Request } from './context.ts';
 import { copyData, loadCopySource } from './copy.ts';
 import { S3Error } from './error.ts';
 import { CHECKSUM_NAMES } from './get.ts';
 import { validateKey } from './keys.ts';
-import { definitelyRejected, preconditionFailed } from './put.ts';
+import { definitelyRejected } from './put.ts';
 import { empty, xmlResponse } from './response.ts';
 import { checksumHeaders, objectAttributes, receiveBody } from './upload.ts';
 import { isoDate, parseXmlBody, type XmlNode } from './xml.ts';
@@ -33,14 +34,14 @@ function noSuchUpload(req: S3Request): S3Error {
   );
 }
 
-async function loadUpload(req: S3Request): Promise<UploadRecord> {
-  await requireBucket(req);
+async function loadUpload(req: BucketRequest): Promise<UploadRecord> {
   const u = await req.services.meta.getUpload(req.bucket, req.key, req.query.get('uploadId') ?? '');
   if (!u) throw noSuchUpload(req);
   return u;
 }
 
-function partNumber(req: S3Request): number {
+/** The partNumber parameter; S3 rejects a bad one before it looks at the bucket. */
+export function partNumber(req: S3Request): number {
   const raw = req.query.get('partNumber') ?? '';
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < 1 || n > MAX_PARTS) {
@@ -63,12 +64,10 @@ function mapMeta(req: S3Request, e: unknown): never {
       "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
     );
   }
-  if (e instanceof MetadataError && e.code === 'PreconditionFailed') throw preconditionFailed();
   throw e;
 }
 
-export async function createUpload(req: S3Request): Promise<Response> {
-  await requireBucket(req);
+export async function createUpload(req: BucketRequest): Promise<Response> {
   validateKey(req.key);
   const { userMeta, ...rest } = objectAttributes(req);
   const algHeader = header(req, 'x-amz-checksum-algorithm');
@@ -78,21 +77,24 @@ export async function createUpload(req: S3Request): Promise<Response> {
   }
   // Time-ordered ids: uploads of one key then list in initiation order.
   const uploadId = `${Date.now().toString(36).padStart(9, '0')}${crypto.randomBytes(12).toString('hex')}`;
-  await req.services.meta.createUpload({
-    uploadId,
-    bucket: req.bucket,
-    key: req.key,
-    initiated: Date.now(),
-    owner: req.userId!,
-    // The checksum algorithm is remembered as an empty entry: the object's composite
-    // checksum is filled in on completion.
-    object: {
-      ...rest,
-      userMeta,
+  await req.services.meta.createUpload(
+    {
+      uploadId,
+      bucket: req.bucket,
+      key: req.key,
+      initiated: Date.now(),
       owner: req.userId!,
-      checksums: alg ? { [alg.toLowerCase()]: '' } : undefined,
+      // The checksum algorithm is remembered as an empty entry: the object's composite
+      // checksum is filled in on completion.
+      object: {
+        ...rest,
+        userMeta,
+        owner: req.userId!,
+        checksums: alg ? { [alg.toLowerCase()]: '' } : undefined,
+      },
     },
-  });
+    guardOf(req),
+  );
   return xmlResponse(
     'InitiateMultipartUploadResult',
     { Bucket: req.bucket, Key: req.key, UploadId: uploadId },
@@ -101,7 +103,7 @@ export async function createUpload(req: S3Request): Promise<Response> {
   );
 }
 
-async function storePart(req: S3Request, part: PartRecord): Promise<void> {
+async function storePart(req: BucketRequest, part: PartRecord): Promise<void> {
   let replaced: PartRecord | null;
   try {
     replaced = await req.services.meta.putPart(
@@ -109,6 +111,7 @@ async function storePart(req: S3Request, part: PartRecord): Promise<void> {
       req.key,
       req.query.get('uploadId')!,
       part,
+      guardOf(req),
     );
   } catch (e) {
     if (definitelyRejected(e)) await req.services.data.free(part.chunks);
@@ -117,7 +120,7 @@ async function storePart(req: S3Request, part: PartRecord): Promise<void> {
   if (replaced) await req.services.data.free(replaced.chunks);
 }
 
-export async function uploadPart(req: S3Request): Promise<Response> {
+export async function uploadPart(req: BucketRequest): Promise<Response> {
   const n = partNumber(req);
   const upload = await loadUpload(req);
   const body = await receiveBody(req, upload.object.contentType);
@@ -132,7 +135,7 @@ export async function uploadPart(req: S3Request): Promise<Response> {
   return empty(200, { etag: `"${body.md5}"`, ...checksumHeaders(body.checksums) });
 }
 
-export async function uploadPartCopy(req: S3Request): Promise<Response> {
+export async function uploadPartCopy(req: BucketRequest): Promise<Response> {
   const n = partNumber(req);
   await loadUpload(req);
   const src = await loadCopySource(req);
@@ -215,8 +218,7 @@ function completeResult(
   return xmlResponse('CompleteMultipartUploadResult', body);
 }
 
-export async function completeUpload(req: S3Request): Promise<Response> {
-  await requireBucket(req);
+export async function completeUpload(req: BucketRequest): Promise<Response> {
   const upload = await req.services.meta.getUpload(
     req.bucket,
     req.key,
@@ -302,6 +304,7 @@ export async function completeUpload(req: S3Request): Promise<Response> {
       upload.uploadId,
       rec,
       used.map((p) => p.partNumber),
+      guardOf(req),
     );
   } catch (e) {
     mapMeta(req, e);
@@ -324,11 +327,16 @@ function compositeChecksum(
   return { [name]: `${digests.finish().checksums[alg]}-${used.length}` };
 }
 
-export async function abortUpload(req: S3Request): Promise<Response> {
+export async function abortUpload(req: BucketRequest): Promise<Response> {
   await loadUpload(req);
   let parts: PartRecord[];
   try {
-    parts = await req.services.meta.abortUpload(req.bucket, req.key, req.query.get('uploadId')!);
+    parts = await req.services.meta.abortUpload(
+      req.bucket,
+      req.key,
+      req.query.get('uploadId')!,
+      guardOf(req),
+    );
   } catch (e) {
     mapMeta(req, e);
   }
@@ -336,7 +344,7 @@ export async function abortUpload(req: S3Request): Promise<Response> {
   return empty(204);
 }
 
-export async function listParts(req: S3Request): Promise<Response> {
+export async function listParts(req: BucketRequest): Promise<Response> {
   const upload = await loadUpload(req);
   const max = intParam(req, 'max-parts', 1000, 1000);
   const marker = intParam(req, 'part-number-marker', 0, MAX_PARTS);
@@ -365,8 +373,7 @@ export async function listParts(req: S3Request): Promise<Response> {
   });
 }
 
-export async function listUploads(req: S3Request): Promise<Response> {
-  await requireBucket(req);
+export async function listUploads(req: BucketRequest): Promise<Response> {
   const max = intParam(req, 'max-uploads', 1000, 1000);
   const delimiter = req.query.get('delimiter') ?? '';
   const r = await req.services.meta.listUploads(req.bucket, {

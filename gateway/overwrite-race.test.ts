@@ -5,10 +5,11 @@ import {
   CreateBucketCommand,
   GetObjectCommand,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MetadataStore, ObjectRecord } from '../directory/model/api.ts';
+import { s3Client } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
@@ -36,13 +37,7 @@ beforeAll(async () => {
         },
       }),
   });
-  s3 = new S3Client({
-    endpoint: srv.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    maxAttempts: 1,
-    credentials: { accessKeyId: srv.accessKey, secretAccessKey: srv.secretKey },
-  });
+  s3 = s3Client(srv, { maxAttempts: 1 });
   await s3.send(new CreateBucketCommand({ Bucket: 'race' }));
 });
 

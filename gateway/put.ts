@@ -1,19 +1,20 @@
 // PutObject: data first (fsync'd needles), then the metadata commit; the replaced
 // object's needles are freed only after the new record is committed.
 import { MetadataError, type ObjectRecord } from '../directory/model/api.ts';
-import { requireBucket } from './bucket.ts';
-import { header, type S3Request } from './context.ts';
+import { type BucketRequest, guardOf } from './access.ts';
+import { header } from './context.ts';
 import { S3Error } from './error.ts';
 import { validateKey } from './keys.ts';
 import { empty } from './response.ts';
 import { checksumHeaders, objectAttributes, receiveBody } from './upload.ts';
 
-export function preconditionFailed(): S3Error {
+/** S3 names the header whose condition failed in the error's Condition element. */
+export function preconditionFailed(condition: 'If-Match' | 'If-None-Match'): S3Error {
   return new S3Error(
     'PreconditionFailed',
     'At least one of the pre-conditions you specified did not hold',
     {
-      extra: { Condition: 'If-None-Match' },
+      extra: { Condition: condition },
     },
   );
 }
@@ -30,23 +31,26 @@ export function definitelyRejected(e: unknown): boolean {
 
 /** Commits a record, frees what it replaced; frees the new data if the commit was refused. */
 export async function commitObject(
-  req: S3Request,
+  req: BucketRequest,
   rec: ObjectRecord,
   cond?: { ifNoneMatch?: boolean; ifMatch?: string },
 ): Promise<void> {
   let previous: ObjectRecord | null;
   try {
-    previous = await req.services.meta.putObject(req.bucket, rec, cond);
+    previous = await req.services.meta.putObject(req.bucket, rec, { ...cond, ...guardOf(req) });
   } catch (e) {
     if (definitelyRejected(e)) await req.services.data.free(rec.chunks);
-    if (e instanceof MetadataError && e.code === 'PreconditionFailed') throw preconditionFailed();
+    if (e instanceof MetadataError && e.code === 'PreconditionFailed') {
+      // The directory checks If-None-Match: * first, and with both headers the object
+      // existed a moment ago (If-Match found it): that one is the likelier to have failed.
+      throw preconditionFailed(cond?.ifNoneMatch ? 'If-None-Match' : 'If-Match');
+    }
     throw e;
   }
   if (previous) await req.services.data.free(previous.chunks);
 }
 
-export async function putObject(req: S3Request): Promise<Response> {
-  await requireBucket(req);
+export async function putObject(req: BucketRequest): Promise<Response> {
   validateKey(req.key);
   const attrs = objectAttributes(req);
   const ifNoneMatch = header(req, 'if-none-match');
@@ -66,7 +70,7 @@ export async function putObject(req: S3Request): Promise<Response> {
       const tags = ifNoneMatch
         .split(',')
         .map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
-      if (anyEtag || tags.includes(current.etag)) throw preconditionFailed();
+      if (anyEtag || tags.includes(current.etag)) throw preconditionFailed('If-None-Match');
     }
   }
   const body = await receiveBody(req, attrs.contentType);

@@ -1,11 +1,11 @@
 // How many copies of an object's data to keep: `x-ks-replica-count` on the PUT (or upload
 // part / copy) wins, then the bucket's setting from CreateBucket, then the gateway's
 // default (`kubestorage gateway --replicas`). Only the cluster placement acts on it.
+import { MAX_REPLICAS } from '../common/config.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 
 export const REPLICA_HEADER = 'x-ks-replica-count';
-export const MAX_REPLICAS = 5;
 
 /** The header's value, validated; undefined when absent. */
 export function replicaHeader(req: S3Request): number | undefined {

@@ -1,7 +1,10 @@
 // S3 request dispatch. S3 routes by method, by whether a bucket and key are present and
 // by sub-resource query parameters, which a path router expresses poorly; Hono serves
-// as the HTTP adapter and this table is the routing.
+// as the HTTP adapter and this table is the routing. Each route also says what access to
+// the bucket its operation needs: the pipeline (app.ts) checks it before the handler runs,
+// and a handler that uses the bucket can only be routed with a level that resolves it.
 
+import type { Access, BucketRequest } from './access.ts';
 import {
   createBucket,
   deleteBucket,
@@ -21,12 +24,45 @@ import {
   createUpload,
   listParts,
   listUploads,
+  partNumber,
   uploadPart,
   uploadPartCopy,
 } from './multipart.ts';
 import { putObject } from './put.ts';
 
 type Handler = (req: S3Request) => Promise<Response>;
+type BucketHandler = (req: BucketRequest) => Promise<Response>;
+
+/** An operation and the access it needs; 'none' handlers get no bucket record. */
+export type Route =
+  | { readonly access: 'none'; readonly handler: Handler }
+  | {
+      readonly access: Exclude<Access, 'none'>;
+      readonly alongside?: false;
+      readonly handler: BucketHandler;
+      /** Request-shape checks S3 makes before it looks at the bucket. */
+      readonly validate?: (req: S3Request) => void;
+    }
+  | {
+      /**
+       * A read that runs while its bucket check is under way (its metadata requests can
+       * share the check's trip to the directory); the pipeline lets the check decide
+       * the outcome, so nothing it read is answered unless the check passed.
+       */
+      readonly access: 'read';
+      readonly alongside: true;
+      readonly handler: Handler;
+    };
+
+const none = (handler: Handler): Route => ({ access: 'none', handler });
+const read = (handler: BucketHandler): Route => ({ access: 'read', handler });
+const write = (handler: BucketHandler, validate?: (req: S3Request) => void): Route => ({
+  access: 'write',
+  handler,
+  validate,
+});
+const owner = (handler: BucketHandler): Route => ({ access: 'owner', handler });
+const readAlongside = (handler: Handler): Route => ({ access: 'read', alongside: true, handler });
 
 /** Sub-resources we do not implement: answered with NotImplemented, never ignored. */
 const UNSUPPORTED = [
@@ -58,68 +94,97 @@ const UNSUPPORTED = [
   'publicAccessBlock',
 ];
 
-export function route(req: S3Request): Handler {
+// Built once: routing allocates nothing per request.
+const LIST_BUCKETS = none(listBuckets);
+const METHOD_NOT_ALLOWED = none(methodNotAllowed);
+const GET_BUCKET_LOCATION = read(getBucketLocation);
+const LIST_UPLOADS = read(listUploads);
+const LIST_OBJECT_VERSIONS = readAlongside(listObjectVersions);
+const LIST_OBJECTS_V2 = readAlongside(listObjectsV2);
+const LIST_OBJECTS_V1 = readAlongside(listObjectsV1);
+const HEAD_BUCKET = read(headBucket);
+// Any authenticated user may try; the directory decides who gets the name.
+const CREATE_BUCKET = none(createBucket);
+const DELETE_BUCKET = owner(deleteBucket);
+const DELETE_OBJECTS = write(deleteObjects);
+const POST_BUCKET = notImplemented(
+  'POST on a bucket supports ?delete only (browser POST uploads are not implemented).',
+);
+const LIST_PARTS = read(listParts);
+const GET_OBJECT_ATTRIBUTES = read(getObjectAttributes);
+const GET_OBJECT = read((r) => getObject(r, false));
+const HEAD_OBJECT = read((r) => getObject(r, true));
+const UPLOAD_PART_COPY = write(uploadPartCopy, partNumber);
+const UPLOAD_PART = write(uploadPart, partNumber);
+// The source bucket's read access is checked by the handler (copy.ts loadCopySource).
+const COPY_OBJECT = write(copyObject);
+const PUT_OBJECT = write(putObject);
+const ABORT_UPLOAD = write(abortUpload);
+const DELETE_OBJECT = write(deleteObject);
+const CREATE_UPLOAD = write(createUpload);
+const COMPLETE_UPLOAD = write(completeUpload);
+const POST_OBJECT = notImplemented('This POST is not implemented.');
+
+export function route(req: S3Request): Route {
   const q = req.query;
   const m = req.method;
   for (const sub of UNSUPPORTED) {
     if (q.has(sub)) return notImplemented(`The ${sub} sub-resource is not implemented.`);
   }
   if (!req.bucket) {
-    if (m === 'GET') return listBuckets;
-    return methodNotAllowed;
+    if (m === 'GET') return LIST_BUCKETS;
+    return METHOD_NOT_ALLOWED;
   }
   if (!req.key) {
     switch (m) {
       case 'GET':
-        if (q.has('location')) return getBucketLocation;
-        if (q.has('uploads')) return listUploads;
-        if (q.has('versions')) return listObjectVersions;
-        if (q.get('list-type') === '2') return listObjectsV2;
-        return listObjectsV1;
+        if (q.has('location')) return GET_BUCKET_LOCATION;
+        if (q.has('uploads')) return LIST_UPLOADS;
+        if (q.has('versions')) return LIST_OBJECT_VERSIONS;
+        if (q.get('list-type') === '2') return LIST_OBJECTS_V2;
+        return LIST_OBJECTS_V1;
       case 'HEAD':
-        return headBucket;
+        return HEAD_BUCKET;
       case 'PUT':
-        return createBucket;
+        return CREATE_BUCKET;
       case 'DELETE':
-        return deleteBucket;
+        return DELETE_BUCKET;
       case 'POST':
-        if (q.has('delete')) return deleteObjects;
-        return notImplemented(
-          'POST on a bucket supports ?delete only (browser POST uploads are not implemented).',
-        );
+        if (q.has('delete')) return DELETE_OBJECTS;
+        return POST_BUCKET;
       default:
-        return methodNotAllowed;
+        return METHOD_NOT_ALLOWED;
     }
   }
   switch (m) {
     case 'GET':
-      if (q.has('uploadId')) return listParts;
-      if (q.has('attributes')) return getObjectAttributes;
-      return (r) => getObject(r, false);
+      if (q.has('uploadId')) return LIST_PARTS;
+      if (q.has('attributes')) return GET_OBJECT_ATTRIBUTES;
+      return GET_OBJECT;
     case 'HEAD':
-      return (r) => getObject(r, true);
+      return HEAD_OBJECT;
     case 'PUT':
       if (q.has('partNumber') && q.has('uploadId')) {
-        return req.headers['x-amz-copy-source'] !== undefined ? uploadPartCopy : uploadPart;
+        return req.headers['x-amz-copy-source'] !== undefined ? UPLOAD_PART_COPY : UPLOAD_PART;
       }
-      if (req.headers['x-amz-copy-source'] !== undefined) return copyObject;
-      return putObject;
+      if (req.headers['x-amz-copy-source'] !== undefined) return COPY_OBJECT;
+      return PUT_OBJECT;
     case 'DELETE':
-      if (q.has('uploadId')) return abortUpload;
-      return deleteObject;
+      if (q.has('uploadId')) return ABORT_UPLOAD;
+      return DELETE_OBJECT;
     case 'POST':
-      if (q.has('uploads')) return createUpload;
-      if (q.has('uploadId')) return completeUpload;
-      return notImplemented('This POST is not implemented.');
+      if (q.has('uploads')) return CREATE_UPLOAD;
+      if (q.has('uploadId')) return COMPLETE_UPLOAD;
+      return POST_OBJECT;
     default:
-      return methodNotAllowed;
+      return METHOD_NOT_ALLOWED;
   }
 }
 
-function notImplemented(message: string): Handler {
-  return async () => {
+function notImplemented(message: string): Route {
+  return none(async () => {
     throw new S3Error('NotImplemented', message);
-  };
+  });
 }
 
 async function methodNotAllowed(req: S3Request): Promise<Response> {

@@ -12,42 +12,20 @@ import {
   ListBucketsCommand,
   ListObjectsCommand,
   PutObjectCommand,
-  S3Client,
-  S3ServiceException,
+  type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { s3Error as errorOf, useS3Server } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
 
 let srv: TestServer;
 let s3: S3Client;
-
-beforeAll(async () => {
-  srv = await startTestServer(tempDir('ks-s3t-'));
-  s3 = new S3Client({
-    endpoint: srv.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: srv.accessKey, secretAccessKey: srv.secretKey },
-  });
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  await srv?.close();
-});
-
-async function errorOf(p: Promise<unknown>): Promise<{ name: string; status?: number }> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof S3ServiceException)
-      return { name: e.name, status: e.$metadata.httpStatusCode };
-    throw e;
-  }
-  throw new Error('expected an S3 error');
-}
+useS3Server(
+  () => startTestServer(tempDir('ks-s3t-')),
+  (started) => ({ srv, s3 } = started),
+);
 
 describe('s3-tests findings', () => {
   it('deletes a bucket whose multipart uploads are still in progress', async () => {

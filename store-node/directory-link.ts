@@ -1,9 +1,8 @@
 // What a store asks the directory: which other stores hold a replica of a volume. Used by
-// scrub repair; calls the directory's /meta RPC (POST /meta/<method>, body = JSON array of
-// arguments, answer {"r": result}) on each directory replica in turn until one answers.
-import { request } from 'undici';
-import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
-import type { NodeRecord, VolumeRecord } from '../directory/model/topology.ts';
+// scrub repair; the calls go through the metadata client (directory/wire/client.ts), which
+// tries the directory replicas in turn until one answers.
+import type { InternalAuth } from '../common/internal-auth.ts';
+import { MetadataClient } from '../directory/wire/client.ts';
 import type { StoreClient } from './client.ts';
 import type { RepairHook } from './store.ts';
 
@@ -13,42 +12,29 @@ export interface DirectoryLinkOptions {
   /** This store, left out of the answers (by node id and by URL). */
   selfId: string;
   selfUrl: string;
+  /** Bound on one attempt at one replica (default 5 s). */
   timeoutMs?: number;
-}
-
-async function call<T>(o: DirectoryLinkOptions, method: string, args: unknown[]): Promise<T> {
-  let last: unknown = new Error('no directory configured');
-  for (const d of o.directories) {
-    const u = new URL(d);
-    const path = `${u.pathname.replace(/\/+$/, '')}/meta/${method}`;
-    const body = JSON.stringify(args);
-    try {
-      const res = await request(`${u.origin}${path}`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          [AUTH_HEADER]: o.auth.sign('POST', path, undefined, body),
-        },
-        body,
-        signal: AbortSignal.timeout(o.timeoutMs ?? 5000),
-      });
-      const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`${method}: HTTP ${res.statusCode} ${text}`);
-      return (JSON.parse(text) as { r: T }).r;
-    } catch (e) {
-      last = e;
-    }
-  }
-  throw last;
 }
 
 /** Base URLs of the other stores the directory lists as replicas of a volume. */
 export function directoryReplicaUrls(o: DirectoryLinkOptions): (vid: number) => Promise<string[]> {
   const self = new URL(o.selfUrl).origin;
+  const timeoutMs = o.timeoutMs ?? 5000;
+  let client: MetadataClient | undefined;
+  // Scrub repair is rare and not urgent: a few connections, each replica tried about once.
+  const dir = () =>
+    (client ??= new MetadataClient(o.directories, o.auth, {
+      timeoutMs,
+      connectTimeoutMs: timeoutMs,
+      readAttemptMs: timeoutMs,
+      deadlineMs: timeoutMs * o.directories.length,
+      connections: 2,
+      batch: false,
+    }));
   return async (vid) => {
-    const vol = await call<VolumeRecord | null>(o, 'getVolume', [vid]);
+    const vol = await dir().getVolume(vid);
     if (!vol) return [];
-    const nodes = await call<NodeRecord[]>(o, 'listNodes', []);
+    const nodes = await dir().listNodes();
     const byId = new Map(nodes.map((n) => [n.id, n]));
     const urls: string[] = [];
     for (const id of vol.replicas) {

@@ -1,15 +1,14 @@
 // The heartbeat sender against a small real HTTP peer standing in for the directory.
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { payload } from '../common/payload.ts';
 import type { Heartbeat } from '../directory/model/topology.ts';
+import { useCleanups } from '../test/kit/fixture.ts';
 import { auth, startNode } from '../test/kit/test-nodes.ts';
+import { sleep } from '../test/kit/until.ts';
 import { collectHeartbeat, HeartbeatSender } from './heartbeat.ts';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 interface Received {
   at: number;
@@ -50,8 +49,6 @@ async function directoryPeer(hang = false) {
   );
   return { url, got, maxOpen: () => maxOpen };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('heartbeats', () => {
   it('sends signed heartbeats with the node status to every directory at the interval', async () => {

@@ -1,11 +1,14 @@
 // Heartbeats: every interval a store tells each directory replica who it is, how full it
 // is and which volumes it holds (directory/model/topology.ts Heartbeat). Fire and forget with a
 // short timeout; a directory that is slow or down must cost the store nothing, so a beat
-// to a directory whose previous beat is still in flight is skipped, never queued.
+// to a directory whose previous beat is still in flight is skipped, never queued. Each beat
+// is one signed POST on the metadata client's code path (directory/wire/post.ts).
 import { Pool } from 'undici';
-import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
+import type { InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import type { Heartbeat } from '../directory/model/topology.ts';
+import { encodeJson } from '../directory/wire/json.ts';
+import { type PostOptions, signedPost } from '../directory/wire/post.ts';
 import type { Store } from './store.ts';
 
 export const HEARTBEAT_PATH = '/cluster/heartbeat';
@@ -32,18 +35,28 @@ interface Target {
 export class HeartbeatSender {
   private readonly targets: Target[];
   private timer: NodeJS.Timeout | null = null;
-  private readonly timeoutMs: number;
+  private readonly post: PostOptions;
   private running = new Set<Promise<void>>();
   /** Beats sent and answered 2xx, failed, and skipped because the last was in flight. */
   readonly counts = { ok: 0, failed: 0, skipped: 0 };
 
   constructor(private readonly opts: HeartbeatSenderOptions) {
-    this.timeoutMs = opts.timeoutMs ?? Math.min(opts.intervalMs, 2000);
+    const timeoutMs = opts.timeoutMs ?? Math.min(opts.intervalMs, 2000);
+    this.post = {
+      auth: opts.auth,
+      headers: { 'content-type': 'application/json' },
+      timeoutMs,
+      totalMs: timeoutMs,
+    };
     this.targets = opts.directories.map((d) => {
       const u = new URL(d);
       return {
         url: d,
-        pool: new Pool(u.origin, { connections: 1, keepAliveTimeout: 60_000 }),
+        pool: new Pool(u.origin, {
+          connections: 1,
+          keepAliveTimeout: 60_000,
+          connectTimeout: timeoutMs,
+        }),
         path: `${u.pathname.replace(/\/+$/, '')}${HEARTBEAT_PATH}`,
         inFlight: false,
         failing: false,
@@ -67,7 +80,10 @@ export class HeartbeatSender {
     const p = this.opts
       .collect()
       .then(
-        (hb) => Promise.all(idle.map((t) => this.send(t, JSON.stringify(hb)))),
+        (hb) => {
+          const body = encodeJson(hb);
+          return Promise.all(idle.map((t) => this.send(t, body)));
+        },
         (e) => {
           for (const t of idle) t.inFlight = false;
           this.opts.logger?.warn({ err: e }, 'heartbeat: collecting status failed');
@@ -80,20 +96,8 @@ export class HeartbeatSender {
 
   private async send(t: Target, body: string): Promise<void> {
     try {
-      const res = await t.pool.request({
-        method: 'POST',
-        path: t.path,
-        headers: {
-          'content-type': 'application/json',
-          [AUTH_HEADER]: this.opts.auth.sign('POST', t.path, undefined, body),
-        },
-        body,
-        signal: AbortSignal.timeout(this.timeoutMs),
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      });
-      await res.body.dump();
-      if (res.statusCode >= 300) throw new Error(`HTTP ${res.statusCode}`);
+      const { status } = await signedPost(t.pool, t.path, body, this.post);
+      if (status >= 300) throw new Error(`HTTP ${status}`);
       this.counts.ok++;
       if (t.failing) this.opts.logger?.info({ directory: t.url }, 'heartbeat: directory back');
       t.failing = false;

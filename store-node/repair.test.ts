@@ -1,23 +1,21 @@
 // Scrub repair from another replica (real store servers on loopback as the replicas) and
 // the directory lookup that names the replicas (a small recording directory peer).
-import http from 'node:http';
 import { Client } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { payload } from '../common/payload.ts';
 import type { NodeRecord, VolumeRecord } from '../directory/model/topology.ts';
-import { auth, flipDataByte, startNode, type TestNode } from '../test/kit/test-nodes.ts';
+import { useCleanups } from '../test/kit/fixture.ts';
+import {
+  auth,
+  flipDataByte,
+  nodeStarter,
+  startJsonPeer,
+  type TestNode,
+} from '../test/kit/test-nodes.ts';
 import { directoryReplicaUrls, replicaRepair } from './directory-link.ts';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function node(volumes = [1]): Promise<TestNode> {
-  const n = await startNode({ volumes });
-  cleanups.push(() => n.close());
-  return n;
-}
+const cleanups = useCleanups();
+const node = nodeStarter(cleanups);
 
 async function metric(n: TestNode, name: string): Promise<number> {
   const text = await n.server.metrics.registry.metrics();
@@ -127,33 +125,15 @@ describe('directoryReplicaUrls', () => {
       nodeRec('n2', 'http://10.0.0.2:8080'),
       nodeRec('n3', 'http://10.0.0.3:8080'),
     ];
-    const dir = http.createServer((req, res) => {
-      let text = '';
-      req.on('data', (c: Buffer) => (text += c));
-      req.on('end', () => {
-        const authOk = auth.verify(
-          req.headers['x-ks-auth'] as string,
-          'POST',
-          req.url!,
-          undefined,
-          text,
-        );
-        calls.push({ path: req.url!, body: JSON.parse(text), authOk });
-        const r =
-          req.url === '/meta/getVolume'
-            ? (JSON.parse(text) as number[])[0] === 4
-              ? vol
-              : null
-            : nodes;
-        res.end(JSON.stringify({ r }));
-      });
+    const dir = await startJsonPeer(auth, (path, body, authOk) => {
+      calls.push({ path, body, authOk });
+      const r = path === '/meta/getVolume' ? ((body as number[])[0] === 4 ? vol : null) : nodes;
+      return { r };
     });
-    await new Promise<void>((r) => dir.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => dir.close(() => r())));
-    const port = (dir.address() as { port: number }).port;
+    cleanups.push(() => dir.close());
     const urls = directoryReplicaUrls({
       // The first directory replica is down: the next one answers.
-      directories: ['http://127.0.0.1:1', `http://127.0.0.1:${port}`],
+      directories: ['http://127.0.0.1:1', dir.url],
       auth,
       selfId: 'n2',
       selfUrl: 'http://10.0.0.2:8080',

@@ -1,22 +1,17 @@
 // Replicated writes between real store nodes on loopback: forwarding, quorum, failures.
 import { crc32c } from '@node-rs/crc32';
 import { Client } from 'undici';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AUTH_HEADER } from '../common/internal-auth.ts';
 import { payload, textPayload } from '../common/payload.ts';
-import { auth, startBlackHole, startNode, type TestNode } from '../test/kit/test-nodes.ts';
+import { useCleanups } from '../test/kit/fixture.ts';
+import { auth, nodeStarter, startBlackHole, type TestNode } from '../test/kit/test-nodes.ts';
 import { StoreError } from './errors.ts';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function node(volumes = [1], replicationTimeoutMs?: number): Promise<TestNode> {
-  const n = await startNode({ volumes, server: { replicationTimeoutMs } });
-  cleanups.push(() => n.close());
-  return n;
-}
+const cleanups = useCleanups();
+const starter = nodeStarter(cleanups);
+const node = (volumes = [1], replicationTimeoutMs?: number) =>
+  starter(volumes, { replicationTimeoutMs });
 
 async function rawPut(
   target: TestNode,

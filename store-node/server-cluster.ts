@@ -10,6 +10,7 @@
 //        → 200 {copied, deleted, bytes, ms}; 502 SyncIncomplete if some needles failed
 import type http from 'node:http';
 import { crc32c } from '@node-rs/crc32';
+import { sendJson } from '../common/internal-http.ts';
 import type { Logger } from '../common/log.ts';
 import { CRC_HEADER } from './api.ts';
 import { StoreError } from './errors.ts';
@@ -28,7 +29,6 @@ export interface ClusterRouteContext {
   logger?: Logger;
   parseVolumeId(s: string): number;
   parseNeedleId(s: string): bigint;
-  sendJson(res: http.ServerResponse, status: number, body: unknown): void;
   /** Volumes with a sync running: a second one at once would only duplicate the copying. */
   syncing: Set<number>;
 }
@@ -51,7 +51,7 @@ export async function clusterRoute(
     if (!/^\d{1,5}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > MAX_LIST_LIMIT)
       throw new StoreError('InvalidArgument', `limit must be 1..${MAX_LIST_LIMIT}`);
     const page = listNeedles(vol.g.map, after, Number(limitText));
-    ctx.sendJson(res, 200, { ...page, readOnly: vol.readOnly });
+    sendJson(res, 200, { ...page, readOnly: vol.readOnly });
     return 'list';
   }
   m = RAW_RE.exec(pathname);
@@ -91,7 +91,7 @@ export async function clusterRoute(
         deletes: query.get('deletes') === '1',
         logger: ctx.logger,
       });
-      ctx.sendJson(res, 200, result);
+      sendJson(res, 200, result);
     } finally {
       ctx.syncing.delete(vid);
     }

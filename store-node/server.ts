@@ -11,11 +11,21 @@
 // forwarded to those replicas (replication.ts); 502 ReplicaWriteFailed when too few made it.
 // Every request must carry a valid x-ks-auth token (InternalAuth); /metrics also takes
 // the metrics bearer token. Errors are JSON {error, message} with a 4xx/5xx status.
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32c } from '@node-rs/crc32';
-import * as httpServer from '../common/http-server.ts';
-import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
+import type { InternalAuth } from '../common/internal-auth.ts';
+import {
+  authorizeHead,
+  close,
+  createServer,
+  InternalError,
+  listen,
+  readBody,
+  sendError,
+  sendJson,
+  splitUrl,
+} from '../common/internal-http.ts';
 import type { Logger } from '../common/log.ts';
 import { CRC_HEADER } from './api.ts';
 import { StoreError } from './errors.ts';
@@ -96,59 +106,6 @@ export function parseRange(
   return { start, end };
 }
 
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
-  const cl = req.headers['content-length'];
-  let expected = -1;
-  if (cl !== undefined) {
-    if (!/^\d{1,16}$/.test(cl))
-      return Promise.reject(new StoreError('InvalidArgument', 'bad content-length'));
-    expected = Number(cl);
-    if (expected > max) {
-      return Promise.reject(
-        new StoreError('EntityTooLarge', `body of ${expected} bytes exceeds ${max}`),
-      );
-    }
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    let done = false;
-    const fail = (e: StoreError) => {
-      if (done) return;
-      done = true;
-      reject(e);
-    };
-    req.on('data', (c: Buffer) => {
-      total += c.length;
-      if (total > max) fail(new StoreError('EntityTooLarge', `body exceeds ${max} bytes`));
-      else if (!done) chunks.push(c);
-    });
-    req.on('end', () => {
-      if (done) return;
-      if (expected >= 0 && total !== expected) {
-        fail(new StoreError('IncompleteBody', `got ${total} of ${expected} bytes`));
-        return;
-      }
-      done = true;
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
-    });
-    req.on('error', () => fail(new StoreError('IncompleteBody', 'request body aborted')));
-    req.on('close', () => {
-      if (!req.complete)
-        fail(new StoreError('IncompleteBody', `connection closed after ${total} bytes`));
-    });
-  });
-}
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
-}
-
 export class StoreServer {
   readonly server: http.Server;
   readonly metrics: StoreMetrics;
@@ -168,16 +125,15 @@ export class StoreServer {
       logger: opts.logger,
       parseVolumeId,
       parseNeedleId,
-      sendJson,
       syncing: new Set(),
     };
-    this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    this.server = createServer((req, res) => {
       void this.handle(req, res);
     });
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return httpServer.listen(this.server, host, port);
+    return listen(this.server, host, port);
   }
 
   async close(): Promise<void> {
@@ -185,7 +141,7 @@ export class StoreServer {
     // idle after close() began would otherwise hold the close until the peer drops it.
     const sweep = setInterval(() => this.server.closeIdleConnections(), 50);
     try {
-      await httpServer.close(this.server);
+      await close(this.server);
     } finally {
       clearInterval(sweep);
     }
@@ -203,30 +159,21 @@ export class StoreServer {
     const method = req.method ?? 'GET';
     let op = 'unknown';
     try {
-      const q = rawUrl.indexOf('?');
-      const pathname = q < 0 ? rawUrl : rawUrl.slice(0, q);
-      const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
-      const authorized =
-        this.opts.auth.verify(req.headers[AUTH_HEADER] as string | undefined, method, rawUrl) ||
-        (pathname === '/metrics' && this.opts.auth.verifyMetricsBearer(req.headers.authorization));
-      if (!authorized) throw new StoreError('Forbidden', 'missing or invalid internal auth token');
-      op = await this.route(req, res, method, pathname, query);
+      const { path: pathname, query } = splitUrl(rawUrl);
+      const scrape =
+        pathname === '/metrics' && this.opts.auth.verifyMetricsBearer(req.headers.authorization);
+      if (!scrape) authorizeHead(req, this.opts.auth, 'path');
+      op = await this.route(req, res, method, pathname, new URLSearchParams(query));
     } catch (e) {
       const err =
-        e instanceof StoreError
+        e instanceof StoreError || e instanceof InternalError
           ? e
           : new StoreError('InternalError', (e as Error)?.message ?? String(e));
       if (err.status >= 500) {
         this.metrics.errors++;
         this.opts.logger?.error({ err: e, method, url: rawUrl }, 'store request failed');
       }
-      if (!res.headersSent) {
-        // An unread request body must not be parsed as the next request on this socket.
-        if (!req.complete) res.setHeader('connection', 'close');
-        sendJson(res, err.status, err.toJSON());
-      } else {
-        res.destroy();
-      }
+      sendError(req, res, err);
     } finally {
       this.metrics.requests.inc({ op, status: String(res.statusCode) });
       this.metrics.duration.observe({ op }, (performance.now() - started) / 1000);

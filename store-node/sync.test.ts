@@ -1,21 +1,14 @@
 // Listing, raw copy and volume sync between real store nodes on loopback.
 import { crc32c } from '@node-rs/crc32';
 import { Client } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AUTH_HEADER } from '../common/internal-auth.ts';
 import { payload, textPayload } from '../common/payload.ts';
-import { flipDataByte, startNode, type TestNode } from '../test/kit/test-nodes.ts';
+import { useCleanups } from '../test/kit/fixture.ts';
+import { flipDataByte, nodeStarter, type TestNode } from '../test/kit/test-nodes.ts';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function node(volumes = [1]): Promise<TestNode> {
-  const n = await startNode({ volumes });
-  cleanups.push(() => n.close());
-  return n;
-}
+const cleanups = useCleanups();
+const node = nodeStarter(cleanups);
 
 async function get(
   target: TestNode,

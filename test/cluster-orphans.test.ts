@@ -1,26 +1,19 @@
 // Orphan needles (written to stores, never committed) are reclaimed by the directory
 // leader's sweep after a grace period — and nothing a record points at is touched.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ObjectData } from '../data/object-data.ts';
+import { describe, expect, it } from 'vitest';
+import type { ObjectData } from '../data-path/object-data.ts';
 import type { ChunkRef, ObjectRecord } from '../directory/model/api.ts';
-import { type DataCluster, startDataCluster, type TestCluster } from './kit/data-cluster.ts';
+import { startDataCluster, type TestCluster } from './kit/data-cluster.ts';
+import { once, useFixture } from './kit/fixture.ts';
 import { tempDir } from './kit/temp-dirs.ts';
 
-let dc: DataCluster;
 let c: TestCluster;
 let data: ObjectData;
 const DAY = 24 * 3_600_000;
-
-beforeAll(async () => {
-  dc = await startDataCluster(tempDir(), 3);
-  ({ c, data } = dc);
-});
-
-afterAll(() => dc?.close());
-
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
-}
+useFixture(
+  () => startDataCluster(tempDir(), 3),
+  (dc) => ({ c, data } = dc),
+);
 
 const write = (text: string) => data.write(once(Buffer.from(text)), { maxSize: 1 << 20 });
 

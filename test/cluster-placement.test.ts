@@ -13,9 +13,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../common/log.ts';
-import type { ClusterPlacement } from '../data/cluster-placement.ts';
-import type { ClusterNeedleStore } from '../data/cluster-store.ts';
-import type { ObjectData } from '../data/object-data.ts';
+import type { ClusterPlacement } from '../data-path/cluster-placement.ts';
+import type { ClusterNeedleStore } from '../data-path/cluster-store.ts';
+import type { ObjectData } from '../data-path/object-data.ts';
 import type { ChunkRef } from '../directory/model/api.ts';
 import { createGatewayServer } from '../gateway/app.ts';
 import { ensureRootCredentials } from '../gateway/users.ts';

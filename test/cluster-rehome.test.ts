@@ -1,34 +1,22 @@
 // Re-replication when there is nowhere to copy to yet: the directory leader keeps the
 // volume on its survivors, and tops it up to its replica count once a store is back.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ObjectData } from '../data/object-data.ts';
-import { type DataCluster, startDataCluster, type TestCluster } from './kit/data-cluster.ts';
+import { describe, expect, it } from 'vitest';
+import type { ObjectData } from '../data-path/object-data.ts';
+import { startDataCluster, type TestCluster } from './kit/data-cluster.ts';
+import { once, useFixture } from './kit/fixture.ts';
 import { tempDir } from './kit/temp-dirs.ts';
+import { until as poll } from './kit/until.ts';
 
-let dc: DataCluster;
 let c: TestCluster;
 let data: ObjectData;
+useFixture(
+  () => startDataCluster(tempDir(), 3),
+  (dc) => ({ c, data } = dc),
+);
 
-beforeAll(async () => {
-  dc = await startDataCluster(tempDir(), 3);
-  ({ c, data } = dc);
-});
-
-afterAll(() => dc?.close());
-
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Re-replication takes seconds; 20 s leaves room on a loaded machine. */
+const until = <T>(what: string, fn: () => Promise<T | undefined>) =>
+  poll(what, fn, 20_000, { everyMs: 100 });
 
 describe('re-replication', () => {
   it('a volume trimmed for want of nodes gets its replica count back when a store returns', async () => {

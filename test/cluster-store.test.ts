@@ -1,11 +1,12 @@
 // ClusterNeedleStore against a real cluster on loopback: a Raft directory and three store
 // nodes, one of them behind a proxy that can make it slow.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClusterNeedleStore } from '../data/cluster-store.ts';
+import { ClusterNeedleStore } from '../data-path/cluster-store.ts';
 import type { NeedleRef } from '../store-node/api.ts';
 import { StoreError } from '../store-node/errors.ts';
 import { startTestCluster, type TestCluster } from './kit/data-cluster.ts';
 import { tempDir } from './kit/temp-dirs.ts';
+import { until as poll } from './kit/until.ts';
 
 let c: TestCluster;
 let cs: ClusterNeedleStore;
@@ -55,13 +56,8 @@ async function code(p: Promise<unknown>): Promise<string> {
   }
 }
 
-async function until(cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (cond: () => boolean | Promise<boolean>) =>
+  poll('condition', cond, 10_000, { everyMs: 50 });
 
 describe('ClusterNeedleStore', () => {
   it('writes through the primary to every replica and reads back', async () => {

@@ -97,6 +97,50 @@ export async function runConcurrent(opts: {
   return { done, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, capped };
 }
 
+/** What a phase reports of its requests, in the order its JSON lists them. */
+export interface Counts {
+  requests: number;
+  ok: number;
+  errors: number;
+  firstError?: string;
+  seconds: number;
+  reqPerSec: number;
+  mbPerSec: number;
+}
+
+/**
+ * runConcurrent where a failing op is counted (its first message kept) rather than ending
+ * the phase; `size` bytes per successful op give the MB/s.
+ */
+export async function runCounting(
+  opts: Parameters<typeof runConcurrent>[0] & { size: number },
+): Promise<{ run: RunResult; counts: Counts }> {
+  let errors = 0;
+  let firstError: string | undefined;
+  const run = await runConcurrent({
+    ...opts,
+    op: async (i) => {
+      try {
+        await opts.op(i);
+      } catch (e) {
+        errors++;
+        firstError ??= (e as Error)?.message ?? String(e);
+      }
+    },
+  });
+  const ok = run.done - errors;
+  const counts: Counts = {
+    requests: run.done,
+    ok,
+    errors,
+    firstError,
+    seconds: run.seconds,
+    reqPerSec: run.done / run.seconds,
+    mbPerSec: (ok * opts.size) / run.seconds / 1e6,
+  };
+  return { run, counts };
+}
+
 export function progress(line: string): void {
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 }

@@ -2,7 +2,7 @@
 // (concurrency-limited, time-capped, progress bar, full figures).
 import { SingleBar } from 'cli-progress';
 import { mix32, Prng } from '../lib/prng.ts';
-import { fmtInt, progress, runConcurrent } from '../lib/stats.ts';
+import { type Counts, fmtInt, progress, runCounting } from '../lib/stats.ts';
 import {
   cdfPoints,
   type LatencySummary,
@@ -50,17 +50,25 @@ export interface Plan {
   body?: (i: number) => Buffer;
 }
 
-export interface PhaseResult {
+/** GETs of preloaded objects: request i reads object `ids[i]`. */
+export function readsOf(
+  phase: string,
+  o: { bucket: string; size: number; requests: number },
+  ids: ArrayLike<number>,
+): Plan {
+  return {
+    phase,
+    op: 'GET',
+    count: o.requests,
+    size: o.size,
+    key: (i) => objectKey(o.bucket, o.size, ids[i]!),
+  };
+}
+
+export interface PhaseResult extends Counts {
   phase: string;
   op: string;
   concurrency: number;
-  requests: number;
-  ok: number;
-  errors: number;
-  firstError?: string;
-  seconds: number;
-  reqPerSec: number;
-  mbPerSec: number;
   latencyMs: LatencySummary;
   /** Latency per time window (by completion time). */
   windows: WindowStat[];
@@ -78,8 +86,6 @@ export async function runPlan(
 ): Promise<PhaseResult> {
   const latencies = new Float64Array(plan.count);
   const ends = new Float64Array(plan.count);
-  let errors = 0;
-  let firstError: string | undefined;
   const label = `${plan.phase} c=${o.concurrency}`;
   const bar =
     process.stderr.isTTY && !o.quiet
@@ -90,47 +96,37 @@ export async function runPlan(
         })
       : undefined;
   bar?.start(plan.count, 0);
-  let r: Awaited<ReturnType<typeof runConcurrent>>;
+  let r: Awaited<ReturnType<typeof runCounting>>;
   try {
-    r = await runConcurrent({
+    r = await runCounting({
       label,
       total: plan.count,
       concurrency: o.concurrency,
       capSeconds: o.capSeconds,
       latencies,
       ends,
+      size: plan.size,
       onTick: bar ? (d) => bar.update(d) : undefined,
       op: async (i) => {
-        try {
-          const n = await target.request(plan.op, plan.key(i), plan.body?.(i));
-          if (plan.op === 'GET' && n !== plan.size) throw new Error(`GET ${plan.key(i)}: ${n} B`);
-        } catch (e) {
-          errors++;
-          firstError ??= (e as Error)?.message ?? String(e);
-        }
+        const n = await target.request(plan.op, plan.key(i), plan.body?.(i));
+        if (plan.op === 'GET' && n !== plan.size) throw new Error(`GET ${plan.key(i)}: ${n} B`);
       },
     });
   } finally {
     bar?.stop();
   }
-  const ok = r.done - errors;
+  const { run, counts } = r;
   const res: PhaseResult = {
     phase: plan.phase,
     op: plan.op,
     concurrency: o.concurrency,
-    requests: r.done,
-    ok,
-    errors,
-    firstError,
-    seconds: r.seconds,
-    reqPerSec: r.done / r.seconds,
-    mbPerSec: (ok * plan.size) / r.seconds / 1e6,
-    latencyMs: summarize(latencies, r.done),
-    windows: latencyWindows(latencies, ends, r.done, o.windowSeconds),
+    ...counts,
+    latencyMs: summarize(latencies, run.done),
+    windows: latencyWindows(latencies, ends, run.done, o.windowSeconds),
     windowSeconds: o.windowSeconds,
-    cdf: cdfPoints(latencies, r.done),
-    generatorCpuPercent: (100 * r.cpuSeconds) / r.seconds,
-    capped: r.capped,
+    cdf: cdfPoints(latencies, run.done),
+    generatorCpuPercent: (100 * run.cpuSeconds) / run.seconds,
+    capped: run.capped,
   };
   if (!o.quiet) progress(describe(res));
   if (!o.quiet && plan.phase === 'hotspot') {

@@ -2,7 +2,7 @@
 // runner's per-window latency shows caches and replicas taking effect.
 import { Prng } from '../lib/prng.ts';
 import { randomSubset } from '../lib/zipf.ts';
-import { objectKey, type Plan } from './common.ts';
+import { type Plan, readsOf } from './common.ts';
 
 export function hotspotPlan(o: {
   bucket: string;
@@ -16,11 +16,5 @@ export function hotspotPlan(o: {
   const hot = randomSubset(o.objects, Math.min(o.hot, o.objects), rng);
   const seq = new Uint32Array(o.requests);
   for (let i = 0; i < o.requests; i++) seq[i] = hot[rng.below(hot.length)]!;
-  return {
-    phase: 'hotspot',
-    op: 'GET',
-    count: o.requests,
-    size: o.size,
-    key: (i) => objectKey(o.bucket, o.size, seq[i]!),
-  };
+  return readsOf('hotspot', o, seq);
 }

@@ -1,7 +1,7 @@
 // Paper experiment 2 (reads): R reads of a seeded random subset of K preloaded objects,
 // with Zipf(s) frequencies. The same seed gives every system the same request sequence.
 import { zipfReads } from '../lib/zipf.ts';
-import { objectKey, type Plan } from './common.ts';
+import { type Plan, readsOf } from './common.ts';
 
 export function readPlan(o: {
   bucket: string;
@@ -13,11 +13,5 @@ export function readPlan(o: {
   seed: number;
 }): Plan {
   const seq = zipfReads(o.objects, Math.min(o.subset, o.objects), o.requests, o.zipf, o.seed);
-  return {
-    phase: 'read',
-    op: 'GET',
-    count: o.requests,
-    size: o.size,
-    key: (i) => objectKey(o.bucket, o.size, seq[i]!),
-  };
+  return readsOf('read', o, seq);
 }

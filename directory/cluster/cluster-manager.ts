@@ -17,6 +17,7 @@
 //
 // Every step is idempotent and re-derived from the records each round, so a leader change
 // or a crash mid-step only means the next round does it again.
+import { DEFAULT_CONFIG } from '../../common/config.ts';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import type { Logger } from '../../common/log.ts';
 import { type NeedleList, StoreClient } from '../../store-node/client.ts';
@@ -34,6 +35,7 @@ export interface ClusterManagerOptions {
   auth: InternalAuth;
   logger: Logger;
   intervalMs?: number;
+  /** Config cluster.offlineAfterMs: the gateways' and allocateVolume's too. */
   offlineAfterMs?: number;
   rereplicateAfterMs?: number;
   /** Per store call (a volume sync can take a while). */
@@ -103,7 +105,7 @@ export class ClusterManager {
   }
 
   private alive(n: NodeRecord): boolean {
-    return this.silentMs(n.id) <= (this.o.offlineAfterMs ?? 3_000);
+    return this.silentMs(n.id) <= (this.o.offlineAfterMs ?? DEFAULT_CONFIG.cluster.offlineAfterMs);
   }
 
   private async markOffline(nodes: NodeRecord[]): Promise<void> {
@@ -147,7 +149,7 @@ export class ClusterManager {
   }
 
   private async rehome(volumes: VolumeRecord[], byId: Map<string, NodeRecord>): Promise<void> {
-    const after = this.o.rereplicateAfterMs ?? 30_000;
+    const after = this.o.rereplicateAfterMs ?? DEFAULT_CONFIG.cluster.rereplicateAfterMs;
     const healthy = (id: string) => {
       const n = byId.get(id);
       return n !== undefined && n.state === 'online' && this.alive(n);

@@ -9,50 +9,26 @@
 // a JSON round trip (no bigint, no undefined that matters: an absent `cond` becomes null).
 import {
   type AccessKeyRecord,
+  type BucketGuard,
   type BucketRecord,
   MetadataError,
-  type MetadataStore,
   type ObjectRecord,
   type PartRecord,
   type PutCondition,
   type UploadRecord,
   type UserRecord,
 } from '../model/api.ts';
+import { type Command, WRITE_METHODS, type WriteMethod } from '../model/methods.ts';
 import { decodeObjectOrNull, encodeObject } from '../model/object-codec.ts';
 import * as K from './keys.ts';
-import { applyTopology, TOPOLOGY_COMMANDS, topologyPrefetch } from './topology-commands.ts';
-import type { Tx } from './writer.ts';
+import { applyTopology, topologyPrefetch } from './topology-commands.ts';
+import type { Tx } from './tx.ts';
 
-export const MUTATING_METHODS = [
-  'createBucket',
-  'deleteBucket',
-  'putObject',
-  'putObjectStored',
-  'deleteObject',
-  'createUpload',
-  'putPart',
-  'completeUpload',
-  'abortUpload',
-  'createUser',
-  'deleteUser',
-  'addKey',
-  'deleteKey',
-  'allocateNeedleIds',
-  'allocateVolumeId',
-  ...TOPOLOGY_COMMANDS,
-] as const satisfies ReadonlyArray<keyof MetadataStore>;
+export type { Command, CommandOf, CommandResult } from '../model/methods.ts';
 
-export type MutatingMethod = (typeof MUTATING_METHODS)[number];
-
-/** One mutation: the method's name and exactly its arguments. */
-export type Command = {
-  [M in MutatingMethod]: { op: M; args: Parameters<MetadataStore[M]> };
-}[MutatingMethod];
-
-export type CommandOf<M extends MutatingMethod> = Extract<Command, { op: M }>;
-
-/** What applying a command of `op` yields: the method's resolved value. */
-export type CommandResult<M extends MutatingMethod> = Awaited<ReturnType<MetadataStore[M]>>;
+/** The methods declared 'write' in model/methods.ts. */
+export const MUTATING_METHODS = WRITE_METHODS;
+export type MutatingMethod = WriteMethod;
 
 const OPS: ReadonlySet<string> = new Set(MUTATING_METHODS);
 
@@ -82,7 +58,9 @@ export function isJsonStable(cmd: Command): boolean {
     );
   }
   if (cmd.op === 'deleteObject') {
-    return a.length === 2 && typeof a[0] === 'string' && typeof a[1] === 'string';
+    return (
+      a.length <= 3 && typeof a[0] === 'string' && typeof a[1] === 'string' && plainFlags(a[2])
+    );
   }
   return false;
 }
@@ -127,15 +105,20 @@ export function prefetchKeys(cmd: Command): string[] {
     case 'createUpload':
       return [K.bucketKey(cmd.args[0].bucket)];
     case 'putPart': {
-      const [bucket, key, uploadId, part] = cmd.args;
-      return [K.uploadKey(bucket, key, uploadId), partKey(bucket, key, uploadId, part)];
+      const [bucket, key, uploadId, part, guard] = cmd.args;
+      const keys = [K.uploadKey(bucket, key, uploadId), partKey(bucket, key, uploadId, part)];
+      return guard?.bucketOwner != null ? [...keys, K.bucketKey(bucket)] : keys;
     }
     case 'completeUpload': {
-      const [bucket, key, uploadId] = cmd.args;
-      return [K.uploadKey(bucket, key, uploadId), K.objectKey(bucket, key)];
+      const [bucket, key, uploadId, , , guard] = cmd.args;
+      const keys = [K.uploadKey(bucket, key, uploadId), K.objectKey(bucket, key)];
+      return guard?.bucketOwner != null ? [...keys, K.bucketKey(bucket)] : keys;
     }
-    case 'abortUpload':
-      return [K.uploadKey(...cmd.args)];
+    case 'abortUpload': {
+      const [bucket, key, uploadId, guard] = cmd.args;
+      const keys = [K.uploadKey(bucket, key, uploadId)];
+      return guard?.bucketOwner != null ? [...keys, K.bucketKey(bucket)] : keys;
+    }
     case 'createUser':
       return [K.userKey(cmd.args[0].id)];
     case 'deleteUser':
@@ -253,6 +236,20 @@ function chunkId(c: { volumeId: number; needleId: string }): string {
   return `${c.volumeId}/${c.needleId}`;
 }
 
+/**
+ * Throws NoSuchBucket, or BucketOwnerChanged when the guard expects another owner: the
+ * caller's access check saw a cached record of a bucket since re-created by someone else.
+ * (From the log, an absent guard or owner arrives as null.)
+ */
+async function checkBucket(tx: Tx, bucket: string, guard?: BucketGuard | null): Promise<void> {
+  const v = await tx.get(K.bucketKey(bucket));
+  if (v === undefined) throw noSuchBucket(bucket);
+  const expected = guard?.bucketOwner;
+  if (expected != null && parse<BucketRecord>(v)?.owner !== expected) {
+    throw new MetadataError('BucketOwnerChanged', `bucket ${bucket} is not owned by ${expected}`);
+  }
+}
+
 // ---- The mutations ----
 
 async function createBucket(tx: Tx, b: BucketRecord): Promise<void> {
@@ -266,9 +263,9 @@ async function createBucket(tx: Tx, b: BucketRecord): Promise<void> {
   tx.put(bk, JSON.stringify(b));
 }
 
-async function deleteBucket(tx: Tx, name: string): Promise<void> {
+async function deleteBucket(tx: Tx, name: string, guard?: BucketGuard | null): Promise<void> {
   const bk = K.bucketKey(name);
-  if ((await tx.get(bk)) === undefined) throw noSuchBucket(name);
+  await checkBucket(tx, name, guard);
   for (const base of [K.objectBase(name), K.uploadBase(name)]) {
     if ((await tx.range(base, K.successor(base), 1)).length > 0) {
       throw new MetadataError('BucketNotEmpty', `bucket ${name} is not empty`);
@@ -285,7 +282,7 @@ async function putStored(
   cond?: PutCondition | null,
 ): Promise<ObjectRecord | null> {
   const ok = K.objectKey(bucket, key);
-  if ((await tx.get(K.bucketKey(bucket))) === undefined) throw noSuchBucket(bucket);
+  await checkBucket(tx, bucket, cond);
   const prev = decodeObjectOrNull(key, await tx.get(ok));
   if (cond?.ifNoneMatch && prev) {
     throw new MetadataError('PreconditionFailed', `${key} exists (If-None-Match)`);
@@ -300,16 +297,21 @@ async function putStored(
   return prev;
 }
 
-async function deleteObject(tx: Tx, bucket: string, key: string): Promise<ObjectRecord | null> {
+async function deleteObject(
+  tx: Tx,
+  bucket: string,
+  key: string,
+  guard?: BucketGuard | null,
+): Promise<ObjectRecord | null> {
   const ok = K.objectKey(bucket, key);
-  if ((await tx.get(K.bucketKey(bucket))) === undefined) throw noSuchBucket(bucket);
+  await checkBucket(tx, bucket, guard);
   const prev = decodeObjectOrNull(key, await tx.get(ok));
   if (prev) tx.del(ok);
   return prev;
 }
 
-async function createUpload(tx: Tx, u: UploadRecord): Promise<void> {
-  if ((await tx.get(K.bucketKey(u.bucket))) === undefined) throw noSuchBucket(u.bucket);
+async function createUpload(tx: Tx, u: UploadRecord, guard?: BucketGuard | null): Promise<void> {
+  await checkBucket(tx, u.bucket, guard);
   tx.put(K.uploadKey(u.bucket, u.key, u.uploadId), JSON.stringify(u));
 }
 
@@ -319,11 +321,13 @@ async function putPart(
   key: string,
   uploadId: string,
   part: PartRecord,
+  guard?: BucketGuard | null,
 ): Promise<PartRecord | null> {
   const pk = partKey(bucket, key, uploadId, part);
   if ((await tx.get(K.uploadKey(bucket, key, uploadId))) === undefined) {
     throw noSuchUpload(uploadId);
   }
+  if (guard?.bucketOwner != null) await checkBucket(tx, bucket, guard);
   const prev = parse<PartRecord>(await tx.get(pk));
   tx.put(pk, JSON.stringify(part));
   return prev;
@@ -336,11 +340,13 @@ async function completeUpload(
   uploadId: string,
   rec: ObjectRecord,
   usedParts: number[],
+  guard?: BucketGuard | null,
 ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }> {
   const uk = K.uploadKey(bucket, key, uploadId);
   const ok = K.objectKey(bucket, key);
   const base = K.partBase(bucket, key, uploadId);
   if ((await tx.get(uk)) === undefined) throw noSuchUpload(uploadId);
+  if (guard?.bucketOwner != null) await checkBucket(tx, bucket, guard);
   const entries = await tx.range(base, K.successor(base));
   const parts = entries.map(([, v]) => JSON.parse(v) as PartRecord);
   const used = new Set(usedParts);
@@ -368,10 +374,12 @@ async function abortUpload(
   bucket: string,
   key: string,
   uploadId: string,
+  guard?: BucketGuard | null,
 ): Promise<PartRecord[]> {
   const uk = K.uploadKey(bucket, key, uploadId);
   const base = K.partBase(bucket, key, uploadId);
   if ((await tx.get(uk)) === undefined) throw noSuchUpload(uploadId);
+  if (guard?.bucketOwner != null) await checkBucket(tx, bucket, guard);
   const entries = await tx.range(base, K.successor(base));
   tx.del(uk);
   for (const [k] of entries) tx.del(k);

@@ -1,13 +1,9 @@
 import { ClassicLevel } from 'classic-level';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { testObject, testPart, testUpload } from '../../test/kit/records.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
-import {
-  MetadataError,
-  type ObjectRecord,
-  type PartRecord,
-  type UploadRecord,
-} from '../model/api.ts';
+import { MetadataError } from '../model/api.ts';
 import * as K from './keys.ts';
 import { LevelMetadata } from './meta-level.ts';
 
@@ -17,39 +13,9 @@ function cmpBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-function obj(key: string, etag = `e-${key}`, extra: Partial<ObjectRecord> = {}): ObjectRecord {
-  return {
-    key,
-    size: 1,
-    etag,
-    lastModified: 1_700_000_000_000,
-    userMeta: {},
-    chunks: [{ volumeId: 1, needleId: '1', cookie: 7, size: 1 }],
-    owner: 'alice',
-    ...extra,
-  };
-}
-
-function part(n: number, needle: string, etag = `p${n}`): PartRecord {
-  return {
-    partNumber: n,
-    etag,
-    size: 5,
-    lastModified: 1,
-    chunks: [{ volumeId: 2, needleId: needle, cookie: 1, size: 5 }],
-  };
-}
-
-function upload(bucket: string, key: string, uploadId: string): UploadRecord {
-  return {
-    uploadId,
-    bucket,
-    key,
-    initiated: 1,
-    owner: 'alice',
-    object: { userMeta: {}, owner: 'alice' },
-  };
-}
+const obj = testObject;
+const part = testPart;
+const upload = (bucket: string, key: string, uploadId: string) => testUpload(bucket, key, uploadId);
 
 async function withStore<T>(
   fn: (m: LevelMetadata, dir: string) => Promise<T>,

@@ -8,6 +8,7 @@
 //
 // The mutations themselves are Commands (commands.ts), so that a Raft replica can apply the
 // same ones from its log: applyReplicated, recording the applied log index in the same batch.
+// Each write method of the API (model/methods.ts) is its command submitted to the Writer.
 import { ClassicLevel } from 'classic-level';
 import type {
   AccessKeyRecord,
@@ -24,17 +25,17 @@ import type {
   UploadRecord,
   UserRecord,
 } from '../model/api.ts';
-import { checkStored, decodeObjectOrNull } from '../model/object-codec.ts';
-import type { NodeRecord, NodeState, VolumeRecord, VolumeState } from '../model/topology.ts';
 import {
-  applyCommand,
   type Command,
   type CommandResult,
-  noSuchBucket,
-  noSuchUpload,
-  parse,
-  prefetchKeys,
-} from './commands.ts';
+  defineMethods,
+  trimArgs,
+  WRITE_METHODS,
+  type WriteMethod,
+} from '../model/methods.ts';
+import { checkStored, decodeObjectOrNull } from '../model/object-codec.ts';
+import type { NodeRecord, VolumeRecord } from '../model/topology.ts';
+import { applyCommand, noSuchBucket, noSuchUpload, parse, prefetchKeys } from './commands.ts';
 import { Cursor } from './cursor.ts';
 import * as K from './keys.ts';
 import { commonPrefix, listObjectPage, type PageForm } from './object-listing.ts';
@@ -56,7 +57,23 @@ function checkMax(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0) throw new Error(`${what} must be a non-negative integer`);
 }
 
+// The write methods are generated below (one command each); the class declares their types.
+type Generated = Exclude<WriteMethod, 'putObjectStored'>;
+export interface LevelMetadata extends Pick<MetadataStore, Generated> {}
+
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: see the interface above
 export class LevelMetadata implements MetadataStore {
+  static {
+    defineMethods(
+      LevelMetadata.prototype,
+      WRITE_METHODS,
+      (op) =>
+        function (this: LevelMetadata, ...args: unknown[]) {
+          return this.submit({ op, args: trimArgs(args) } as Command);
+        },
+    );
+  }
+
   private readonly writer: Writer;
 
   private constructor(private readonly db: DB) {
@@ -151,16 +168,8 @@ export class LevelMetadata implements MetadataStore {
 
   // ---- Buckets ----
 
-  async createBucket(b: BucketRecord): Promise<void> {
-    return this.submit({ op: 'createBucket', args: [b] });
-  }
-
   async getBucket(name: string): Promise<BucketRecord | null> {
     return parse<BucketRecord>(await this.db.get(K.bucketKey(name)));
-  }
-
-  async deleteBucket(name: string): Promise<void> {
-    return this.submit({ op: 'deleteBucket', args: [name] });
   }
 
   async listBuckets(owner?: string): Promise<BucketRecord[]> {
@@ -174,18 +183,6 @@ export class LevelMetadata implements MetadataStore {
 
   // ---- Objects ----
 
-  async putObject(
-    bucket: string,
-    rec: ObjectRecord,
-    cond?: PutCondition,
-  ): Promise<ObjectRecord | null> {
-    // No trailing undefined: a command must read the same after a JSON round trip.
-    return this.submit({
-      op: 'putObject',
-      args: cond === undefined ? [bucket, rec] : [bucket, rec, cond],
-    });
-  }
-
   async putObjectStored(
     bucket: string,
     key: string,
@@ -198,10 +195,6 @@ export class LevelMetadata implements MetadataStore {
 
   async getObject(bucket: string, key: string): Promise<ObjectRecord | null> {
     return decodeObjectOrNull(key, await this.db.get(K.objectKey(bucket, key)));
-  }
-
-  async deleteObject(bucket: string, key: string): Promise<ObjectRecord | null> {
-    return this.submit({ op: 'deleteObject', args: [bucket, key] });
   }
 
   /**
@@ -243,22 +236,8 @@ export class LevelMetadata implements MetadataStore {
 
   // ---- Multipart uploads ----
 
-  async createUpload(u: UploadRecord): Promise<void> {
-    return this.submit({ op: 'createUpload', args: [u] });
-  }
-
   async getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | null> {
     return parse<UploadRecord>(await this.db.get(K.uploadKey(bucket, key, uploadId)));
-  }
-
-  /** Throws NoSuchUpload when the upload does not exist (any more). */
-  async putPart(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    part: PartRecord,
-  ): Promise<PartRecord | null> {
-    return this.submit({ op: 'putPart', args: [bucket, key, uploadId, part] });
   }
 
   /** Throws NoSuchUpload. */
@@ -279,25 +258,6 @@ export class LevelMetadata implements MetadataStore {
       .all();
     const parts = got.slice(0, opts.max).map((v) => JSON.parse(v) as PartRecord);
     return { parts, isTruncated: got.length > opts.max };
-  }
-
-  /**
-   * Besides the contract: every chunk of `rec` must belong to one of the used parts as they
-   * are now, else InvalidPart; this catches a part replaced (and its chunks freed) between
-   * the caller's ListParts and this commit.
-   */
-  async completeUpload(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    rec: ObjectRecord,
-    usedParts: number[],
-  ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }> {
-    return this.submit({ op: 'completeUpload', args: [bucket, key, uploadId, rec, usedParts] });
-  }
-
-  async abortUpload(bucket: string, key: string, uploadId: string): Promise<PartRecord[]> {
-    return this.submit({ op: 'abortUpload', args: [bucket, key, uploadId] });
   }
 
   /**
@@ -371,21 +331,9 @@ export class LevelMetadata implements MetadataStore {
 
   // ---- Topology (nodes and volumes) ----
 
-  registerNode(n: NodeRecord): Promise<void> {
-    return this.submit({ op: 'registerNode', args: [n] });
-  }
-
-  setNodeState(id: string, state: NodeState, since: number): Promise<void> {
-    return this.submit({ op: 'setNodeState', args: [id, state, since] });
-  }
-
   async listNodes(): Promise<NodeRecord[]> {
     const vs = await this.db.values({ gte: K.NS.node, lt: K.successor(K.NS.node) }).all();
     return vs.map((v) => JSON.parse(v) as NodeRecord);
-  }
-
-  createVolume(v: VolumeRecord): Promise<void> {
-    return this.submit({ op: 'createVolume', args: [v] });
   }
 
   async getVolume(id: number): Promise<VolumeRecord | null> {
@@ -398,19 +346,7 @@ export class LevelMetadata implements MetadataStore {
     return vs.map((v) => JSON.parse(v) as VolumeRecord);
   }
 
-  updateVolume(
-    id: number,
-    expectVersion: number,
-    patch: { replicas?: string[]; state?: VolumeState },
-  ): Promise<VolumeRecord> {
-    return this.submit({ op: 'updateVolume', args: [id, expectVersion, patch] });
-  }
-
   // ---- Users and keys ----
-
-  async createUser(u: UserRecord): Promise<void> {
-    return this.submit({ op: 'createUser', args: [u] });
-  }
 
   async getUser(id: string): Promise<UserRecord | null> {
     return parse<UserRecord>(await this.db.get(K.userKey(id)));
@@ -419,16 +355,6 @@ export class LevelMetadata implements MetadataStore {
   async listUsers(): Promise<UserRecord[]> {
     const vs = await this.db.values({ gte: K.NS.user, lt: K.successor(K.NS.user) }).all();
     return vs.map((v) => JSON.parse(v) as UserRecord);
-  }
-
-  /** Throws NoSuchUser. */
-  async deleteUser(id: string): Promise<void> {
-    return this.submit({ op: 'deleteUser', args: [id] });
-  }
-
-  /** Throws KeyExists, or NoSuchUser when the user does not exist. */
-  async addKey(a: AccessKeyRecord): Promise<void> {
-    return this.submit({ op: 'addKey', args: [a] });
   }
 
   async getKey(accessKey: string): Promise<AccessKeyRecord | null> {
@@ -447,21 +373,6 @@ export class LevelMetadata implements MetadataStore {
     const iks = await this.db.keys({ gte: base, lt: K.successor(base) }).all();
     const vs = await this.db.getMany(iks.map((ik) => K.NS.accessKey + ik.slice(base.length)));
     return vs.filter((v) => v !== undefined).map((v) => JSON.parse(v) as AccessKeyRecord);
-  }
-
-  /** Idempotent: deleting an unknown key does nothing. */
-  async deleteKey(accessKey: string): Promise<void> {
-    return this.submit({ op: 'deleteKey', args: [accessKey] });
-  }
-
-  // ---- Allocation ----
-
-  async allocateNeedleIds(count: number): Promise<{ first: bigint; count: number }> {
-    return this.submit({ op: 'allocateNeedleIds', args: [count] });
-  }
-
-  async allocateVolumeId(): Promise<number> {
-    return this.submit({ op: 'allocateVolumeId', args: [] });
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setImmediate as tick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { once } from '../../test/kit/fixture.ts';
+import { testObject } from '../../test/kit/records.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import type { ObjectRecord } from '../model/api.ts';
 import type { Command } from './commands.ts';
@@ -13,18 +15,8 @@ async function dump(m: LevelMetadata): Promise<Array<[string, string]>> {
   return entries.map(([k, v]) => [k.toString('latin1'), v.toString('utf8')]);
 }
 
-function obj(key: string, etag = `e-${key}`, extra: Partial<ObjectRecord> = {}): ObjectRecord {
-  return {
-    key,
-    size: 1,
-    etag,
-    lastModified: 1_700_000_000_000,
-    userMeta: { n: key },
-    chunks: [{ volumeId: 1, needleId: '1', cookie: 7, size: 1 }],
-    owner: 'alice',
-    ...extra,
-  };
-}
+const obj = (key: string, etag?: string, extra: Partial<ObjectRecord> = {}) =>
+  testObject(key, etag, { userMeta: { n: key }, ...extra });
 
 async function collect(chunks: AsyncIterable<Buffer>): Promise<Buffer[]> {
   const out: Buffer[] = [];
@@ -39,10 +31,6 @@ async function* recut(bytes: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
     yield bytes.subarray(off, off + n);
     off += n;
   }
-}
-
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
 }
 
 /** A small store with a value larger than several chunks of the given size. */

@@ -1,19 +1,15 @@
 // The topology mutations (nodes, volumes) as replicated commands: the same contract as
 // commands.ts — pure functions of (state seen through the Tx, command).
 import { MetadataError } from '../model/api.ts';
+import type { Command } from '../model/methods.ts';
 import type { NodeRecord, NodeState, VolumeRecord, VolumeState } from '../model/topology.ts';
-import type { Command } from './commands.ts';
 import * as K from './keys.ts';
-import type { Tx } from './writer.ts';
+import type { Tx } from './tx.ts';
 
-export const TOPOLOGY_COMMANDS = [
-  'registerNode',
-  'setNodeState',
-  'createVolume',
-  'updateVolume',
-] as const;
-
-type TopologyCommand = Extract<Command, { op: (typeof TOPOLOGY_COMMANDS)[number] }>;
+type TopologyCommand = Extract<
+  Command,
+  { op: 'registerNode' | 'setNodeState' | 'createVolume' | 'updateVolume' }
+>;
 
 const NODE_STATES: readonly NodeState[] = ['online', 'offline', 'removed'];
 const VOLUME_STATES: readonly VolumeState[] = ['writable', 'readonly'];
@@ -107,6 +103,8 @@ export async function applyTopology(tx: Tx, cmd: Command): Promise<unknown> {
       tx.put(k, JSON.stringify(next));
       return next;
     }
+    default:
+      throw new Error(`unknown command ${String((cmd as { op: unknown }).op)}`);
   }
 }
 

@@ -19,23 +19,12 @@
 // command's error is its outcome (deterministic, identical on every replica), but a failed
 // read or write, or a command this build does not know, is not: it rejects the whole run,
 // which then has written nothing.
-import type { ClassicLevel } from 'classic-level';
 import { MetadataError } from '../model/api.ts';
-import { applyCommand, type Command, isKnownCommand, prefetchKeys } from './commands.ts';
+import type { Command } from '../model/methods.ts';
+import { applyCommand, isKnownCommand, prefetchKeys } from './commands.ts';
+import type { DB, Outcome, Tx } from './tx.ts';
 
-export type DB = ClassicLevel<string, string>;
-
-/** What a job may do. Keys are latin1 byte strings (see keys.ts). */
-export interface Tx {
-  get(key: string): Promise<string | undefined>;
-  put(key: string, value: string): void;
-  del(key: string): void;
-  /** Entries with gte ≤ key < lt in key order (at most `limit`), including this batch's writes. */
-  range(gte: string, lt: string, limit?: number): Promise<Array<[string, string]>>;
-}
-
-/** The result of one command of an applyBatch run. */
-export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+export type { DB, Outcome, Tx } from './tx.ts';
 
 interface Unit {
   prefetch: string[];

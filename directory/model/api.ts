@@ -1,5 +1,6 @@
 // The metadata service as the gateway sees it. Implementations: LevelMetadata (one node,
-// classic-level), later the Raft-replicated directory and its network client. The gateway
+// classic-level), RaftMetadata (a Raft directory replica) and MetadataClient (over the
+// network); each method's kind (read, write, …) is declared in methods.ts. The gateway
 // never knows which one it has. All keys and names are plain JS strings (UTF-8 on disk);
 // listing order is S3's: by the UTF-8 bytes of the key.
 
@@ -38,8 +39,15 @@ export interface ObjectRecord {
   owner: string;
 }
 
-/** putObject's preconditions: If-None-Match: * and If-Match. */
-export type PutCondition = { ifNoneMatch?: boolean; ifMatch?: string };
+/**
+ * The bucket owner a gateway authorized a write against, from a cached bucket record: the
+ * write fails with BucketOwnerChanged when the bucket now has another owner (deleted and
+ * re-created by someone else since), so a stale cache cannot let a former owner write.
+ */
+export type BucketGuard = { bucketOwner?: string };
+
+/** putObject's preconditions: If-None-Match: * and If-Match, and the bucket's owner. */
+export type PutCondition = BucketGuard & { ifNoneMatch?: boolean; ifMatch?: string };
 
 /** What a listing shows of an object. */
 export type ObjectSummary = Pick<ObjectRecord, 'key' | 'size' | 'etag' | 'lastModified' | 'owner'>;
@@ -129,6 +137,7 @@ export class MetadataError extends Error {
       | 'NoSuchUpload'
       | 'InvalidPart'
       | 'PreconditionFailed'
+      | 'BucketOwnerChanged'
       | 'NoSuchUser'
       | 'UserExists'
       | 'KeyExists'
@@ -147,7 +156,7 @@ export interface MetadataStore extends TopologyStore {
   createBucket(b: BucketRecord): Promise<void>;
   getBucket(name: string): Promise<BucketRecord | null>;
   /** Throws NoSuchBucket, or BucketNotEmpty when objects or uploads remain. */
-  deleteBucket(name: string): Promise<void>;
+  deleteBucket(name: string, guard?: BucketGuard): Promise<void>;
   /** Sorted by name; only the owner's when given. */
   listBuckets(owner?: string): Promise<BucketRecord[]>;
 
@@ -172,7 +181,7 @@ export interface MetadataStore extends TopologyStore {
   ): Promise<ObjectRecord | null>;
   getObject(bucket: string, key: string): Promise<ObjectRecord | null>;
   /** Returns the deleted record, or null when there was none. Throws NoSuchBucket. */
-  deleteObject(bucket: string, key: string): Promise<ObjectRecord | null>;
+  deleteObject(bucket: string, key: string, guard?: BucketGuard): Promise<ObjectRecord | null>;
   /**
    * One page in key order. Cost is proportional to the page: a delimiter listing seeks
    * past each common prefix instead of walking the keys under it. Throws NoSuchBucket.
@@ -185,14 +194,18 @@ export interface MetadataStore extends TopologyStore {
   ): Promise<ListObjectsResult<ObjectSummary>>;
 
   // Multipart uploads
-  createUpload(u: UploadRecord): Promise<void>;
+  createUpload(u: UploadRecord, guard?: BucketGuard): Promise<void>;
   getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | null>;
-  /** Stores or replaces a part; returns the replaced part (its chunks are garbage). */
+  /**
+   * Stores or replaces a part; returns the replaced part (its chunks are garbage). Throws
+   * NoSuchUpload when the upload does not exist (any more).
+   */
   putPart(
     bucket: string,
     key: string,
     uploadId: string,
     part: PartRecord,
+    guard?: BucketGuard,
   ): Promise<PartRecord | null>;
   /** Parts in part-number order, after `marker`, at most `max` (+ whether more remain). */
   listParts(
@@ -213,20 +226,28 @@ export interface MetadataStore extends TopologyStore {
     uploadId: string,
     rec: ObjectRecord,
     usedParts: number[],
+    guard?: BucketGuard,
   ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }>;
   /** Removes the upload and returns its parts (garbage). Throws NoSuchUpload. */
-  abortUpload(bucket: string, key: string, uploadId: string): Promise<PartRecord[]>;
+  abortUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    guard?: BucketGuard,
+  ): Promise<PartRecord[]>;
   listUploads(bucket: string, opts: ListUploadsOptions): Promise<ListUploadsResult>;
 
   // Users and keys
   createUser(u: UserRecord): Promise<void>;
   getUser(id: string): Promise<UserRecord | null>;
   listUsers(): Promise<UserRecord[]>;
-  /** Removes the user and all its keys. */
+  /** Removes the user and all its keys. Throws NoSuchUser. */
   deleteUser(id: string): Promise<void>;
+  /** Throws KeyExists, or NoSuchUser when the user does not exist. */
   addKey(k: AccessKeyRecord): Promise<void>;
   getKey(accessKey: string): Promise<AccessKeyRecord | null>;
   listKeys(userId?: string): Promise<AccessKeyRecord[]>;
+  /** Idempotent: deleting an unknown key does nothing. */
   deleteKey(accessKey: string): Promise<void>;
 
   // Allocation

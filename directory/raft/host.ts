@@ -1,5 +1,7 @@
 // Runs the pure Raft core (core.ts) for real: a timer for ticks, RaftStorage for the log,
-// RaftTransport for messages, and a LevelMetadata state machine fed by committed entries.
+// RaftTransport for messages, and a state machine (state-machine.ts; the directory's is
+// LevelDB) fed by committed entries. Clock, log storage and transport can be injected
+// (host-io.ts): the simulator runs this very loop on virtual time and a faulty network.
 //
 // One loop does everything in order, never two iterations at once: feed the core every
 // input that queued up (messages, ticks, proposals, reads), take its Ready, persist it
@@ -7,116 +9,62 @@
 // and proposals. Inputs arriving while a batch is on disk make the next batch: that is the
 // group commit — many proposals become one log entry, many entries one fsync.
 //
-// State-machine snapshots: the leader streams a consistent LevelDB snapshot taken when the
-// send starts (its meta is rewritten to the index it really stands at); a follower imports
-// it into `sm-next/` and swaps it in only after the Raft log has been reset to it (see
-// swapInSnapshot and recoverSwap for the crash windows).
+// State-machine snapshots: the leader streams a consistent snapshot taken when the send
+// starts (its meta is rewritten to the index it really stands at); a follower stages it
+// and swaps it in only after the Raft log has been reset to it (see swapInSnapshot, and
+// StateMachineStore.open for the crash windows).
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { InternalAuth } from '../../common/internal-auth.ts';
-import type { Logger } from '../../common/log.ts';
-import { type Command, isJsonStable } from '../engine/commands.ts';
-import { LevelMetadata } from '../engine/meta-level.ts';
-import { exportSnapshot } from '../engine/sm-snapshot.ts';
-import type { Outcome } from '../engine/writer.ts';
-import { decodeJson, encodeJson } from '../wire/server.ts';
 import { type ConfChange, Raft, type RaftStatus } from './core.ts';
+import { ApplyMarks } from './host-compaction.ts';
+import { type Clock, type HostTransport, type LogStorage, realClock } from './host-io.ts';
+import {
+  DroppedProposalError,
+  NotLeaderError,
+  type RaftHostDeps,
+  type RaftHostOptions,
+  type ResolvedOptions,
+  UnknownOutcomeError,
+  withDefaults,
+} from './host-options.ts';
+import { ReadTracker, type Waiter } from './host-reads.ts';
 import { stagingReceiver } from './snapshot-receiver.ts';
+import type { StateMachine, StateMachineStore } from './state-machine.ts';
 import { RaftStorage } from './storage.ts';
 import { RaftTransport, type SnapshotMessage, type SnapshotReceiver } from './transport.ts';
 import type { ConfState, Entry, Message, NodeId, Ready, SnapshotMeta } from './types.ts';
 
-export interface RaftHostOptions {
-  id: NodeId;
-  dataDir: string;
-  /** Initial members and every known replica's base URL (self included). */
-  peers: Map<NodeId, string>;
-  /** Start outside the group and wait to be added (admin raft add) instead of bootstrapping. */
-  join?: boolean;
-  auth: InternalAuth;
-  logger: Logger;
-  tickMs?: number;
-  electionTicks?: number;
-  heartbeatTicks?: number;
-  /** Entries applied since the last snapshot before the log is compacted. */
-  snapshotEvery?: number;
-  /**
-   * Or command bytes applied since then (default 64 MiB): entries carry up to maxBatch
-   * commands each, so a count alone let the log — held in memory too — grow to gigabytes.
-   */
-  snapshotBytes?: number;
-  /**
-   * Of a compaction triggered by bytes, the newest entries kept (default 16 MiB), so a
-   * replica that was away a few seconds catches up from the log, not by a snapshot.
-   */
-  keepBytes?: number;
-  /** Commands per log entry at most. */
-  maxBatch?: number;
-  /**
-   * Leader lease for reads (core.ts), ms; 0 turns it off (every read a heartbeat round).
-   * Default: 80 % of (electionTicks - 1) ticks, less one tick — replicas' clocks may run
-   * up to 20 % apart (their ticks come late under load, which only makes them safer).
-   */
-  leaseMs?: number;
-}
+export {
+  DroppedProposalError,
+  NotLeaderError,
+  type RaftHostDeps,
+  type RaftHostOptions,
+  UnknownOutcomeError,
+} from './host-options.ts';
 
-/** Suffix of the state-machine directory a snapshot transfer streams into (then + its id). */
-const INCOMING = '-incoming-';
-
-export class NotLeaderError extends Error {
-  constructor(readonly leaderId: NodeId | null) {
-    super(leaderId ? `not the leader (leader: ${leaderId})` : 'no leader');
-  }
-}
-
-/** A proposal whose entry was overwritten by another leader's: it never took effect. */
-export class DroppedProposalError extends Error {}
-
-/**
- * A proposal whose fate this replica cannot tell: its entry went into a snapshot installed
- * from the new leader (committed or overwritten, the snapshot does not say), or it waited
- * past the caller's deadline. Retrying it could apply it twice.
- */
-export class UnknownOutcomeError extends Error {}
-
-interface Waiter<T> {
-  resolve: (v: T) => void;
-  reject: (e: unknown) => void;
-}
-
-export class RaftHost {
+export class RaftHost<C, O, SM extends StateMachine<C, O> = StateMachine<C, O>, S = unknown> {
   private core!: Raft;
-  private meta!: LevelMetadata;
-  private readonly transport: RaftTransport;
+  private meta!: SM;
+  private readonly transport: HostTransport;
+  private readonly clock: Clock;
   private applied = 0;
   private appliedConf: ConfState = { voters: [], learners: [] };
-  /** Command bytes applied since the last compaction, and [index, bytes so far] per apply. */
-  private appliedBytes = 0;
-  private applyMarks: Array<[index: number, bytes: number]> = [];
-  /** Bumped when a snapshot install resets the marks under a compaction in progress. */
-  private marksGen = 0;
+  private readonly marks = new ApplyMarks();
   private compacting = false;
   private readonly peers: Map<NodeId, string>;
   private inbox: Message[] = [];
   private ticks = 0;
-  private proposals: Array<{ cmd: Command } & Waiter<Outcome>> = [];
+  private proposals: Array<{ cmd: C } & Waiter<O>> = [];
   /** Proposed entries by index; `cmds` when they read the same after a JSON round trip. */
-  private inflight = new Map<
-    number,
-    { term: number; waiters: Array<Waiter<Outcome>>; cmds?: Command[] }
-  >();
-  private barrierWaiters: Array<Waiter<void>> = [];
-  /** Read-index requests in flight: a follower's go to the leader, which may be dead. */
-  private reads = new Map<string, { waiters: Array<Waiter<void>>; at: number }>();
-  private readsAtIndex: Array<{ index: number; waiters: Array<Waiter<void>> }> = [];
-  private readSeq = 0;
+  private inflight = new Map<number, { term: number; waiters: Array<Waiter<O>>; cmds?: C[] }>();
+  private readonly reads = new ReadTracker();
   private actions: Array<() => void> = [];
   private running = false;
   private closed = false;
-  private timer: NodeJS.Timeout | undefined;
-  /** Snapshots received in full, by index, each in its own directory, until swapped in. */
-  private staged = new Map<number, { meta: SnapshotMeta; dir: string }>();
-  /** When each peer was last heard from (performance.now()), for /status health. */
+  private stopTicks: (() => void) | undefined;
+  /** Snapshots received in full, by index, each staged on its own, until swapped in. */
+  private staged = new Map<number, { meta: SnapshotMeta; copy: S }>();
+  /** When each peer was last heard from (clock.now()), for /status health. */
   private lastHeard = new Map<NodeId, number>();
   private leaderListeners: Array<() => void> = [];
   private lastLeader: NodeId | null = null;
@@ -128,57 +76,57 @@ export class RaftHost {
     snapshotsInstalled: 0,
   };
 
+  private readonly machines: StateMachineStore<C, O, SM, S>;
+  private readonly random: () => number;
+
   private constructor(
-    private readonly o: Required<Omit<RaftHostOptions, 'join'>> & { join: boolean },
-    private readonly storage: RaftStorage,
+    private readonly o: ResolvedOptions,
+    private readonly storage: LogStorage,
+    deps: RaftHostDeps<C, O, SM, S>,
   ) {
     this.peers = new Map(o.peers);
-    this.snapshotReceiver = stagingReceiver(
-      (id) => this.smDir(`${INCOMING}${id}`),
-      (meta, msg, dir) => {
-        const prev = this.staged.get(meta.index);
-        if (prev && prev.dir !== dir) void fs.rm(prev.dir, { recursive: true, force: true });
-        this.staged.set(meta.index, { meta, dir });
-        this.deliver([msg]);
-      },
-    );
-    this.transport = new RaftTransport({
-      self: o.id,
-      peers: new Map([...this.peers].filter(([id]) => id !== o.id)),
-      auth: o.auth,
-      onError: (peer, err) => o.logger.warn({ peer, err: err.message }, 'raft peer unreachable'),
+    this.machines = deps.machines;
+    this.clock = deps.clock ?? realClock;
+    this.random = deps.random ?? Math.random;
+    this.snapshotReceiver = stagingReceiver(this.machines, (meta, msg, copy) => {
+      const prev = this.staged.get(meta.index);
+      if (prev && prev.copy !== copy) this.discard(prev.copy);
+      this.staged.set(meta.index, { meta, copy });
+      this.deliver([msg]);
     });
+    const others = new Map([...this.peers].filter(([id]) => id !== o.id));
+    if (deps.transport) {
+      this.transport = deps.transport;
+      for (const [id, url] of others) this.transport.setPeer(id, url);
+    } else {
+      this.transport = new RaftTransport({
+        self: o.id,
+        peers: others,
+        auth: o.auth,
+        onError: (peer, err) => o.logger.warn({ peer, err: err.message }, 'raft peer unreachable'),
+      });
+    }
   }
 
-  static async open(opts: RaftHostOptions): Promise<RaftHost> {
-    const o = {
-      ...opts,
-      tickMs: opts.tickMs ?? 50,
-      electionTicks: opts.electionTicks ?? 10,
-      heartbeatTicks: opts.heartbeatTicks ?? 2,
-      snapshotEvery: opts.snapshotEvery ?? 20_000,
-      snapshotBytes: opts.snapshotBytes ?? 64 * 1024 * 1024,
-      keepBytes: opts.keepBytes ?? 16 * 1024 * 1024,
-      maxBatch: opts.maxBatch ?? 2_000,
-      leaseMs:
-        opts.leaseMs ??
-        Math.max(
-          0,
-          Math.floor(
-            0.8 * ((opts.electionTicks ?? 10) - 1) * (opts.tickMs ?? 50) - (opts.tickMs ?? 50),
-          ),
-        ),
-      join: opts.join ?? false,
-    };
-    await fs.mkdir(o.dataDir, { recursive: true });
-    const storage = await RaftStorage.open(path.join(o.dataDir, 'raft'));
-    const host = new RaftHost(o, storage);
+  static async open<C, O, SM extends StateMachine<C, O>, S>(
+    opts: RaftHostOptions,
+    deps: RaftHostDeps<C, O, SM, S>,
+  ): Promise<RaftHost<C, O, SM, S>> {
+    const o = withDefaults(opts);
+    let storage = deps.storage;
+    if (!storage) {
+      await fs.mkdir(o.dataDir, { recursive: true });
+      storage = await RaftStorage.open(path.join(o.dataDir, 'raft'));
+    }
+    const host = new RaftHost(o, storage, deps);
     await host.start();
     return host;
   }
 
-  private smDir(suffix = ''): string {
-    return path.join(this.o.dataDir, `sm${suffix}`);
+  private discard(copy: S): void {
+    this.machines.discard(copy).catch((e) => {
+      this.o.logger.warn({ err: e }, 'staged snapshot not removed');
+    });
   }
 
   private async start(): Promise<void> {
@@ -189,8 +137,7 @@ export class RaftHost {
       await this.storage.resetToSnapshot({ index: 0, term: 0, conf: { voters, learners: [] } });
       disk = await this.storage.load();
     }
-    await this.recoverSwap(disk.snapshot?.index ?? 0);
-    this.meta = await LevelMetadata.open(this.smDir());
+    this.meta = await this.machines.open(disk.snapshot?.index ?? 0);
     this.applied = await this.meta.appliedIndex();
     // Membership as of the applied index: the last conf entry at or below it.
     this.appliedConf = disk.snapshot?.conf ?? { voters: [], learners: [] };
@@ -198,16 +145,15 @@ export class RaftHost {
       if (e.index > this.applied) break;
       if (e.kind === 'conf' && e.conf) this.appliedConf = e.conf;
       // The log kept from before the restart counts toward the next compaction.
-      this.appliedBytes += e.data?.length ?? 0;
-      this.applyMarks.push([e.index, this.appliedBytes]);
+      this.marks.add(e.index, e.data?.length ?? 0);
     }
-    for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
+    for (const [id, url] of await this.meta.peers()) this.setPeerUrl(id, url);
     this.core = new Raft(
       {
         id: this.o.id,
         electionTicks: this.o.electionTicks,
         heartbeatTicks: this.o.heartbeatTicks,
-        random: Math.random,
+        random: this.random,
         leaseMs: this.o.leaseMs,
       },
       {
@@ -217,47 +163,16 @@ export class RaftHost {
         applied: this.applied,
       },
     );
-    this.timer = setInterval(() => {
+    this.stopTicks = this.clock.every(this.o.tickMs, () => {
       this.ticks++;
       this.kick();
-    }, this.o.tickMs);
+    });
     this.kick();
-  }
-
-  /** A crash between "log reset to the snapshot" and "state machine swapped" is finished here. */
-  private async recoverSwap(snapIndex: number): Promise<void> {
-    const exists = (p: string) =>
-      fs.stat(p).then(
-        () => true,
-        () => false,
-      );
-    const [cur, next, old] = [this.smDir(), this.smDir('-next'), this.smDir('-old')];
-    if (!(await exists(cur)) && (await exists(next))) await fs.rename(next, cur);
-    // Cut between moving the state machine aside and a failed rename of the new one.
-    if (!(await exists(cur)) && (await exists(old))) await fs.rename(old, cur);
-    if (await exists(next)) {
-      const sm = await LevelMetadata.open(cur);
-      const applied = await sm.appliedIndex();
-      await sm.close();
-      if (applied < snapIndex) {
-        await fs.rename(cur, old);
-        await fs.rename(next, cur);
-      }
-    }
-    await fs.rm(next, { recursive: true, force: true });
-    await fs.rm(old, { recursive: true, force: true });
-    // Transfers cut short by the restart, or received and never swapped in.
-    const base = path.basename(this.smDir(INCOMING));
-    for (const name of await fs.readdir(this.o.dataDir)) {
-      if (name.startsWith(base)) {
-        await fs.rm(path.join(this.o.dataDir, name), { recursive: true, force: true });
-      }
-    }
   }
 
   // ------------------------------------------------------------- public API
 
-  get stateMachine(): LevelMetadata {
+  get stateMachine(): SM {
     return this.meta;
   }
 
@@ -282,7 +197,7 @@ export class RaftHost {
   }
 
   /** Leader only. Resolves with the command's outcome once committed and applied here. */
-  propose(cmd: Command): Promise<Outcome> {
+  propose(cmd: C): Promise<O> {
     if (!this.core.isLeader) return Promise.reject(new NotLeaderError(this.core.leaderId));
     return new Promise((resolve, reject) => {
       this.proposals.push({ cmd, resolve, reject });
@@ -292,10 +207,9 @@ export class RaftHost {
 
   /** Linearizable-read barrier: resolves once this replica has applied a confirmed read index. */
   readBarrier(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.barrierWaiters.push({ resolve, reject });
-      this.kick();
-    });
+    const p = this.reads.wait();
+    this.kick();
+    return p;
   }
 
   status(): RaftStatus & {
@@ -303,7 +217,7 @@ export class RaftHost {
     peers: Record<NodeId, { url?: string; matchIndex?: number; health: string }>;
   } {
     const s = this.core.status();
-    const now = performance.now();
+    const now = this.clock.now();
     const fresh = now - this.o.tickMs * this.o.electionTicks;
     const peers: Record<NodeId, { url?: string; matchIndex?: number; health: string }> = {};
     for (const id of [...s.conf.voters, ...s.conf.learners]) {
@@ -374,7 +288,7 @@ export class RaftHost {
 
   /** Messages from the transport. */
   deliver(msgs: Message[]): void {
-    const now = performance.now();
+    const now = this.clock.now();
     for (const m of msgs) {
       this.inbox.push(m);
       this.lastHeard.set(m.from, now);
@@ -384,14 +298,12 @@ export class RaftHost {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.timer);
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    this.stopTicks?.();
+    while (this.running) await this.clock.sleep(5);
     const err = new Error('directory replica shutting down');
     for (const p of this.proposals) p.reject(err);
     for (const f of this.inflight.values()) for (const w of f.waiters) w.reject(err);
-    for (const w of this.barrierWaiters) w.reject(err);
-    for (const r of this.reads.values()) for (const w of r.waiters) w.reject(err);
-    for (const r of this.readsAtIndex) for (const w of r.waiters) w.reject(err);
+    this.reads.rejectAll(err);
     await this.transport.close();
     await this.meta.close();
     await this.storage.close();
@@ -407,7 +319,7 @@ export class RaftHost {
   private kick(): void {
     if (this.running || this.closed) return;
     this.running = true;
-    setImmediate(() => {
+    this.clock.soon(() => {
       this.loop().then(
         () => {
           this.running = false;
@@ -427,7 +339,7 @@ export class RaftHost {
       this.inbox.length > 0 ||
       this.ticks > 0 ||
       this.actions.length > 0 ||
-      this.barrierWaiters.length > 0 ||
+      this.reads.hasWaiting ||
       (this.proposals.length > 0 && this.core.isLeader)
     );
   }
@@ -452,12 +364,12 @@ export class RaftHost {
 
   private feed(): boolean {
     // Lease reads run on real time: a stalled loop delays ticks, never the clock.
-    this.core.setClock(performance.now());
+    this.core.setClock(this.clock.now());
     let any = false;
     // Ticks that piled up while the loop was on disk happened before (most of) the queued
     // messages: counted after them, they would shorten the time this replica refuses
     // votes after hearing from its leader — the promise leader leases rest on.
-    if (this.ticks > 0 && this.reads.size > 0) this.expireReads();
+    if (this.ticks > 0 && this.reads.hasAsked) this.expireReads();
     for (; this.ticks > 0; this.ticks--) this.core.tick();
     const inbox = this.inbox;
     this.inbox = [];
@@ -466,11 +378,9 @@ export class RaftHost {
     this.actions = [];
     for (const a of actions) a();
     any = inbox.length > 0 || actions.length > 0;
-    if (this.barrierWaiters.length > 0) {
-      const id = `r${++this.readSeq}`;
-      this.reads.set(id, { waiters: this.barrierWaiters, at: Date.now() });
-      this.barrierWaiters = [];
-      this.core.readIndex(id);
+    const readId = this.reads.ask(this.clock.now());
+    if (readId !== null) {
+      this.core.readIndex(readId);
       any = true;
     }
     while (this.proposals.length > 0) {
@@ -481,7 +391,7 @@ export class RaftHost {
       }
       const batch = this.proposals.splice(0, this.o.maxBatch);
       const list = batch.map((b) => b.cmd);
-      const p = this.core.propose(encodeJson(list));
+      const p = this.core.propose(this.machines.encode(list));
       if (!p) {
         const err = new NotLeaderError(this.core.leaderId);
         for (const b of batch) b.reject(err);
@@ -492,7 +402,7 @@ export class RaftHost {
       this.inflight.set(p.index, {
         term: p.term,
         waiters: batch,
-        cmds: list.every(isJsonStable) ? list : undefined,
+        cmds: list.every((c) => this.machines.stable(c)) ? list : undefined,
       });
       any = true;
     }
@@ -510,17 +420,9 @@ export class RaftHost {
     }
     if (plain.length > 0) this.transport.send(plain);
     if (rd.committed.length > 0) await this.apply(rd.committed);
-    for (const r of rd.reads) {
-      const pending = this.reads.get(r.id);
-      this.reads.delete(r.id);
-      if (pending) this.readsAtIndex.push({ index: r.index, waiters: pending.waiters });
-    }
-    for (const d of rd.dropped) {
-      const pending = this.reads.get(d.id);
-      this.reads.delete(d.id);
-      for (const w of pending?.waiters ?? []) w.reject(new NotLeaderError(this.core.leaderId));
-    }
-    this.releaseReads();
+    this.reads.confirmed(rd.reads);
+    this.reads.refused(rd.dropped, this.core.leaderId);
+    this.reads.release(this.applied);
     if (this.staged.size > 0) this.dropStaleSnapshots();
     this.maybeCompact();
     // Here, not only after applying: an idle cluster's learner catches up through heartbeats.
@@ -528,8 +430,8 @@ export class RaftHost {
   }
 
   private async apply(entries: Entry[]): Promise<void> {
-    // All commands of all committed entries go to LevelDB as one synced batch.
-    const cmds: Command[] = [];
+    // All commands of all committed entries go to the state machine as one batch.
+    const cmds: C[] = [];
     const spans: Array<{ e: Entry; from: number; to: number }> = [];
     let conf: ConfState | null = null;
     let bytes = 0;
@@ -537,8 +439,7 @@ export class RaftHost {
       if (e.data) bytes += e.data.length;
       if (e.kind === 'cmd' && e.data) {
         const own = this.inflight.get(e.index);
-        const list =
-          own?.cmds && own.term === e.term ? own.cmds : (decodeJson(e.data) as Command[]);
+        const list = own?.cmds && own.term === e.term ? own.cmds : this.machines.decode(e.data);
         spans.push({ e, from: cmds.length, to: cmds.length + list.length });
         cmds.push(...list);
       } else if (e.kind === 'conf' && e.conf) {
@@ -550,10 +451,9 @@ export class RaftHost {
       }
     }
     const last = entries[entries.length - 1] as Entry;
-    const outcomes = await this.meta.applyReplicated(cmds, last.index, [...this.peers]);
+    const outcomes = await this.meta.apply(cmds, last.index, [...this.peers]);
     this.applied = last.index;
-    this.appliedBytes += bytes;
-    this.applyMarks.push([last.index, this.appliedBytes]);
+    this.marks.add(last.index, bytes);
     if (conf) this.appliedConf = conf;
     this.stats.entries += entries.length;
     this.stats.commands += cmds.length;
@@ -567,7 +467,7 @@ export class RaftHost {
         continue;
       }
       for (let i = 0; i < f.waiters.length; i++) {
-        f.waiters[i]?.resolve(outcomes[from + i] as Outcome);
+        f.waiters[i]?.resolve(outcomes[from + i] as O);
       }
     }
     for (const [index, f] of this.inflight) {
@@ -583,7 +483,7 @@ export class RaftHost {
     for (const [index, st] of this.staged) {
       if (index > this.applied) continue;
       this.staged.delete(index);
-      void fs.rm(st.dir, { recursive: true, force: true });
+      this.discard(st.copy);
     }
   }
 
@@ -604,27 +504,8 @@ export class RaftHost {
 
   /** Nobody refuses a read index sent to a dead leader, so unanswered ones time out too. */
   private expireReads(): void {
-    const limit = Date.now() - this.o.tickMs * this.o.electionTicks * 2;
-    this.failReads((at) => at < limit, this.core.leaderId);
-  }
-
-  private failReads(which: (at: number) => boolean, lead: NodeId | null): void {
-    for (const [id, r] of this.reads) {
-      if (!which(r.at)) continue;
-      this.reads.delete(id);
-      const err = new NotLeaderError(lead);
-      for (const w of r.waiters) w.reject(err);
-    }
-  }
-
-  private releaseReads(): void {
-    if (this.readsAtIndex.length === 0) return;
-    const still: typeof this.readsAtIndex = [];
-    for (const r of this.readsAtIndex) {
-      if (r.index <= this.applied) for (const w of r.waiters) w.resolve();
-      else still.push(r);
-    }
-    this.readsAtIndex = still;
+    const limit = this.clock.now() - this.o.tickMs * this.o.electionTicks * 2;
+    this.reads.fail(this.core.leaderId, limit);
   }
 
   private noticeLeader(): void {
@@ -637,29 +518,20 @@ export class RaftHost {
       for (const p of this.proposals.splice(0)) p.reject(err);
     }
     // A read index asked of the old leader will not come back: the caller retries.
-    this.failReads(() => true, lead);
+    this.reads.fail(lead);
     for (const f of this.leaderListeners.slice()) f();
   }
 
   private maybeCompact(): void {
     if (this.compacting) return;
     const s = this.core.status();
-    const byBytes = this.appliedBytes >= this.o.snapshotBytes;
-    if (!byBytes && this.applied - s.snapshotIndex < this.o.snapshotEvery) return;
-    // Up to `applied`, less a tail of keepBytes when the bytes triggered it.
-    let index = this.applied;
-    let upTo = this.applyMarks.length - 1;
-    if (byBytes) {
-      while (upTo >= 0 && this.appliedBytes - this.applyMarks[upTo]![1] < this.o.keepBytes) upTo--;
-      if (upTo < 0) return;
-      index = this.applyMarks[upTo]![0];
-    }
+    const plan = this.marks.plan(this.applied, s.snapshotIndex, this.o);
+    if (!plan) return;
+    const { index, dropped, gen } = plan;
     const term = this.core.termAt(index);
     const conf = this.core.confAt(index);
     if (term === undefined || conf === undefined || index <= s.snapshotIndex) return;
     const meta: SnapshotMeta = { index, term, conf };
-    const dropped = this.applyMarks[upTo]?.[1] ?? this.appliedBytes;
-    const gen = this.marksGen;
     // Applies are not synced one by one, so the log is the record until the state machine
     // is on disk. Flushing its memtables takes a while (a 32 MiB table file): the loop goes
     // on meanwhile, and the log is cut, by the loop, once the flush is done.
@@ -674,12 +546,7 @@ export class RaftHost {
   }
 
   private finishCompaction(meta: SnapshotMeta, dropped: number, gen: number): void {
-    if (gen === this.marksGen) {
-      this.applyMarks = this.applyMarks
-        .filter(([i]) => i > meta.index)
-        .map(([i, b]) => [i, b - dropped]);
-      this.appliedBytes -= dropped;
-    }
+    this.marks.cut(meta.index, dropped, gen);
     // A snapshot installed meanwhile may have moved the log past it.
     if (meta.index <= this.core.status().snapshotIndex) return;
     if (this.core.termAt(meta.index) !== meta.term) return;
@@ -695,7 +562,7 @@ export class RaftHost {
     const term = this.core.termAt(this.applied);
     if (term === undefined) return;
     // The state as of now (≥ the core's snapshot index): label it with its real index.
-    const exp = exportSnapshot(this.meta);
+    const exp = this.meta.exportSnapshot();
     const meta: SnapshotMeta = { index: this.applied, term, conf: this.appliedConf };
     const msg: SnapshotMessage = { ...m, meta };
     this.stats.snapshotsSent++;
@@ -712,7 +579,7 @@ export class RaftHost {
       .finally(() => void exp.close());
   }
 
-  /** The transport's receiving side: chunks go straight into a fresh LevelDB in sm-next/. */
+  /** The transport's receiving side: chunks go straight into a staged copy (machines.import). */
   readonly snapshotReceiver: SnapshotReceiver;
 
   private async swapInSnapshot(meta: SnapshotMeta): Promise<void> {
@@ -721,23 +588,16 @@ export class RaftHost {
     const staged = this.staged.get(meta.index);
     if (!staged) throw new Error(`snapshot ${meta.index} accepted but not staged`);
     this.staged.delete(meta.index);
-    // Order matters for crash safety: the import to sm-next, then the log, then the swap
-    // (recoverSwap finishes it after a crash at any step).
-    await fs.rm(this.smDir('-next'), { recursive: true, force: true });
-    await fs.rename(staged.dir, this.smDir('-next'));
+    // Order matters for crash safety: the staged copy made next, then the log, then the
+    // swap (machines.open finishes it after a crash at any step).
+    await this.machines.prepare(staged.copy);
     await this.storage.resetToSnapshot(meta);
-    await this.meta.close();
-    await fs.rename(this.smDir(), this.smDir('-old'));
-    await fs.rename(this.smDir('-next'), this.smDir());
-    await fs.rm(this.smDir('-old'), { recursive: true, force: true });
-    this.meta = await LevelMetadata.open(this.smDir());
+    this.meta = await this.machines.swapIn(this.meta);
     this.applied = meta.index;
     this.appliedConf = meta.conf;
     // The log restarts after the snapshot: nothing applied before it counts any more.
-    this.appliedBytes = 0;
-    this.applyMarks = [];
-    this.marksGen++;
-    for (const [id, url] of await this.meta.raftPeers()) this.setPeerUrl(id, url);
+    this.marks.reset();
+    for (const [id, url] of await this.meta.peers()) this.setPeerUrl(id, url);
     // Proposals of ours up to the snapshot: committed, or overwritten by the new leader.
     // The snapshot cannot tell which, so their callers must not retry them blindly.
     for (const [index, f] of this.inflight) {

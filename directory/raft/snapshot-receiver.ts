@@ -1,36 +1,34 @@
-// The follower's side of a snapshot transfer: chunks stream straight into a fresh LevelDB
-// (importSnapshot) in a directory of the transfer's own, one transfer at a time (a newer
-// one replaces an unfinished one). Only when every chunk is in and the import has been
-// synced does the host get the snapshot message and the directory; it swaps the snapshot
-// in if the core accepts it. A finished transfer's directory is the host's from then on:
-// a later transfer never touches it (a staged snapshot waiting for the host loop was once
-// deleted under it by the next transfer's start).
-import fs from 'node:fs/promises';
-import { importSnapshot } from '../engine/sm-snapshot.ts';
+// The follower's side of a snapshot transfer: chunks stream straight into the importer
+// (for the directory: a fresh LevelDB in a directory of the transfer's own), one transfer
+// at a time (a newer one replaces an unfinished one). Only when every chunk is in and the
+// import has been synced does the host get the snapshot message and the staged copy; it
+// swaps the snapshot in if the core accepts it. A finished transfer's copy is the host's
+// from then on: a later transfer never touches it (a staged snapshot waiting for the host
+// loop was once deleted under it by the next transfer's start).
+import type { SnapshotImporter } from './state-machine.ts';
 import type { SnapshotMessage, SnapshotReceiver } from './transport.ts';
 import type { SnapshotMeta } from './types.ts';
 
-interface Transfer {
+interface Transfer<S> {
   id: string;
-  dir: string;
   meta: SnapshotMeta;
   push: (b: Buffer | null) => Promise<void>;
-  done: Promise<void>;
+  done: Promise<S>;
 }
 
 /** Chunks queued ahead of the import at most: a sender faster than LevelDB waits. */
 const MAX_QUEUED = 4;
 
-export function stagingReceiver(
-  dirFor: (transferId: string) => string,
-  onStaged: (meta: SnapshotMeta, msg: SnapshotMessage, dir: string) => void,
+export function stagingReceiver<S>(
+  importer: SnapshotImporter<S>,
+  onStaged: (meta: SnapshotMeta, msg: SnapshotMessage, staged: S) => void,
 ): SnapshotReceiver {
-  let cur: Transfer | null = null;
+  let cur: Transfer<S> | null = null;
   let n = 0;
-  const end = async (t: Transfer) => {
+  const end = async (t: Transfer<S>) => {
     await t.push(null);
     await t.done.catch(() => undefined);
-    await fs.rm(t.dir, { recursive: true, force: true });
+    await importer.drop(t.id);
   };
   return {
     async begin(_from, meta) {
@@ -40,8 +38,7 @@ export function stagingReceiver(
         await end(old);
       }
       const id = `${Date.now().toString(36)}-${++n}`;
-      const dir = dirFor(id);
-      await fs.rm(dir, { recursive: true, force: true });
+      await importer.drop(id);
       const queue: Array<Buffer | null> = [];
       let wake: (() => void) | null = null;
       let room: Array<() => void> = [];
@@ -68,7 +65,7 @@ export function stagingReceiver(
           await new Promise<void>((r) => room.push(r));
         }
       };
-      const t: Transfer = { id, dir, meta, push, done: importSnapshot(dir, chunks()) };
+      const t: Transfer<S> = { id, meta, push, done: importer.import(id, chunks()) };
       // However the import ends (a failure included), no sender is left waiting for room.
       t.done
         .catch(() => undefined)
@@ -88,13 +85,14 @@ export function stagingReceiver(
       const c = cur;
       cur = null;
       await c.push(null);
+      let staged: S;
       try {
-        await c.done;
+        staged = await c.done;
       } catch (e) {
-        await fs.rm(c.dir, { recursive: true, force: true });
+        await importer.drop(c.id);
         throw e;
       }
-      onStaged(c.meta, msg, c.dir);
+      onStaged(c.meta, msg, staged);
     },
     async abort(id) {
       if (cur?.id !== id) return;

@@ -14,14 +14,10 @@
 // it (a hole can only come from a bug or a damaged disk, but a stale entry past a hole
 // could otherwise be mistaken for part of the log once the hole is filled).
 import { ClassicLevel } from 'classic-level';
+import type { LogState, LogStorage } from './host-io.ts';
 import type { Entry, HardState, SnapshotMeta } from './types.ts';
 
-export interface RaftDiskState {
-  hardState: HardState;
-  snapshot: SnapshotMeta | null;
-  /** All entries after snapshot.index (or from 1), in order, without holes. */
-  entries: Entry[];
-}
+export type RaftDiskState = LogState;
 
 const HARD = 'h';
 const SNAP = 's';
@@ -39,7 +35,7 @@ function keyIndex(key: string): number {
 
 type DB = ClassicLevel<string, string>;
 
-export class RaftStorage {
+export class RaftStorage implements LogStorage {
   private snapIndex = 0;
   private last = 0;
   // Writes run one at a time: each batch is computed from lastIndex as left by the

@@ -1,8 +1,9 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { close, listen } from '../../common/http-server.ts';
 import { AUTH_HEADER, InternalAuth } from '../../common/internal-auth.ts';
+import { close, listen } from '../../common/internal-http.ts';
+import { until as poll } from '../../test/kit/until.ts';
 import {
   decodeFrame,
   encodeFrame,
@@ -23,13 +24,8 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => close(s)));
 });
 
-async function until(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (cond: () => boolean, what: string, ms = 5_000) =>
+  poll(what, cond, ms, { everyMs: 5 });
 
 /** Records what the receiving side saw. */
 class Receiver implements SnapshotReceiver {
@@ -243,32 +239,6 @@ describe('RaftTransport messages', () => {
       expect(r.status).toBe(400);
     }
     expect(rb.msgs.length).toBe(3);
-  });
-
-  it('falls back to JSON bodies for a receiver that refuses frames', async () => {
-    const got: Message[][] = [];
-    const server = http.createServer((req, res) => {
-      const parts: Buffer[] = [];
-      req.on('data', (b: Buffer) => parts.push(b));
-      req.on('end', () => {
-        try {
-          got.push(JSON.parse(Buffer.concat(parts).toString('utf8')) as Message[]);
-          res.writeHead(204).end();
-        } catch {
-          res.writeHead(400).end('malformed JSON');
-        }
-      });
-    });
-    servers.push(server);
-    const { port } = await listen(server, '127.0.0.1', 0);
-    const { t } = transport({ b: `http://127.0.0.1:${port}` });
-    // The first (framed) batch is refused and lost; later ones arrive as JSON.
-    const end = Date.now() + 5_000;
-    while (got.length === 0 && Date.now() < end) {
-      t.send([resp('b', 2)]);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(got.flat().length).toBeGreaterThan(0);
   });
 
   it('survives a peer that is down and delivers once it is back', async () => {

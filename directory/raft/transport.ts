@@ -9,6 +9,14 @@
 import type http from 'node:http';
 import { Pool } from 'undici';
 import { AUTH_HEADER, type InternalAuth } from '../../common/internal-auth.ts';
+import {
+  InternalError,
+  readSignedBody,
+  sendError,
+  sendJson,
+  splitUrl,
+  toInternalError,
+} from '../../common/internal-http.ts';
 import type { Message, MessageType, NodeId, SnapshotMeta } from './types.ts';
 
 export type SnapshotMessage = Message & { type: 'snapshot' };
@@ -46,10 +54,11 @@ const MAX_CHUNK = 16 << 20;
 const MAX_BODY = 64 << 20;
 const ERROR_INTERVAL_MS = 5_000;
 const JSON_TYPE = 'application/json';
-/** /raft/msgs body: framed messages (see encodeFrame); JSON_TYPE bodies are still accepted. */
+/**
+ * /raft/msgs body: framed messages (see encodeFrame). A JSON array of messages is accepted
+ * too, which keeps the route easy to drive by hand and from tests; peers always send frames.
+ */
 const FRAME_TYPE = 'application/x-raft-msgs';
-/** How long a peer that refused a framed body (an older build) gets plain JSON instead. */
-const LEGACY_RETRY_MS = 60_000;
 
 class Peer {
   queue: Message[] = [];
@@ -57,8 +66,6 @@ class Peer {
   busy = false;
   snapshotting = false;
   removed = false;
-  /** Until then the peer gets JSON bodies: it refused a framed one (an older build). */
-  jsonUntil = 0;
   constructor(
     readonly id: NodeId,
     public url: string,
@@ -197,17 +204,9 @@ export class RaftTransport {
     }
     const batch = p.queue.splice(0, n);
     p.busy = true;
-    const framed = Date.now() >= p.jsonUntil;
-    const body = framed ? encodeFrame(batch) : JSON.stringify(batch);
-    this.post(p, '/raft/msgs', body, framed ? FRAME_TYPE : JSON_TYPE)
-      .catch((err) => {
-        // An older receiver parses every body as JSON and answers 400: fall back to JSON
-        // for a while (the batch is lost, which Raft tolerates; it retransmits).
-        if (framed && (err as { status?: number }).status === 400) {
-          p.jsonUntil = Date.now() + LEGACY_RETRY_MS;
-        }
-        this.report(p.id, err);
-      })
+    // A batch that fails is lost, which Raft tolerates: it retransmits.
+    this.post(p, '/raft/msgs', encodeFrame(batch), FRAME_TYPE)
+      .catch((err) => this.report(p.id, err))
       .finally(() => {
         p.busy = false;
         this.pump(p);
@@ -367,20 +366,16 @@ interface Staging {
   pending: Promise<void> | null;
 }
 
-const fail = (status: number, message: string): never => {
-  throw Object.assign(new Error(message), { status });
+const CODES: Record<number, string> = {
+  400: 'InvalidArgument',
+  404: 'NotFound',
+  405: 'MethodNotAllowed',
+  409: 'Conflict',
 };
 
-async function readBody(req: http.IncomingMessage): Promise<Buffer> {
-  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) fail(413, 'too large');
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const b of req as AsyncIterable<Buffer>) {
-    if ((n += b.length) > MAX_BODY) fail(413, 'too large');
-    parts.push(b);
-  }
-  return Buffer.concat(parts, n);
-}
+const fail = (status: number, message: string): never => {
+  throw new InternalError(status, CODES[status] ?? 'InternalError', message);
+};
 
 function parseJson(body: Buffer): unknown {
   try {
@@ -468,34 +463,23 @@ export function raftRoutes(
   };
 
   return (req, res) => {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
+    const { path, query } = splitUrl(req.url ?? '/');
     if (!Object.hasOwn(routes, path)) return false;
-    const reply = (status: number, body?: unknown): void => {
-      if (body === undefined) res.writeHead(status).end();
-      else res.writeHead(status, { 'content-type': JSON_TYPE }).end(JSON.stringify(body));
-    };
     const run = async (): Promise<void> => {
       if (req.method !== 'POST') fail(405, 'POST only');
-      const header = req.headers[AUTH_HEADER];
-      const token = typeof header === 'string' ? header : undefined;
-      if (!auth.fresh(token)) fail(403, 'bad internal auth');
-      const body = await readBody(req);
-      if (!auth.verify(token, 'POST', url, undefined, body)) fail(403, 'bad internal auth');
-      const params = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
-      const out = await routes[path]!(body, params, req.headers['content-type']);
-      reply(out === undefined ? 204 : 200, out);
+      const body = await readSignedBody(req, auth, MAX_BODY);
+      const out = await routes[path]!(
+        body,
+        new URLSearchParams(query),
+        req.headers['content-type'],
+      );
+      if (out === undefined) res.writeHead(204).end();
+      else sendJson(res, 200, out);
     };
-    run().catch((err: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      const status = (err as { status?: number } | null)?.status ?? 500;
-      // Closing after a refusal keeps us from reading (and the peer from sending) the body.
-      if (status === 413 || status === 403) res.setHeader('connection', 'close');
-      reply(status, { error: err instanceof Error ? err.message : String(err) });
+    run().catch((e: unknown) => {
+      const err = toInternalError(e);
+      // Raft peers' error bodies carry the message alone.
+      sendError(req, res, err, { error: err.message });
     });
     return true;
   };

@@ -10,50 +10,29 @@
 // heartbeats) and then a read of this replica's own state machine once it has applied that
 // index — so followers serve reads too.
 
+import { DEFAULT_CONFIG, MAX_REPLICAS } from '../../common/config.ts';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import type { Liveness } from '../cluster/liveness.ts';
+import { checkCommand, proposedForm } from '../engine/commands.ts';
+import type { LevelMetadata } from '../engine/meta-level.ts';
+import type { MetadataStore, ObjectRecord, PutCondition } from '../model/api.ts';
+import { MetadataError } from '../model/api.ts';
 import {
   type Command,
-  type CommandOf,
-  checkCommand,
-  type MutatingMethod,
-  proposedForm,
-} from '../engine/commands.ts';
-import type { LevelMetadata } from '../engine/meta-level.ts';
-import type {
-  AccessKeyRecord,
-  BucketRecord,
-  ListObjectsOptions,
-  ListObjectsResult,
-  ListUploadsOptions,
-  ListUploadsResult,
-  MetadataStore,
-  ObjectRecord,
-  ObjectSummary,
-  PartRecord,
-  PutCondition,
-  UploadRecord,
-  UserRecord,
-} from '../model/api.ts';
-import { MetadataError } from '../model/api.ts';
+  type CommandResult,
+  defineMethods,
+  READ_METHODS,
+  type ReadMethod,
+  trimArgs,
+  WRITE_METHODS,
+  type WriteMethod,
+} from '../model/methods.ts';
 import { checkStored } from '../model/object-codec.ts';
 import { chooseReplicas } from '../model/placement.ts';
-import type {
-  ClusterDirectory,
-  Heartbeat,
-  NodeLiveness,
-  NodeRecord,
-  NodeState,
-  VolumeRecord,
-  VolumeState,
-} from '../model/topology.ts';
-import {
-  DroppedProposalError,
-  NotLeaderError,
-  type RaftHost,
-  UnknownOutcomeError,
-} from '../raft/host.ts';
+import type { ClusterDirectory, Heartbeat, NodeLiveness, VolumeRecord } from '../model/topology.ts';
+import { DroppedProposalError, NotLeaderError, UnknownOutcomeError } from '../raft/host.ts';
 import { AmbiguousMetadataError, MetadataClient } from '../wire/client.ts';
+import type { DirectoryHost } from './level-state-machine.ts';
 
 /** Header on a call forwarded by a replica: the receiver never forwards it again. */
 export const FORWARDED_HEADER = 'x-ks-forwarded';
@@ -62,7 +41,7 @@ export interface RaftMetadataOptions {
   auth: InternalAuth;
   /** Store heartbeats received by this replica (shared by its views). */
   liveness: Liveness;
-  /** A store silent this long counts as down for placement (default 3 s). */
+  /** A store silent this long counts as down for placement (config cluster.offlineAfterMs). */
   aliveMs?: number;
   /** How long a call may wait for a leader (default 5 s). */
   waitMs?: number;
@@ -72,16 +51,42 @@ export interface RaftMetadataOptions {
   forwarded?: boolean;
 }
 
-type Result<M extends MutatingMethod> = Awaited<ReturnType<MetadataStore[M]>>;
+// The reads and writes are generated (the static block): a write is proposed as its command,
+// a read served by the state machine after a ReadIndex barrier. This declares their types;
+// the class itself writes out the methods that do more, and the replica-served ones.
+export interface RaftMetadata
+  extends Pick<MetadataStore, Exclude<WriteMethod | ReadMethod, 'putObjectStored'>> {}
 
 export class RaftMetadata implements MetadataStore, ClusterDirectory {
+  static {
+    const proto = RaftMetadata.prototype;
+    defineMethods(
+      proto,
+      WRITE_METHODS,
+      (op) =>
+        function (this: RaftMetadata, ...args: unknown[]) {
+          return this.mutate({ op, args: trimArgs(args) } as Command);
+        },
+    );
+    defineMethods(
+      proto,
+      READ_METHODS,
+      (m) =>
+        function (this: RaftMetadata, ...args: unknown[]) {
+          return this.read((sm) =>
+            (sm[m as ReadMethod] as (...a: unknown[]) => Promise<unknown>).apply(sm, args),
+          );
+        },
+    );
+  }
+
   private readonly registering = new Set<string>();
   private waiting = 0;
   private readonly clients = new Map<string, MetadataClient>();
   private readonly waitMs: number;
 
   constructor(
-    private readonly host: RaftHost,
+    private readonly host: DirectoryHost,
     private readonly o: RaftMetadataOptions,
   ) {
     this.waitMs = o.waitMs ?? 5_000;
@@ -92,11 +97,9 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     return new RaftMetadata(this.host, { ...this.o, forwarded: true });
   }
 
-  private async mutate<M extends MutatingMethod>(
-    op: M,
-    args: CommandOf<M>['args'],
-  ): Promise<Result<M>> {
-    const cmd = { op, args } as Command;
+  private async mutate<C extends Command>(cmd: C): Promise<CommandResult<C['op']>> {
+    type Result = CommandResult<C['op']>;
+    const op = cmd.op;
     checkCommand(cmd);
     const deadline = Date.now() + this.waitMs;
     for (;;) {
@@ -109,7 +112,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
         try {
           const out = await withDeadline(this.host.propose(proposedForm(cmd)), deadline, op);
           if (!out.ok) throw out.error;
-          return out.value as Result<M>;
+          return out.value as Result;
         } catch (e) {
           if (e instanceof UnknownOutcomeError) throw new AmbiguousMetadataError(e.message);
           // Both mean "not applied": safe to try again under the next leader.
@@ -121,7 +124,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
           try {
             const client = this.client(url);
             const fn = client[op] as (...a: unknown[]) => Promise<unknown>;
-            return (await fn.apply(client, args as unknown[])) as Result<M>;
+            return (await fn.apply(client, cmd.args)) as Result;
           } catch (e) {
             // Refused before it was proposed (the peer was not leader, or not reachable):
             // wait for the next leader. Anything else — a conflict, or an ambiguous failure
@@ -141,7 +144,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
       const lead = this.host.leaderId;
       try {
         await this.host.readBarrier();
-        return await fn(this.host.stateMachine);
+        return await fn(this.host.stateMachine.db);
       } catch (e) {
         if (!(e instanceof NotLeaderError)) throw e;
       }
@@ -192,23 +195,6 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     return c;
   }
 
-  // ---- MetadataStore
-
-  createBucket(b: BucketRecord): Promise<void> {
-    return this.mutate('createBucket', [b]);
-  }
-  getBucket(name: string): Promise<BucketRecord | null> {
-    return this.read((sm) => sm.getBucket(name));
-  }
-  deleteBucket(name: string): Promise<void> {
-    return this.mutate('deleteBucket', [name]);
-  }
-  listBuckets(owner?: string): Promise<BucketRecord[]> {
-    return this.read((sm) => sm.listBuckets(owner));
-  }
-  putObject(bucket: string, rec: ObjectRecord, cond?: PutCondition): Promise<ObjectRecord | null> {
-    return this.mutate('putObject', cond ? [bucket, rec, cond] : ([bucket, rec] as never));
-  }
   putObjectStored(
     bucket: string,
     key: string,
@@ -217,119 +203,10 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
   ): Promise<ObjectRecord | null> {
     // From the wire: checked once here; replicas store the text as it is (not re-parsed).
     checkStored(stored);
-    return this.mutate('putObjectStored', [bucket, key, stored, cond]);
-  }
-  getObject(bucket: string, key: string): Promise<ObjectRecord | null> {
-    return this.read((sm) => sm.getObject(bucket, key));
-  }
-  deleteObject(bucket: string, key: string): Promise<ObjectRecord | null> {
-    return this.mutate('deleteObject', [bucket, key]);
-  }
-  listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
-    return this.read((sm) => sm.listObjects(bucket, opts));
+    return this.mutate({ op: 'putObjectStored', args: [bucket, key, stored, cond] });
   }
 
-  listObjectSummaries(
-    bucket: string,
-    opts: ListObjectsOptions,
-  ): Promise<ListObjectsResult<ObjectSummary>> {
-    return this.read((sm) => sm.listObjectSummaries(bucket, opts));
-  }
-  createUpload(u: UploadRecord): Promise<void> {
-    return this.mutate('createUpload', [u]);
-  }
-  getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | null> {
-    return this.read((sm) => sm.getUpload(bucket, key, uploadId));
-  }
-  putPart(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    part: PartRecord,
-  ): Promise<PartRecord | null> {
-    return this.mutate('putPart', [bucket, key, uploadId, part]);
-  }
-  listParts(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    opts: { marker?: number; max: number },
-  ): Promise<{ parts: PartRecord[]; isTruncated: boolean }> {
-    return this.read((sm) => sm.listParts(bucket, key, uploadId, opts));
-  }
-  completeUpload(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    rec: ObjectRecord,
-    usedParts: number[],
-  ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }> {
-    return this.mutate('completeUpload', [bucket, key, uploadId, rec, usedParts]);
-  }
-  abortUpload(bucket: string, key: string, uploadId: string): Promise<PartRecord[]> {
-    return this.mutate('abortUpload', [bucket, key, uploadId]);
-  }
-  listUploads(bucket: string, opts: ListUploadsOptions): Promise<ListUploadsResult> {
-    return this.read((sm) => sm.listUploads(bucket, opts));
-  }
-  createUser(u: UserRecord): Promise<void> {
-    return this.mutate('createUser', [u]);
-  }
-  getUser(id: string): Promise<UserRecord | null> {
-    return this.read((sm) => sm.getUser(id));
-  }
-  listUsers(): Promise<UserRecord[]> {
-    return this.read((sm) => sm.listUsers());
-  }
-  deleteUser(id: string): Promise<void> {
-    return this.mutate('deleteUser', [id]);
-  }
-  addKey(k: AccessKeyRecord): Promise<void> {
-    return this.mutate('addKey', [k]);
-  }
-  getKey(accessKey: string): Promise<AccessKeyRecord | null> {
-    return this.read((sm) => sm.getKey(accessKey));
-  }
-  listKeys(userId?: string): Promise<AccessKeyRecord[]> {
-    return this.read((sm) => sm.listKeys(userId));
-  }
-  deleteKey(accessKey: string): Promise<void> {
-    return this.mutate('deleteKey', [accessKey]);
-  }
-  allocateNeedleIds(count: number): Promise<{ first: bigint; count: number }> {
-    return this.mutate('allocateNeedleIds', [count]);
-  }
-  allocateVolumeId(): Promise<number> {
-    return this.mutate('allocateVolumeId', []);
-  }
-
-  // ---- Topology
-
-  registerNode(n: NodeRecord): Promise<void> {
-    return this.mutate('registerNode', [n]);
-  }
-  setNodeState(id: string, state: NodeState, since: number): Promise<void> {
-    return this.mutate('setNodeState', [id, state, since]);
-  }
-  listNodes(): Promise<NodeRecord[]> {
-    return this.read((sm) => sm.listNodes());
-  }
-  createVolume(v: VolumeRecord): Promise<void> {
-    return this.mutate('createVolume', [v]);
-  }
-  getVolume(id: number): Promise<VolumeRecord | null> {
-    return this.read((sm) => sm.getVolume(id));
-  }
-  listVolumes(): Promise<VolumeRecord[]> {
-    return this.read((sm) => sm.listVolumes());
-  }
-  updateVolume(
-    id: number,
-    expectVersion: number,
-    patch: { replicas?: string[]; state?: VolumeState },
-  ): Promise<VolumeRecord> {
-    return this.mutate('updateVolume', [id, expectVersion, patch]);
-  }
+  // ---- Served by each replica itself (not commands)
 
   /**
    * Recorded in memory on this replica. The leader also registers a store it does not know
@@ -339,7 +216,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     checkHeartbeat(h);
     this.o.liveness.record(h);
     if (!this.host.isLeader || this.registering.has(h.id)) return;
-    const known = (await this.host.stateMachine.listNodes()).find((n) => n.id === h.id);
+    const known = (await this.host.stateMachine.db.listNodes()).find((n) => n.id === h.id);
     // Capacity defaults to used + the disk's free bytes, which moves with anything else on
     // that disk: only a change of over 1 % is worth a Raft proposal.
     const sameCapacity =
@@ -372,8 +249,8 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     if (!Array.isArray(avoid) || !avoid.every((a) => typeof a === 'string')) {
       throw new Error('avoid must be a list of node ids');
     }
-    if (!Number.isInteger(replicaCount) || replicaCount < 1 || replicaCount > 16) {
-      throw new Error('replicaCount must be an integer from 1 to 16');
+    if (!Number.isInteger(replicaCount) || replicaCount < 1 || replicaCount > MAX_REPLICAS) {
+      throw new Error(`replicaCount must be an integer from 1 to ${MAX_REPLICAS}`);
     }
     if (!this.host.isLeader) {
       const lead = this.host.leaderId;
@@ -383,7 +260,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
       }
       return this.client(url).allocateVolume(replicaCount, avoid);
     }
-    const aliveMs = this.o.aliveMs ?? 3_000;
+    const aliveMs = this.o.aliveMs ?? DEFAULT_CONFIG.cluster.offlineAfterMs;
     const nodes = (await this.listNodes()).filter(
       (n) => n.state === 'online' && this.o.liveness.isAlive(n.id, aliveMs),
     );

@@ -2,14 +2,14 @@
 // callers are told. Three replicas in this process over loopback HTTP; the partition
 // points the transports at a closed port (both directions), the heal points them back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePorts } from '../../common/ports.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import {
-  freePorts,
   startTestDirectory,
   type TestDirectory,
   testRecord,
-  until,
 } from '../../test/kit/test-directory.ts';
+import { until } from '../../test/kit/until.ts';
 import type { RaftTransport } from '../raft/transport.ts';
 import { AmbiguousMetadataError } from '../wire/client.ts';
 
@@ -38,9 +38,11 @@ describe('a partitioned leader’s own proposals', () => {
   let d: TestDirectory;
   beforeAll(async () => {
     // A long wait, so only the snapshot (not the deadline) can end the first test's call.
-    d = await startTestDirectory(tempDir('ks-raftpart-'), 3, { snapshotEvery: 50, waitMs: 30_000 });
-    await until('a leader', () => d.leader());
-    await d.client.createBucket({ name: 'p', owner: 'root', createdAt: 1, region: 'us-east-1' });
+    d = await startTestDirectory(tempDir('ks-raftpart-'), 3, {
+      snapshotEvery: 50,
+      waitMs: 30_000,
+      bucket: 'p',
+    });
   });
   afterAll(() => d?.close());
 
@@ -75,9 +77,7 @@ describe('a partitioned leader’s own proposals', () => {
 describe('a proposal on a leader that loses its quorum', () => {
   let d: TestDirectory;
   beforeAll(async () => {
-    d = await startTestDirectory(tempDir('ks-raftpart2-'), 3, { waitMs: 2_000 });
-    await until('a leader', () => d.leader());
-    await d.client.createBucket({ name: 'q', owner: 'root', createdAt: 1, region: 'us-east-1' });
+    d = await startTestDirectory(tempDir('ks-raftpart2-'), 3, { waitMs: 2_000, bucket: 'q' });
   });
   afterAll(() => d?.close());
 

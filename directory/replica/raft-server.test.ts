@@ -1,14 +1,16 @@
 // The Raft directory over real loopback HTTP, real LevelDB: three replicas in this process.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AUTH_HEADER } from '../../common/internal-auth.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import {
   startTestDirectory,
   type TestDirectory,
   testRecord,
-  until,
 } from '../../test/kit/test-directory.ts';
+import { until } from '../../test/kit/until.ts';
+import { MetadataError } from '../model/api.ts';
 import { MetadataClient } from '../wire/client.ts';
 
 describe('raft directory (3 replicas, loopback HTTP)', () => {
@@ -175,9 +177,7 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
 describe('raft directory without a quorum', () => {
   let d: TestDirectory;
   beforeAll(async () => {
-    d = await startTestDirectory(tempDir('ks-raftq-'), 3, { waitMs: 3_000 });
-    await until('a leader', () => d.leader());
-    await d.client.createBucket({ name: 'q', owner: 'root', createdAt: 1, region: 'us-east-1' });
+    d = await startTestDirectory(tempDir('ks-raftq-'), 3, { waitMs: 3_000, bucket: 'q' });
   });
   afterAll(() => d?.close());
 
@@ -217,9 +217,8 @@ describe('raft directory log compaction by bytes', () => {
     d = await startTestDirectory(tempDir('ks-raftbytes-'), 3, {
       snapshotBytes: 64 * 1024,
       keepBytes: 16 * 1024,
+      bucket: 'lb',
     });
-    await until('a leader', () => d.leader());
-    await d.client.createBucket({ name: 'lb', owner: 'root', createdAt: 1, region: 'us-east-1' });
   });
   afterAll(() => d?.close());
 
@@ -284,5 +283,93 @@ describe('raft directory restart after a snapshot swap cut short', () => {
     } finally {
       await d.close();
     }
+  });
+});
+
+describe('raft directory answers on its own routes', () => {
+  let d: TestDirectory;
+  beforeAll(async () => {
+    d = await startTestDirectory(tempDir('ks-raftroutes-'), 1);
+    await until('a leader', () => d.leader());
+  });
+  afterAll(() => d?.close());
+
+  async function post(
+    path: string,
+    body: string,
+    token = d.auth.sign('POST', path, undefined, body),
+  ) {
+    const r = await fetch(`${d.urls[0]}${path}`, {
+      method: 'POST',
+      headers: { [AUTH_HEADER]: token, 'content-type': 'application/json' },
+      body,
+    });
+    return { status: r.status, body: r.status === 204 ? null : await r.json() };
+  }
+
+  const beat = JSON.stringify({
+    id: 's1',
+    url: 'http://127.0.0.1:1',
+    zone: 'z',
+    capacity: 1000,
+    used: 0,
+    load: 0,
+    volumes: [],
+  });
+
+  it('answers each heartbeat failure with its own status', async () => {
+    const hb = '/cluster/heartbeat';
+    expect(await post(hb, beat)).toEqual({ status: 204, body: null });
+    expect(d.replicas[0]!.liveness.get('s1')).toBeDefined();
+    expect(await post(hb, '{not json')).toMatchObject({
+      status: 400,
+      body: { error: 'InvalidArgument' },
+    });
+    expect(await post(hb, JSON.stringify({ id: 's1' }))).toEqual({
+      status: 400,
+      body: { error: 'InvalidArgument', message: 'malformed heartbeat' },
+    });
+    expect(await post(hb, beat, d.auth.sign('POST', hb, undefined, '{}'))).toMatchObject({
+      status: 403,
+      body: { error: 'Forbidden' },
+    });
+    const meta = d.replicas[0]!.meta;
+    const spy = vi.spyOn(meta, 'heartbeat');
+    try {
+      spy.mockRejectedValueOnce(new MetadataError('Unavailable', 'no directory leader'));
+      expect(await post(hb, beat)).toEqual({
+        status: 503,
+        body: { error: 'Unavailable', message: 'no directory leader' },
+      });
+      spy.mockRejectedValueOnce(new Error('disk on fire'));
+      expect(await post(hb, beat)).toEqual({
+        status: 500,
+        body: { error: 'InternalError', message: 'disk on fire' },
+      });
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('refuses bad admin calls and unknown routes as JSON errors', async () => {
+    const invalid = { status: 400, body: { error: 'InvalidArgument' } };
+    expect(await post('/raft/admin/add', '{')).toMatchObject(invalid);
+    expect(await post('/raft/admin/add', '{"id":"no spaces"}')).toMatchObject(invalid);
+    expect(await post('/raft/admin/add', '{"id":"d9","url":"ftp://x"}')).toEqual({
+      status: 400,
+      body: { error: 'InvalidArgument', message: 'url: http://host:port' },
+    });
+    expect(await post('/raft/admin/rename', '{"id":"d9"}')).toEqual({
+      status: 404,
+      body: { error: 'NotFound', message: 'no admin action rename' },
+    });
+    expect(await post('/raft/admin/remove', '{"id":"d9"}')).toMatchObject({
+      status: 409,
+      body: { error: 'Refused' },
+    });
+    expect(await post('/nowhere', '')).toEqual({
+      status: 404,
+      body: { error: 'NotFound', message: 'no route for POST /nowhere' },
+    });
   });
 });

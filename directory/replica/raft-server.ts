@@ -5,17 +5,28 @@
 // /status and /healthz answer without authentication: they hold ids, indexes and URLs only,
 // and Kubernetes probes (and the pod-label publisher) cannot sign requests. Everything else
 // carries the cluster secret's HMAC.
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as httpServer from '../../common/http-server.ts';
-import { AUTH_HEADER, type InternalAuth } from '../../common/internal-auth.ts';
+import type { InternalAuth } from '../../common/internal-auth.ts';
+import {
+  close,
+  createServer,
+  InternalError,
+  listen,
+  readSignedBody,
+  sendError,
+  sendJson,
+  toInternalError,
+} from '../../common/internal-http.ts';
 import type { Logger } from '../../common/log.ts';
 import { ClusterManager } from '../cluster/cluster-manager.ts';
 import { Liveness } from '../cluster/liveness.ts';
+import { MetadataError } from '../model/api.ts';
 import type { Heartbeat } from '../model/topology.ts';
 import { RaftHost, type RaftHostOptions } from '../raft/host.ts';
 import { raftRoutes } from '../raft/transport.ts';
 import { LEADER_HEADER, MetadataServer } from '../wire/server.ts';
+import { type DirectoryHost, levelMachines } from './level-state-machine.ts';
 import { FORWARDED_HEADER, RaftMetadata } from './raft-metadata.ts';
 
 export interface DirectoryServerOptions extends RaftHostOptions {
@@ -45,13 +56,19 @@ export class DirectoryServer {
   private readonly raft: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 
   private constructor(
-    readonly host: RaftHost,
+    readonly host: DirectoryHost,
     private readonly auth: InternalAuth,
     log: Logger,
     waitMs: number | undefined,
     cluster: DirectoryServerOptions['cluster'],
   ) {
-    this.meta = new RaftMetadata(host, { auth, waitMs, liveness: this.liveness });
+    // One "down" for placement and for the manager: the same silence threshold.
+    this.meta = new RaftMetadata(host, {
+      auth,
+      waitMs,
+      liveness: this.liveness,
+      aliveMs: cluster?.offlineAfterMs,
+    });
     this.direct = new MetadataServer({ meta: this.meta, auth, logger: log });
     this.forwarded = new MetadataServer({ meta: this.meta.forwardedView(), auth, logger: log });
     this.manager = new ClusterManager({
@@ -68,11 +85,11 @@ export class DirectoryServer {
       onMessages: (msgs) => host.deliver(msgs),
       snapshots: host.snapshotReceiver,
     });
-    this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
-      this.route(req, res).catch((e) => {
-        log.error({ err: e, url: req.url }, 'directory request failed');
-        if (!res.headersSent) json(res, 500, { error: 'InternalError', message: String(e) });
-        else res.destroy();
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((e: unknown) => {
+        const err = toInternalError(e);
+        if (err !== e) log.error({ err: e, url: req.url }, 'directory request failed');
+        sendError(req, res, err);
       });
     });
   }
@@ -81,15 +98,15 @@ export class DirectoryServer {
   static async start(
     o: DirectoryServerOptions,
   ): Promise<{ dir: DirectoryServer; addr: AddressInfo }> {
-    const host = await RaftHost.open(o);
+    const host = await RaftHost.open(o, { machines: levelMachines(o.dataDir) });
     const dir = new DirectoryServer(host, o.auth, o.logger, o.waitMs, o.cluster);
-    const addr = await httpServer.listen(dir.server, o.listenHost, o.listenPort);
+    const addr = await listen(dir.server, o.listenHost, o.listenPort);
     return { dir, addr };
   }
 
   async close(): Promise<void> {
     this.manager.stop();
-    await httpServer.close(this.server);
+    await close(this.server);
     this.server.closeAllConnections();
     await this.meta.close();
     await this.host.close();
@@ -108,60 +125,37 @@ export class DirectoryServer {
     }
     if (req.method === 'GET' && url === '/cluster/liveness') {
       // Which stores this replica hears from (ids and timings only), for readiness checks.
-      json(res, 200, this.liveness.list());
+      sendJson(res, 200, this.liveness.list());
       return;
     }
     if (req.method === 'GET' && (url === '/status' || url === '/healthz')) {
       const s = this.host.status();
-      if (url === '/healthz') json(res, s.leaderId ? 200 : 503, { leaderId: s.leaderId });
-      else json(res, 200, { ...s, leaderUrl: s.leaderId ? this.host.peerUrl(s.leaderId) : null });
+      if (url === '/healthz') sendJson(res, s.leaderId ? 200 : 503, { leaderId: s.leaderId });
+      else
+        sendJson(res, 200, { ...s, leaderUrl: s.leaderId ? this.host.peerUrl(s.leaderId) : null });
       return;
     }
     if (this.raft(req, res)) return;
     if (url === '/cluster/heartbeat' && req.method === 'POST') {
-      const text = await this.signedBody(req, res, url);
-      if (text === null) return;
+      const text = (await readSignedBody(req, this.auth, MAX_ADMIN_BODY)).toString('utf8');
       let h: Heartbeat;
       try {
         h = JSON.parse(text) as Heartbeat;
-        await this.meta.heartbeat(h);
       } catch (e) {
-        json(res, 400, { error: 'InvalidArgument', message: (e as Error).message });
-        return;
+        throw new InternalError(400, 'InvalidArgument', (e as Error).message);
       }
+      await this.meta.heartbeat(h).catch((e: unknown) => {
+        throw heartbeatError(e);
+      });
       res.writeHead(204).end();
       return;
     }
     if (url.startsWith('/raft/admin/') && req.method === 'POST') {
-      const text = await this.signedBody(req, res, url);
-      if (text === null) return;
+      const text = (await readSignedBody(req, this.auth, MAX_ADMIN_BODY)).toString('utf8');
       await this.admin(url.slice('/raft/admin/'.length), text, res);
       return;
     }
-    json(res, 404, { error: 'NotFound', message: `no route for ${req.method} ${url}` });
-  }
-
-  /** The body of a POST whose token covers it, or null once a 403/400 has been sent. */
-  private async signedBody(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    url: string,
-  ): Promise<string | null> {
-    const token = req.headers[AUTH_HEADER] as string | undefined;
-    const forbidden = () => {
-      res.setHeader('connection', 'close');
-      json(res, 403, { error: 'Forbidden', message: 'missing or invalid internal auth token' });
-      return null;
-    };
-    if (!this.auth.fresh(token)) return forbidden();
-    let text: string;
-    try {
-      text = await readSmall(req);
-    } catch (e) {
-      json(res, 400, { error: 'InvalidArgument', message: (e as Error).message });
-      return null;
-    }
-    return this.auth.verify(token, 'POST', url, undefined, text) ? text : forbidden();
+    throw new InternalError(404, 'NotFound', `no route for ${req.method} ${url}`);
   }
 
   private async admin(what: string, text: string, res: http.ServerResponse) {
@@ -169,67 +163,43 @@ export class DirectoryServer {
     try {
       body = JSON.parse(text) as typeof body;
     } catch {
-      json(res, 400, { error: 'InvalidArgument', message: 'body must be JSON {id[, url]}' });
-      return;
+      throw invalid('body must be JSON {id[, url]}');
     }
     const id =
       typeof body.id === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(body.id) ? body.id : null;
-    if (!id) {
-      json(res, 400, { error: 'InvalidArgument', message: 'id: 1-64 of [A-Za-z0-9._-]' });
-      return;
-    }
+    if (!id) throw invalid('id: 1-64 of [A-Za-z0-9._-]');
     if (!this.host.isLeader) {
       const leaderId = this.host.leaderId;
-      json(res, 409, {
-        error: 'NotLeader',
-        message: 'membership changes go to the leader',
+      throw new InternalError(409, 'NotLeader', 'membership changes go to the leader', {
         leaderId,
         leaderUrl: leaderId ? this.host.peerUrl(leaderId) : null,
       });
-      return;
     }
+    if (what === 'add' && (typeof body.url !== 'string' || !/^https?:\/\/[^/\s]+$/.test(body.url)))
+      throw invalid('url: http://host:port');
+    if (what !== 'add' && what !== 'remove' && what !== 'transfer')
+      throw new InternalError(404, 'NotFound', `no admin action ${what}`);
+    let conf: unknown;
     try {
-      let conf: unknown;
-      if (what === 'add') {
-        if (typeof body.url !== 'string' || !/^https?:\/\/[^/\s]+$/.test(body.url)) {
-          json(res, 400, { error: 'InvalidArgument', message: 'url: http://host:port' });
-          return;
-        }
-        conf = await this.host.addNode(id, body.url);
-      } else if (what === 'remove') conf = await this.host.removeNode(id);
-      else if (what === 'transfer') await this.host.transferLeadership(id);
-      else {
-        json(res, 404, { error: 'NotFound', message: `no admin action ${what}` });
-        return;
-      }
-      json(res, 200, conf ? { ok: true, conf } : { ok: true });
+      if (what === 'add') conf = await this.host.addNode(id, body.url as string);
+      else if (what === 'remove') conf = await this.host.removeNode(id);
+      else await this.host.transferLeadership(id);
     } catch (e) {
-      json(res, 409, { error: 'Refused', message: (e as Error).message });
+      throw new InternalError(409, 'Refused', (e as Error).message);
     }
+    sendJson(res, 200, conf ? { ok: true, conf } : { ok: true });
   }
 }
 
-function json(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
-}
+const invalid = (message: string) => new InternalError(400, 'InvalidArgument', message);
 
-function readSmall(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => {
-      text += c;
-      if (text.length > MAX_ADMIN_BODY) {
-        reject(new Error('body too large'));
-        req.destroy();
-      }
-    });
-    req.on('end', () => resolve(text));
-    req.on('error', reject);
-  });
+/**
+ * What a failed heartbeat answers: a malformed one 400, a directory that cannot take it now
+ * (Unavailable: closing, no leader) 503; anything else is unexpected (500).
+ */
+function heartbeatError(e: unknown): unknown {
+  if (!(e instanceof MetadataError)) return e;
+  if (e.code === 'Unavailable') return new InternalError(503, 'Unavailable', e.message);
+  if (e.code === 'PreconditionFailed') return invalid(e.message);
+  return e;
 }

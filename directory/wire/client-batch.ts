@@ -11,23 +11,9 @@
 // Every call still gets its own Reply, the one its single-call request would have got, so
 // MetadataClient applies the same retry rules call by call. A batch that failed as a whole
 // fails each of its calls with that same failure.
-import { BATCH_PATH, decodeJson, MAX_BATCH_CALLS } from './server.ts';
-
-/** A transport failure of one attempt, and whether the replica may have got the request. */
-export class AttemptFailure extends Error {
-  constructor(
-    readonly error: Error,
-    readonly sent: boolean,
-  ) {
-    super(error?.message ?? String(error));
-  }
-}
-
-/** An HTTP answer as it arrived. */
-export interface Answer {
-  status: number;
-  text: string;
-}
+import { decodeJson } from './json.ts';
+import { type Answer, AttemptFailure } from './post.ts';
+import { BATCH_PATH, MAX_BATCH_CALLS } from './server.ts';
 
 /** One call's answer: its result, or the status and error code it failed with. */
 export type Reply =
@@ -85,14 +71,10 @@ export class BatchQueue {
   private readonly maxInFlight: number;
   private inFlight = 0;
   private readonly queue: Pending[] = [];
-  /**
-   * @param replica shared by the queues of one replica: batchRoute turns false once it
-   *   answered 404 for the batch route (an older build)
-   */
+
   constructor(
     private readonly post: Post,
     opts: BatchOptions = {},
-    private readonly replica = { batchRoute: true },
   ) {
     this.maxCalls = Math.max(1, Math.min(opts.maxCalls ?? 1000, MAX_BATCH_CALLS));
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
@@ -100,7 +82,6 @@ export class BatchQueue {
 
   /** `args` is the JSON array of the call's arguments (encodeJson). */
   submit(method: string, args: string): Promise<Reply> {
-    if (!this.replica.batchRoute) return this.single(method, args);
     return new Promise((resolve, reject) => {
       this.queue.push({ method, args, resolve, reject });
       this.pump();
@@ -131,12 +112,9 @@ export class BatchQueue {
     return this.queue.splice(0, n);
   }
 
-  private single = async (method: string, args: string): Promise<Reply> =>
-    replyOf(await this.post(`/meta/${method}`, args));
-
   private async settle(p: Pending): Promise<void> {
     try {
-      p.resolve(await this.single(p.method, p.args));
+      p.resolve(replyOf(await this.post(`/meta/${p.method}`, p.args)));
     } catch (e) {
       p.reject(e);
     }
@@ -151,14 +129,8 @@ export class BatchQueue {
       for (const p of calls) p.reject(e);
       return;
     }
-    if (answer.status === 404) {
-      // No such route, so none of the calls ran: send them one by one from now on.
-      this.replica.batchRoute = false;
-      await Promise.all(calls.map((p) => this.settle(p)));
-      return;
-    }
     if (answer.status !== 200) {
-      // The batch as a whole was refused (403, 413, 503…): each call is, the same way.
+      // The batch as a whole was refused (403, 404, 413, 503…): each call is, the same way.
       const r = replyOf(answer);
       for (const p of calls) p.resolve(r);
       return;

@@ -4,15 +4,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../../common/internal-auth.ts';
+import { testObject, testPart, testUpload } from '../../test/kit/records.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import { LevelMetadata } from '../engine/meta-level.ts';
-import {
-  MetadataError,
-  type MetadataStore,
-  type ObjectRecord,
-  type PartRecord,
-  type UploadRecord,
-} from '../model/api.ts';
+import { MetadataError, type MetadataStore, type ObjectRecord } from '../model/api.ts';
 import { AmbiguousMetadataError, MetadataClient, type MetadataClientOptions } from './client.ts';
 import { decodeJson, encodeJson, MetadataServer } from './server.ts';
 
@@ -46,39 +41,14 @@ async function setup(): Promise<{
   return { m, level, url, requests };
 }
 
-function obj(key: string, etag = `e-${key}`, extra: Partial<ObjectRecord> = {}): ObjectRecord {
-  return {
-    key,
-    size: 1,
-    etag,
-    lastModified: 1_700_000_000_000,
-    userMeta: {},
-    chunks: [{ volumeId: 1, needleId: '1', cookie: 7, size: 1 }],
+const obj = testObject;
+const part = (n: number, needle: string) => testPart(n, needle);
+const upload = (bucket: string, key: string, uploadId: string) =>
+  testUpload(bucket, key, uploadId, {
+    userMeta: { a: 'b' },
     owner: 'alice',
-    ...extra,
-  };
-}
-
-function part(n: number, needle: string): PartRecord {
-  return {
-    partNumber: n,
-    etag: `p${n}`,
-    size: 5,
-    lastModified: 1,
-    chunks: [{ volumeId: 2, needleId: needle, cookie: 1, size: 5 }],
-  };
-}
-
-function upload(bucket: string, key: string, uploadId: string): UploadRecord {
-  return {
-    uploadId,
-    bucket,
-    key,
-    initiated: 1,
-    owner: 'alice',
-    object: { userMeta: { a: 'b' }, owner: 'alice', contentType: 'text/plain' },
-  };
-}
+    contentType: 'text/plain',
+  });
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {
@@ -178,7 +148,7 @@ describe('MetadataClient over MetadataServer', () => {
     expect(await m.deleteObject('b', r1.key)).toBeNull();
   });
 
-  it('sends putObject as putObjectStored, and as putObject to a directory without it', async () => {
+  it('sends putObject as putObjectStored', async () => {
     const { m, level, requests } = await setup();
     await m.createBucket({ name: 'b', owner: 'alice', createdAt: 1, region: 'r' });
     const calls: string[] = [];
@@ -206,35 +176,18 @@ describe('MetadataClient over MetadataServer', () => {
       await c.close();
       await server.close();
     }
-    // An older build: no such method (404 inside the batch), so putObject it is, from then on.
-    const old = new Proxy(level, {
-      get(target, prop) {
-        if (prop === 'putObjectStored' || prop === 'listObjectSummaries') return undefined;
-        const v = Reflect.get(target, prop);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
+    expect(await m.putObject('b', obj('k2'))).toBeNull();
+    expect(await m.putObject('b', obj('k3'))).toBeNull();
+    expect((await m.getObject('b', 'k3'))?.etag).toBe('e-k3');
+    const p = await m.listObjectSummaries('b', { maxKeys: 10 });
+    expect(p.objects.map((x) => x.key)).toEqual(['k', 'k2', 'k3']);
+    expect(p.objects[1]).toEqual({
+      key: 'k2',
+      size: 1,
+      etag: 'e-k2',
+      lastModified: 1_700_000_000_000,
+      owner: 'alice',
     });
-    const oldServer = new MetadataServer({ meta: old, auth });
-    const oldAddr = await oldServer.listen('127.0.0.1', 0);
-    const o = new MetadataClient(`http://127.0.0.1:${oldAddr.port}`, auth);
-    try {
-      expect(await o.putObject('b', obj('k2'))).toBeNull();
-      expect(await o.putObject('b', obj('k3'))).toBeNull();
-      expect((await m.getObject('b', 'k3'))?.etag).toBe('e-k3');
-      // Listing summaries: the older build has none, so records are cut down here.
-      const p = await o.listObjectSummaries('b', { maxKeys: 10 });
-      expect(p.objects.map((x) => x.key)).toEqual(['k', 'k2', 'k3']);
-      expect(p.objects[1]).toEqual({
-        key: 'k2',
-        size: 1,
-        etag: 'e-k2',
-        lastModified: 1_700_000_000_000,
-        owner: 'alice',
-      });
-    } finally {
-      await o.close();
-      await oldServer.close();
-    }
     // A malformed stored text from the wire is refused; the key stays readable and writable.
     await expect(m.putObjectStored('b', 'k', '{"size":1}\n{"a":1', null)).rejects.toThrow();
     expect((await m.getObject('b', 'k'))?.etag).toBe('e2');
@@ -292,21 +245,6 @@ describe('MetadataClient over MetadataServer', () => {
     await m.deleteUser('bob');
     expect(await m.getUser('bob')).toBeNull();
     expect(await m.getKey('K1')).toBeNull();
-  });
-
-  it('caches found access keys when asked, and drops them on its own deletes', async () => {
-    const { m, level, url } = await setup();
-    const cached = new MetadataClient(url, auth, { keyCacheMs: 60_000 });
-    await m.createUser({ id: 'bob', displayName: 'Bob', createdAt: 1 });
-    expect(await cached.getKey('K1')).toBeNull(); // misses are not cached
-    await m.addKey({ accessKey: 'K1', secretKey: 's1', userId: 'bob', createdAt: 1 });
-    expect((await cached.getKey('K1'))?.secretKey).toBe('s1');
-    await level.deleteKey('K1'); // behind the cache's back: still served from the cache
-    expect((await cached.getKey('K1'))?.secretKey).toBe('s1');
-    expect(await m.getKey('K1')).toBeNull(); // an uncached client sees it at once
-    await cached.deleteKey('K1');
-    expect(await cached.getKey('K1')).toBeNull();
-    await cached.close();
   });
 
   it('allocates needle ids as bigints and volume ids without collision', async () => {
@@ -807,35 +745,5 @@ describe('MetadataClient over several replicas', () => {
     }
     expect(count('b', 'getBucket')).toBe(5);
     expect(count('b', 'createBucket')).toBe(0);
-  });
-
-  it('falls back to single calls on a replica without the batch route', async () => {
-    const level = await LevelMetadata.open(tempDir());
-    const inner = new MetadataServer({ meta: level, auth });
-    const old = http.createServer((req, res) => {
-      arrivals.push(`old:${req.url?.slice('/meta/'.length)}`);
-      if (req.url === '/meta/_batch') {
-        req.resume();
-        res.writeHead(404, { 'content-type': 'application/json' });
-        res.end('{"error":"NotFound","message":"no route for /meta/_batch"}');
-      } else void inner.handle(req, res);
-    });
-    await new Promise<void>((r) => old.listen(0, '127.0.0.1', r));
-    cleanups.push(async () => {
-      old.closeAllConnections();
-      await new Promise<void>((r) => old.close(() => r()));
-      await level.close();
-    });
-    const m = client(`http://127.0.0.1:${(old.address() as AddressInfo).port}`, {
-      batch: { maxInFlight: 1 },
-    });
-    await Promise.all(Array.from({ length: 20 }, (_, i) => bucket(m, `o${i}`)));
-    expect((await level.listBuckets()).length).toBe(20);
-    expect(count('old', '_batch')).toBe(1);
-    expect(count('old', 'createBucket')).toBe(20);
-    // Known now: no more batches to this replica.
-    await Promise.all(Array.from({ length: 5 }, () => m.listBuckets()));
-    expect(count('old', '_batch')).toBe(1);
-    expect(count('old', 'listBuckets')).toBe(5);
   });
 });

@@ -24,43 +24,23 @@
 // to each call of a batch on its own: a batch not sent is retried elsewhere whole, one
 // sent but unanswered makes its mutations ambiguous and its reads move on, and each call
 // of an answered batch is treated as if its single-call answer had come back.
-import { type Dispatcher, Pool } from 'undici';
-import { AUTH_HEADER, type InternalAuth } from '../../common/internal-auth.ts';
-import type {
-  AccessKeyRecord,
-  BucketRecord,
-  ListObjectsOptions,
-  ListObjectsResult,
-  ListUploadsOptions,
-  ListUploadsResult,
-  MetadataStore,
-  ObjectRecord,
-  ObjectSummary,
-  PartRecord,
-  PutCondition,
-  UploadRecord,
-  UserRecord,
-} from '../model/api.ts';
+import { Pool } from 'undici';
+import type { InternalAuth } from '../../common/internal-auth.ts';
+import type { ObjectRecord, PutCondition } from '../model/api.ts';
 import { MetadataError } from '../model/api.ts';
-import { encodeObject } from '../model/object-codec.ts';
-import type {
-  ClusterDirectory,
-  Heartbeat,
-  NodeLiveness,
-  NodeRecord,
-  NodeState,
-  VolumeRecord,
-  VolumeState,
-} from '../model/topology.ts';
 import {
-  type Answer,
-  AttemptFailure,
-  type BatchOptions,
-  BatchQueue,
-  type Reply,
-  replyOf,
-} from './client-batch.ts';
-import { encodeJson, LEADER_HEADER, type MetaMethod } from './server.ts';
+  defineMethods,
+  META_METHODS,
+  type MetaApi,
+  type MetaMethod,
+  READ_ONLY_METHODS,
+  trimArgs,
+} from '../model/methods.ts';
+import { encodeObject } from '../model/object-codec.ts';
+import { type BatchOptions, BatchQueue, type Reply, replyOf } from './client-batch.ts';
+import { encodeJson } from './json.ts';
+import { AttemptFailure, type PostOptions, signedPost } from './post.ts';
+import { LEADER_HEADER } from './server.ts';
 
 export interface MetadataClientOptions {
   /** Per-attempt timeout waiting for an answer (default 30 s). */
@@ -84,38 +64,11 @@ export interface MetadataClientOptions {
   /** Most connections kept to each replica (default 256). */
   connections?: number;
   /**
-   * Remember found access keys this long (default 0: off). Every signed request looks its
-   * key up, so this saves a round trip per request; the price is that a key deleted through
-   * another process keeps working for up to this long (deletes through this client apply
-   * at once).
-   */
-  keyCacheMs?: number;
-  /**
    * Coalescing of concurrent calls into POST /meta/_batch requests (default on, with the
    * defaults of BatchOptions); false sends every call on its own.
    */
   batch?: BatchOptions | false;
 }
-
-/** Methods that change nothing, so repeating one on another replica is always harmless. */
-const READ_ONLY = new Set<MetaMethod>([
-  'getBucket',
-  'listBuckets',
-  'getObject',
-  'listObjects',
-  'listObjectSummaries',
-  'getUpload',
-  'listParts',
-  'listUploads',
-  'getUser',
-  'listUsers',
-  'getKey',
-  'listKeys',
-  'listNodes',
-  'getVolume',
-  'listVolumes',
-  'liveness',
-] satisfies MetaMethod[]);
 
 const BACKOFF_FIRST_MS = 50;
 /**
@@ -156,7 +109,23 @@ function parseUrls(baseUrls: string | readonly string[]): string[] {
   return list.map((u) => new URL(u).origin);
 }
 
-export class MetadataClient implements MetadataStore, ClusterDirectory {
+// Every API method not written out below is a plain call (generated onto the prototype, in
+// the static block); this declares their types.
+export interface MetadataClient extends Omit<MetaApi, 'close'> {}
+
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: see the interface above
+export class MetadataClient implements MetaApi {
+  static {
+    defineMethods(
+      MetadataClient.prototype,
+      Object.keys(META_METHODS) as MetaMethod[],
+      (m) =>
+        function (this: MetadataClient, ...args: unknown[]) {
+          return this.call(m, args);
+        },
+    );
+  }
+
   private readonly origins: string[];
   private readonly pools: Pool[];
   /**
@@ -167,7 +136,6 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   private readonly deadlineMs: number;
   /** Answer timeout of one read attempt; undefined: the pool's (timeoutMs). */
   private readonly readAttemptMs: number | undefined;
-  private readonly headers: Record<string, string>;
   /** Index of the replica to try first: the leader if known, else the last one that answered. */
   private current = 0;
   /** The leader among our replicas, as the last answer named it (LEADER_HEADER). */
@@ -175,24 +143,19 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
   /** Per replica: not chosen for being the leader again before this time (it failed us). */
   private readonly failedAt: number[];
   private closed = false;
-  /** The directory knows putObjectStored / listObjectSummaries (older builds: 404). */
-  private storedPuts = true;
-  private summaryLists = true;
-  private readonly keyCacheMs: number;
-  private readonly keyCache = new Map<string, { rec: AccessKeyRecord; until: number }>();
+  /** How mutations and reads are posted (the same to every replica). */
+  private readonly post: { write: PostOptions; read: PostOptions };
 
   /**
    * @param baseUrls one replica's base URL, a list of them, or a comma-separated list
    */
   constructor(
     baseUrls: string | readonly string[],
-    private readonly auth: InternalAuth,
+    auth: InternalAuth,
     opts: MetadataClientOptions = {},
   ) {
     const timeoutMs = opts.timeoutMs ?? 30_000;
     this.deadlineMs = opts.deadlineMs ?? 10_000;
-    this.keyCacheMs = opts.keyCacheMs ?? 0;
-    this.headers = { ...opts.headers, 'content-type': 'application/json' };
     this.origins = parseUrls(baseUrls);
     this.failedAt = this.origins.map(() => Number.NEGATIVE_INFINITY);
     this.readAttemptMs =
@@ -216,75 +179,22 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
           keepAliveTimeout: 60_000,
         }),
     );
+    const onHeaders =
+      this.origins.length > 1
+        ? (raw: Buffer[] | string[] | null | undefined) => this.noteLeader(raw)
+        : undefined;
+    const headers = { ...opts.headers, 'content-type': 'application/json' };
+    const write: PostOptions = { auth, headers, onHeaders };
+    const read: PostOptions = { ...write, timeoutMs: this.readAttemptMs };
+    this.post = { write, read };
     const batch = opts.batch ?? {};
     this.batches =
       batch === false
         ? undefined
-        : this.pools.map((pool) => {
-            const post = (path: string, body: string) => this.attempt(pool, path, body);
-            const postRead = (path: string, body: string) =>
-              this.attempt(pool, path, body, this.readAttemptMs);
-            const replica = { batchRoute: true };
-            return {
-              read: new BatchQueue(postRead, batch, replica),
-              write: new BatchQueue(post, batch, replica),
-            };
-          });
-  }
-
-  /**
-   * One POST to one replica. `sent` turns true once undici has handed the whole body to
-   * the socket (it writes a buffer body in one go): before that the server cannot hold a
-   * complete request, and it applies only complete ones, so the call was not applied.
-   */
-  private attempt(pool: Pool, path: string, text: string, timeoutMs?: number): Promise<Answer> {
-    const body = Buffer.from(text);
-    return new Promise((resolve, reject) => {
-      let sent = false;
-      let status = 0;
-      const chunks: Buffer[] = [];
-      const handler: Dispatcher.DispatchHandler = {
-        onConnect() {},
-        onBodySent() {
-          sent = true;
-        },
-        onHeaders: (statusCode, rawHeaders) => {
-          sent = true;
-          status = statusCode;
-          if (this.origins.length > 1) this.noteLeader(rawHeaders);
-          return true;
-        },
-        onData(chunk) {
-          chunks.push(chunk);
-          return true;
-        },
-        onComplete() {
-          resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
-        },
-        onError(err) {
-          reject(new AttemptFailure(err, sent));
-        },
-      };
-      try {
-        pool.dispatch(
-          {
-            method: 'POST',
-            path,
-            headers: {
-              ...this.headers,
-              [AUTH_HEADER]: this.auth.sign('POST', path, undefined, body),
-            },
-            body,
-            ...(timeoutMs === undefined
-              ? {}
-              : { headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
-          },
-          handler,
-        );
-      } catch (e) {
-        reject(new AttemptFailure(e as Error, false));
-      }
-    });
+        : this.pools.map((pool) => ({
+            read: new BatchQueue((path, body) => signedPost(pool, path, body, read), batch),
+            write: new BatchQueue((path, body) => signedPost(pool, path, body, write), batch),
+          }));
   }
 
   /** The replica the next call goes to first. */
@@ -319,10 +229,8 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
 
   private async call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
     // Trailing undefined arguments are dropped rather than sent as null.
-    let n = args.length;
-    while (n > 0 && args[n - 1] === undefined) n--;
-    const body = encodeJson(n === args.length ? args : args.slice(0, n));
-    const readOnly = READ_ONLY.has(method);
+    const body = encodeJson(trimArgs(args));
+    const readOnly = READ_ONLY_METHODS.has(method);
     const replicas = this.pools.length;
     const deadline = Date.now() + this.deadlineMs;
     let backoff = BACKOFF_FIRST_MS;
@@ -336,11 +244,11 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
         answer = this.batches
           ? await this.batches[idx]![readOnly ? 'read' : 'write'].submit(method, body)
           : replyOf(
-              await this.attempt(
+              await signedPost(
                 this.pools[idx]!,
                 `/meta/${method}`,
                 body,
-                readOnly ? this.readAttemptMs : undefined,
+                readOnly ? this.post.read : this.post.write,
               ),
             );
       } catch (e) {
@@ -395,205 +303,14 @@ export class MetadataClient implements MetadataStore, ClusterDirectory {
     throw err;
   }
 
-  // Buckets
-  createBucket(b: BucketRecord): Promise<void> {
-    return this.call('createBucket', [b]);
-  }
-  getBucket(name: string): Promise<BucketRecord | null> {
-    return this.call('getBucket', [name]);
-  }
-  deleteBucket(name: string): Promise<void> {
-    return this.call('deleteBucket', [name]);
-  }
-  listBuckets(owner?: string): Promise<BucketRecord[]> {
-    return this.call('listBuckets', [owner]);
-  }
+  // Only the methods whose client side does more than the call.
 
-  // Objects
   /**
    * Sent as putObjectStored: the record encoded here, in the gateway, instead of in the
-   * directory's leader (its scarcest CPU). A directory of an older build answers 404 for
-   * that method, and putObject goes as such from then on.
+   * directory's leader (its scarcest CPU).
    */
-  async putObject(
-    bucket: string,
-    rec: ObjectRecord,
-    cond?: PutCondition,
-  ): Promise<ObjectRecord | null> {
-    if (this.storedPuts) {
-      try {
-        return await this.putObjectStored(bucket, rec.key, encodeObject(rec), cond ?? null);
-      } catch (e) {
-        if ((e as { status?: number }).status !== 404) throw e;
-        this.storedPuts = false;
-      }
-    }
-    return this.call('putObject', [bucket, rec, cond]);
-  }
-  putObjectStored(
-    bucket: string,
-    key: string,
-    stored: string,
-    cond: PutCondition | null,
-  ): Promise<ObjectRecord | null> {
-    return this.call('putObjectStored', [bucket, key, stored, cond]);
-  }
-  getObject(bucket: string, key: string): Promise<ObjectRecord | null> {
-    return this.call('getObject', [bucket, key]);
-  }
-  deleteObject(bucket: string, key: string): Promise<ObjectRecord | null> {
-    return this.call('deleteObject', [bucket, key]);
-  }
-  listObjects(bucket: string, opts: ListObjectsOptions): Promise<ListObjectsResult> {
-    return this.call('listObjects', [bucket, opts]);
-  }
-
-  /** A directory of an older build answers 404: then whole records, cut down here. */
-  async listObjectSummaries(
-    bucket: string,
-    opts: ListObjectsOptions,
-  ): Promise<ListObjectsResult<ObjectSummary>> {
-    if (this.summaryLists) {
-      try {
-        return await this.call('listObjectSummaries', [bucket, opts]);
-      } catch (e) {
-        if ((e as { status?: number }).status !== 404) throw e;
-        this.summaryLists = false;
-      }
-    }
-    const page = await this.listObjects(bucket, opts);
-    return {
-      ...page,
-      objects: page.objects.map(({ key, size, etag, lastModified, owner }) => ({
-        key,
-        size,
-        etag,
-        lastModified,
-        owner,
-      })),
-    };
-  }
-
-  // Multipart uploads
-  createUpload(u: UploadRecord): Promise<void> {
-    return this.call('createUpload', [u]);
-  }
-  getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | null> {
-    return this.call('getUpload', [bucket, key, uploadId]);
-  }
-  putPart(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    part: PartRecord,
-  ): Promise<PartRecord | null> {
-    return this.call('putPart', [bucket, key, uploadId, part]);
-  }
-  listParts(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    opts: { marker?: number; max: number },
-  ): Promise<{ parts: PartRecord[]; isTruncated: boolean }> {
-    return this.call('listParts', [bucket, key, uploadId, opts]);
-  }
-  completeUpload(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    rec: ObjectRecord,
-    usedParts: number[],
-  ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }> {
-    return this.call('completeUpload', [bucket, key, uploadId, rec, usedParts]);
-  }
-  abortUpload(bucket: string, key: string, uploadId: string): Promise<PartRecord[]> {
-    return this.call('abortUpload', [bucket, key, uploadId]);
-  }
-  listUploads(bucket: string, opts: ListUploadsOptions): Promise<ListUploadsResult> {
-    return this.call('listUploads', [bucket, opts]);
-  }
-
-  // Users and keys
-  createUser(u: UserRecord): Promise<void> {
-    return this.call('createUser', [u]);
-  }
-  registerNode(n: NodeRecord): Promise<void> {
-    return this.call('registerNode', [n]);
-  }
-  setNodeState(id: string, state: NodeState, since: number): Promise<void> {
-    return this.call('setNodeState', [id, state, since]);
-  }
-  listNodes(): Promise<NodeRecord[]> {
-    return this.call('listNodes', []);
-  }
-  createVolume(v: VolumeRecord): Promise<void> {
-    return this.call('createVolume', [v]);
-  }
-  getVolume(id: number): Promise<VolumeRecord | null> {
-    return this.call('getVolume', [id]);
-  }
-  listVolumes(): Promise<VolumeRecord[]> {
-    return this.call('listVolumes', []);
-  }
-  updateVolume(
-    id: number,
-    expectVersion: number,
-    patch: { replicas?: string[]; state?: VolumeState },
-  ): Promise<VolumeRecord> {
-    return this.call('updateVolume', [id, expectVersion, patch]);
-  }
-  // Served by Raft directory replicas only (ClusterDirectory).
-  heartbeat(h: Heartbeat): Promise<void> {
-    return this.call('heartbeat', [h]);
-  }
-  liveness(): Promise<NodeLiveness[]> {
-    return this.call('liveness', []);
-  }
-  allocateVolume(
-    replicaCount: number,
-    avoid: string[] = [],
-  ): Promise<VolumeRecord & { urls: string[] }> {
-    return this.call('allocateVolume', [replicaCount, avoid]);
-  }
-  getUser(id: string): Promise<UserRecord | null> {
-    return this.call('getUser', [id]);
-  }
-  listUsers(): Promise<UserRecord[]> {
-    return this.call('listUsers', []);
-  }
-  deleteUser(id: string): Promise<void> {
-    this.keyCache.clear();
-    return this.call('deleteUser', [id]);
-  }
-  addKey(k: AccessKeyRecord): Promise<void> {
-    return this.call('addKey', [k]);
-  }
-  async getKey(accessKey: string): Promise<AccessKeyRecord | null> {
-    if (this.keyCacheMs <= 0) return this.call('getKey', [accessKey]);
-    const now = Date.now();
-    const hit = this.keyCache.get(accessKey);
-    if (hit && hit.until > now) return { ...hit.rec };
-    const rec = await this.call<AccessKeyRecord | null>('getKey', [accessKey]);
-    if (rec) {
-      if (this.keyCache.size >= 10_000) this.keyCache.clear();
-      this.keyCache.set(accessKey, { rec, until: now + this.keyCacheMs });
-    } else this.keyCache.delete(accessKey);
-    return rec;
-  }
-  listKeys(userId?: string): Promise<AccessKeyRecord[]> {
-    return this.call('listKeys', [userId]);
-  }
-  deleteKey(accessKey: string): Promise<void> {
-    this.keyCache.delete(accessKey);
-    return this.call('deleteKey', [accessKey]);
-  }
-
-  // Allocation
-  allocateNeedleIds(count: number): Promise<{ first: bigint; count: number }> {
-    return this.call('allocateNeedleIds', [count]);
-  }
-  allocateVolumeId(): Promise<number> {
-    return this.call('allocateVolumeId', []);
+  putObject(bucket: string, rec: ObjectRecord, cond?: PutCondition): Promise<ObjectRecord | null> {
+    return this.putObjectStored(bucket, rec.key, encodeObject(rec), cond ?? null);
   }
 
   /** Closes the connections (the servers own the store and stay up). */

@@ -5,7 +5,7 @@
 // and how its body is to be read. The signers at the bottom are the verifier's mirror
 // image, for tests and for the benchmark's load generator.
 import { timingSafeEqual } from 'node:crypto';
-import { S3Error } from '../error.ts';
+import { S3Error, type S3ErrorCode } from '../error.ts';
 import {
   type AuthRequest,
   type AuthResult,
@@ -164,7 +164,7 @@ function canonicalComponent(key: string): string | undefined {
   return undefined;
 }
 
-function parseCredential(value: string, code: string): Credential {
+function parseCredential(value: string, code: S3ErrorCode): Credential {
   const parts = value.split('/');
   const bad = (why: string) =>
     new S3Error(code, `Error parsing the Credential "${value.slice(0, 200)}": ${why}`);
@@ -184,7 +184,7 @@ function parseCredential(value: string, code: string): Credential {
 
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
-function parseSignedHeaders(value: string, code: string): string[] {
+function parseSignedHeaders(value: string, code: S3ErrorCode): string[] {
   const names = value.split(';').map((n) => n.toLowerCase());
   for (const n of names) {
     if (!HEADER_NAME.test(n)) {
@@ -357,7 +357,7 @@ interface V4Parts {
   payloadHash: string;
   streaming: StreamingMode;
   presigned: boolean;
-  code: string;
+  code: S3ErrorCode;
 }
 
 async function finishV4(

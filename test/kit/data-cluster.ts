@@ -7,9 +7,10 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import { createLogger } from '../../common/log.ts';
-import { ClusterPlacement } from '../../data/cluster-placement.ts';
-import { ClusterNeedleStore } from '../../data/cluster-store.ts';
-import { ObjectData } from '../../data/object-data.ts';
+import { clusterDataPath, defaultConfig } from '../../compose/gateway.ts';
+import type { ClusterPlacement } from '../../data-path/cluster-placement.ts';
+import type { ClusterNeedleStore } from '../../data-path/cluster-store.ts';
+import type { ObjectData } from '../../data-path/object-data.ts';
 import { MetadataClient } from '../../directory/wire/client.ts';
 import { StoreClient } from '../../store-node/client.ts';
 import { StoreServer } from '../../store-node/server.ts';
@@ -208,17 +209,19 @@ export interface DataCluster {
 export async function startDataCluster(root: string, stores: number): Promise<DataCluster> {
   const log = createLogger('cluster-test', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent');
   const c = await startTestCluster(root, { stores });
-  const cs = new ClusterNeedleStore({ directory: c.dir.client, auth: c.auth, aliveMs: 1000, log });
-  const placement = new ClusterPlacement({ directory: c.dir.client, store: cs, log });
-  const data = new ObjectData(cs, placement, 64 * 1024, log);
+  const cfg = defaultConfig();
+  // Stores heartbeat every 250 ms here: a second's silence is down.
+  cfg.cluster.offlineAfterMs = 1000;
+  // Multi-chunk objects without megabytes of test data.
+  cfg.gateway.chunkSize = 64 * 1024;
+  const dp = clusterDataPath(cfg, c.dir.client, c.auth, log);
   return {
     c,
-    cs,
-    placement,
-    data,
+    cs: dp.store,
+    placement: dp.placement,
+    data: dp.data,
     async close() {
-      placement.close();
-      await cs.close();
+      await dp.close();
       await c.close();
     },
   };

@@ -1,12 +1,13 @@
 // A Raft directory of N replicas inside this process, each with its own data directory and
 // loopback HTTP server, for tests: the same code as `kubestorage directory` processes.
-import net from 'node:net';
 import path from 'node:path';
 import { InternalAuth } from '../../common/internal-auth.ts';
 import { createLogger } from '../../common/log.ts';
+import { freePorts } from '../../common/ports.ts';
 import type { ObjectRecord } from '../../directory/model/api.ts';
 import { DirectoryServer } from '../../directory/replica/raft-server.ts';
 import { MetadataClient } from '../../directory/wire/client.ts';
+import { until } from './until.ts';
 
 export interface TestDirectory {
   replicas: Array<DirectoryServer | null>;
@@ -25,19 +26,6 @@ export interface TestDirectory {
 
 export const TEST_SECRET = 'test-cluster-secret-0123456789';
 
-/** Ports that were free a moment ago (the replicas must know each other's URLs up front). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => {
-      const s = net.createServer();
-      return new Promise<net.Server>((r) => s.listen(0, '127.0.0.1', () => r(s)));
-    }),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
 export async function startTestDirectory(
   dir: string,
   n: number,
@@ -47,6 +35,8 @@ export async function startTestDirectory(
     keepBytes?: number;
     tickMs?: number;
     waitMs?: number;
+    /** Waits for a leader and creates this bucket (owner root) before returning. */
+    bucket?: string;
   } = {},
 ): Promise<TestDirectory> {
   const auth = new InternalAuth(TEST_SECRET);
@@ -75,7 +65,7 @@ export async function startTestDirectory(
   };
   await Promise.all(ids.map((_, i) => start(i)));
   const client = new MetadataClient(urls, auth);
-  return {
+  const directory: TestDirectory = {
     replicas,
     urls,
     ids,
@@ -92,6 +82,21 @@ export async function startTestDirectory(
       await Promise.all(replicas.map((r) => r?.close()));
     },
   };
+  if (opts.bucket !== undefined) {
+    try {
+      await until('a leader', () => directory.leader());
+      await client.createBucket({
+        name: opts.bucket,
+        owner: 'root',
+        createdAt: 1,
+        region: 'us-east-1',
+      });
+    } catch (e) {
+      await directory.close();
+      throw e;
+    }
+  }
+  return directory;
 }
 
 /** A minimal object record (no data) for metadata tests. */
@@ -104,18 +109,3 @@ export const testRecord = (key: string, size: number): ObjectRecord => ({
   chunks: [],
   owner: 'root',
 });
-
-/** Polls `fn` every 20 ms until it gives something other than undefined/null/false. */
-export async function until<T>(
-  what: string,
-  fn: () => T | null | undefined | false | Promise<T | null | undefined | false>,
-  ms = 10_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== null && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

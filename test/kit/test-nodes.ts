@@ -7,6 +7,7 @@ import { StoreClient } from '../../store-node/client.ts';
 import { NEEDLE_HEADER_SIZE } from '../../store-node/needle.ts';
 import { StoreServer, type StoreServerOptions } from '../../store-node/server.ts';
 import { Store } from '../../store-node/store.ts';
+import type { Cleanups } from './fixture.ts';
 import { tempDir } from './temp-dirs.ts';
 
 export const auth = new InternalAuth('cluster-test-secret-0123456789');
@@ -47,13 +48,19 @@ export async function startNode(
   };
 }
 
-/** A peer that accepts connections and requests but never answers (until closed). */
-export async function startBlackHole(): Promise<{ url: string; close(): Promise<void> }> {
-  const open = new Set<http.ServerResponse>();
-  const server = http.createServer((req, res) => {
-    req.resume();
-    open.add(res);
-  });
+/** startNode for tests that start nodes as they go: each is closed by `cleanups` after the test. */
+export function nodeStarter(cleanups: Cleanups) {
+  return async (volumes = [1], server?: Partial<StoreServerOptions>): Promise<TestNode> => {
+    const n = await startNode({ volumes, server });
+    cleanups.push(() => n.close());
+    return n;
+  };
+}
+
+/** Listens on a free loopback port; close() drops open connections too (peers that hang). */
+async function serveLoopback(
+  server: http.Server,
+): Promise<{ url: string; close(): Promise<void> }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as { port: number };
   return {
@@ -64,6 +71,40 @@ export async function startBlackHole(): Promise<{ url: string; close(): Promise<
         server.close(() => r());
       }),
   };
+}
+
+/**
+ * A loopback HTTP peer standing in for a directory: checks every POST against `peerAuth`,
+ * hands path, parsed body and the verdict to `answer`, and replies with what it returns as
+ * JSON (204 when it returns undefined).
+ */
+export async function startJsonPeer(
+  peerAuth: InternalAuth,
+  answer: (path: string, body: unknown, authOk: boolean) => unknown,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c));
+    req.on('end', () => {
+      const route = req.url ?? '';
+      const signed = req.headers['x-ks-auth'] as string;
+      const authOk = peerAuth.verify(signed, 'POST', route, undefined, text);
+      const r = answer(route, JSON.parse(text), authOk);
+      if (r === undefined) res.writeHead(204).end();
+      else res.end(JSON.stringify(r));
+    });
+  });
+  return serveLoopback(server);
+}
+
+/** A peer that accepts connections and requests but never answers (until closed). */
+export async function startBlackHole(): Promise<{ url: string; close(): Promise<void> }> {
+  const open = new Set<http.ServerResponse>();
+  const server = http.createServer((req, res) => {
+    req.resume();
+    open.add(res);
+  });
+  return serveLoopback(server);
 }
 
 /** Flips one data byte of a needle on disk (the open volume sees it on its next pread). */

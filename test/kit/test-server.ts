@@ -2,16 +2,10 @@
 // real volume store, the real HTTP stack. With KUBESTORAGE_TEST_DIRECTORY=raft (the
 // `raft-directory` vitest project) the metadata is a 3-replica Raft directory instead, on
 // loopback HTTP, and the gateway reaches it through MetadataClient like a real deployment.
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createLogger } from '../../common/log.ts';
-import { ObjectData } from '../../data/object-data.ts';
-import { EmbeddedPlacement } from '../../data/placement.ts';
-import { LevelMetadata } from '../../directory/engine/meta-level.ts';
+import { assembleGateway, defaultConfig } from '../../compose/gateway.ts';
 import type { MetadataStore } from '../../directory/model/api.ts';
-import { createGatewayServer } from '../../gateway/app.ts';
-import { ensureRootCredentials } from '../../gateway/users.ts';
 import { LocalNeedleStore } from '../../store-node/api.ts';
 import { Store } from '../../store-node/store.ts';
 import { startTestDirectory } from './test-directory.ts';
@@ -39,42 +33,37 @@ export async function startTestServer(
     process.env.KUBESTORAGE_TEST_DIRECTORY === 'raft'
       ? await startTestDirectory(path.join(dir, 'directory'), 3)
       : null;
-  const meta: MetadataStore = raft ? raft.client : await LevelMetadata.open(path.join(dir, 'meta'));
   const store = await Store.open(path.join(dir, 'store'), {
     compactCheckMs: 0,
     scrubIntervalMs: 0,
     maxSize: opts.maxVolumeSize ?? 256 * 1024 * 1024,
   });
-  const needles = new LocalNeedleStore(store);
-  const log = createLogger('test-gateway', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent');
-  const data = new ObjectData(needles, new EmbeddedPlacement(meta, needles), opts.chunkSize, log);
-  const creds = await ensureRootCredentials(
-    meta,
-    'KSTESTACCESSKEY00001',
-    'test-secret-key-0123456789abcdefghijklmn',
-  );
-  const server: Server = createGatewayServer({
-    meta: opts.wrapMeta ? opts.wrapMeta(meta) : meta,
-    data,
-    log,
-    config: { region: 'us-east-1', domain: opts.domain, maxObjectSize: 5 * 1024 ** 3 },
+  const cfg = defaultConfig();
+  if (opts.chunkSize !== undefined) cfg.gateway.chunkSize = opts.chunkSize;
+  if (opts.domain !== undefined) cfg.gateway.domain = opts.domain;
+  const gw = await assembleGateway({
+    cfg,
+    log: createLogger('test-gateway', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent'),
+    // The test directory owns its client.
+    meta: raft ? { open: raft.client } : { level: path.join(dir, 'meta') },
+    data: { needles: new LocalNeedleStore(store) },
+    root: {
+      accessKey: 'KSTESTACCESSKEY00001',
+      secretKey: 'test-secret-key-0123456789abcdefghijklmn',
+    },
+    wrapMeta: opts.wrapMeta,
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as AddressInfo).port;
+  const endpoint = await gw.listen('127.0.0.1', 0);
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    accessKey: creds.accessKey,
-    secretKey: creds.secretKey,
-    meta,
+    endpoint,
+    accessKey: gw.creds!.accessKey,
+    secretKey: gw.creds!.secretKey,
+    meta: gw.meta,
     store,
     async close() {
-      await new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
-      });
+      await gw.close();
       await store.close();
-      // The test directory owns its client.
-      await (raft ?? meta).close();
+      await raft?.close();
     },
   };
 }

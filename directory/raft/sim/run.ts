@@ -1,7 +1,9 @@
 // `npm run sim -- --seeds N [--from S] [--seed S --verbose]`: many seeded simulation runs;
-// a failing seed prints its violations and replays exactly with --seed.
+// a failing seed prints its violations and replays exactly with --seed. `--host` runs the
+// real RaftHost (host-cluster.ts) instead of the core-level nodes.
 import { parseArgs } from 'node:util';
 import { runSeed } from './cluster.ts';
+import { runHostSeed } from './host-cluster.ts';
 
 const { values } = parseArgs({
   options: {
@@ -10,6 +12,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     'lease-ms': { type: 'string' },
+    host: { type: 'boolean', default: false },
   },
 });
 
@@ -22,6 +25,24 @@ if (!Number.isInteger(from) || !Number.isInteger(count) || count < 1) {
 }
 const t0 = performance.now();
 let failed = 0;
+if (values.host) {
+  const sum: Record<string, number> = {};
+  for (let s = from; s < from + count; s++) {
+    const r = await runHostSeed(s, { verbose: values.verbose });
+    for (const [k, v] of Object.entries(r.stats)) sum[k] = (sum[k] ?? 0) + v;
+    if (!r.ok) {
+      failed++;
+      console.log(`seed ${s} FAILED:\n  ${r.violations.join('\n  ')}`);
+    }
+    if (one) console.log(JSON.stringify(r.stats));
+  }
+  const secs = (performance.now() - t0) / 1000;
+  console.log(
+    `host: ${count} seeds from ${from}: ${count - failed} passed, ${failed} failed in ${secs.toFixed(1)} s ` +
+      `(${(count / secs).toFixed(1)} seeds/s); ${JSON.stringify(sum)}`,
+  );
+  process.exit(failed > 0 ? 1 : 0);
+}
 const totals = {
   ops: 0,
   okOps: 0,

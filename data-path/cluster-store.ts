@@ -6,6 +6,7 @@
 // hedged — when the first has not answered within about the p99 of recent reads, which
 // cuts the tail a slow disk or a GC pause would otherwise add. Deletes are tombstones on
 // every replica; a replica that cannot be reached gets them later from a retry queue.
+import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import type { GetResult, NeedleRef, NeedleStore, PutResult } from '../store-node/api.ts';
@@ -30,11 +31,16 @@ export interface ClusterStoreOptions {
   log?: Logger;
   /** Node states, liveness and load are re-read this often (default 1 s). */
   refreshMs?: number;
-  /** A node silent longer than this is read from last and not written to (default 3 s). */
+  /**
+   * A node silent longer than this is read from last and not written to; unset, config
+   * cluster.offlineAfterMs, as every default below is config's (gateway.*).
+   */
   aliveMs?: number;
-  /** Bound on one store call (default 30 s). */
+  /** A node this gateway failed to reach is kept out of writes this long. */
+  suspectMs?: number;
+  /** Bound on one store call. */
   timeoutMs?: number;
-  /** The hedge delay is the p99 of recent reads clamped to this (default 5–200 ms). */
+  /** The hedge delay is the p99 of recent reads clamped to this. */
   hedgeMinMs?: number;
   hedgeMaxMs?: number;
   /** Most replica deletes waiting for a retry (default 100 000; the oldest go first). */
@@ -109,9 +115,10 @@ export class ClusterNeedleStore implements NeedleStore {
       log: o.log,
       refreshMs: o.refreshMs,
       aliveMs: o.aliveMs,
+      suspectMs: o.suspectMs,
     });
-    const min = o.hedgeMinMs ?? 5;
-    const max = o.hedgeMaxMs ?? 200;
+    const min = o.hedgeMinMs ?? DEFAULT_CONFIG.gateway.hedgeMinMs;
+    const max = o.hedgeMaxMs ?? DEFAULT_CONFIG.gateway.hedgeMaxMs;
     this.latency = { get: new LatencyWindow(min, max), head: new LatencyWindow(min, max) };
     this.deletes = new DeleteRetries(this, o.deleteQueueLimit ?? 100_000, o.log);
     this.view.start();
@@ -121,7 +128,13 @@ export class ClusterNeedleStore implements NeedleStore {
   client(url: string): NodeClient {
     let c = this.clients.get(url);
     if (!c) {
-      c = this.o.clientFor?.(url) ?? new StoreClient(url, this.o.auth, this.o.timeoutMs ?? 30_000);
+      c =
+        this.o.clientFor?.(url) ??
+        new StoreClient(
+          url,
+          this.o.auth,
+          this.o.timeoutMs ?? DEFAULT_CONFIG.gateway.storeTimeoutMs,
+        );
       this.clients.set(url, c);
     }
     return c;
@@ -312,7 +325,7 @@ export class ClusterNeedleStore implements NeedleStore {
     if (failed.length > 0) {
       // The directory placed the volume on a node this gateway cannot reach (it may not
       // know yet that it is gone): keep our writes off it until it does.
-      for (const n of failed) this.view.suspect(n.id, 5_000);
+      for (const n of failed) this.view.suspect(n.id);
       throw (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason;
     }
   }

@@ -1,13 +1,15 @@
-// The receiving side of snapshot transfers, with real LevelDB imports on disk.
+// The receiving side of snapshot transfers (raft/snapshot-receiver.ts), with real LevelDB
+// imports on disk (level-state-machine.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import { LevelMetadata } from '../engine/meta-level.ts';
 import { exportSnapshot } from '../engine/sm-snapshot.ts';
-import { stagingReceiver } from './snapshot-receiver.ts';
-import type { SnapshotMessage } from './transport.ts';
-import type { SnapshotMeta } from './types.ts';
+import { stagingReceiver } from '../raft/snapshot-receiver.ts';
+import type { SnapshotMessage } from '../raft/transport.ts';
+import type { SnapshotMeta } from '../raft/types.ts';
+import { levelMachines } from './level-state-machine.ts';
 
 async function snapshotBytes(buckets: number): Promise<Buffer[]> {
   const m = await LevelMetadata.open(tempDir());
@@ -38,9 +40,8 @@ describe('stagingReceiver', () => {
   it('keeps a finished snapshot when the next transfer begins, each in its own directory', async () => {
     const root = tempDir('ks-recv-');
     const staged: Array<{ index: number; dir: string }> = [];
-    const r = stagingReceiver(
-      (id) => path.join(root, `in-${id}`),
-      (m, _msg, dir) => staged.push({ index: m.index, dir }),
+    const r = stagingReceiver(levelMachines(root), (m, _msg, dir) =>
+      staged.push({ index: m.index, dir }),
     );
     const chunks = await snapshotBytes(30);
     const t1 = await r.begin('a', meta(10));
@@ -65,10 +66,7 @@ describe('stagingReceiver', () => {
 
   it('holds a sender back while the import is behind (a bounded queue)', async () => {
     const root = tempDir('ks-recv-');
-    const r = stagingReceiver(
-      (id) => path.join(root, `in-${id}`),
-      () => {},
-    );
+    const r = stagingReceiver(levelMachines(root), () => {});
     const chunks = await snapshotBytes(200);
     const id = await r.begin('a', meta(5));
     let answered = 0;

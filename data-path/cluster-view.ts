@@ -4,6 +4,7 @@
 // (so a node going down is noticed within about a second), a volume's record is fetched on
 // first use and again after an error or once it is older than volumeTtlMs (replica sets
 // change only when the directory re-replicates, which a failed request reveals anyway).
+import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
 import type {
   ClusterDirectory,
@@ -38,8 +39,10 @@ export interface ClusterViewOptions {
   log?: Logger;
   /** Node states and liveness are re-read this often (default 1 s). */
   refreshMs?: number;
-  /** A node silent longer than this counts as down (default 3 s, the directory's own). */
+  /** A node silent longer than this counts as down (config cluster.offlineAfterMs). */
   aliveMs?: number;
+  /** How long a node this gateway failed to reach is avoided (config gateway.suspectMs). */
+  suspectMs?: number;
   /** Volume records are re-read when older than this (default 10 s). */
   volumeTtlMs?: number;
 }
@@ -54,10 +57,12 @@ export class ClusterView {
   private readonly suspects = new Map<string, { until: number; since: number }>();
   private timer: NodeJS.Timeout | null = null;
   private readonly aliveMs: number;
+  private readonly suspectMs: number;
   private readonly volumeTtlMs: number;
 
   constructor(private readonly o: ClusterViewOptions) {
-    this.aliveMs = o.aliveMs ?? 3000;
+    this.aliveMs = o.aliveMs ?? DEFAULT_CONFIG.cluster.offlineAfterMs;
+    this.suspectMs = o.suspectMs ?? DEFAULT_CONFIG.gateway.suspectMs;
     this.volumeTtlMs = o.volumeTtlMs ?? 10_000;
   }
 
@@ -130,7 +135,7 @@ export class ClusterView {
    * This gateway just failed to reach the node: keep writes off it for `ms`, before the
    * directory (heartbeat timeout) says so too.
    */
-  suspect(id: string, ms: number): void {
+  suspect(id: string, ms = this.suspectMs): void {
     const now = Date.now();
     this.suspects.set(id, { until: now + ms, since: now });
   }

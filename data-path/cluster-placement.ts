@@ -6,6 +6,7 @@
 // would fail at the primary's forward), or when a write to it failed: the next write goes
 // to a volume that can take it, and a new volume replaces it in the background.
 import crypto from 'node:crypto';
+import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
 import { MetadataError, type MetadataStore } from '../directory/model/api.ts';
 import type { ClusterDirectory } from '../directory/model/topology.ts';
@@ -21,7 +22,7 @@ export interface ClusterPlacementOptions {
   directory: PlacementDirectory;
   store: ClusterNeedleStore;
   log?: Logger;
-  /** Replicas of a new volume unless assign() says otherwise (default 2). */
+  /** Replicas of a new volume unless assign() says otherwise (config gateway.replicas). */
   replicaCount?: number;
   /** Writable volumes kept per replica count (default 2). */
   poolSize?: number;
@@ -47,9 +48,6 @@ const NOT_RETRYABLE = new Set<StoreErrorCode>(['InvalidArgument', 'EntityTooLarg
  * or read-only, a replica failed (ReplicaWriteFailed), or the store could not be reached.
  * A failed replicated write leaves at most orphan copies, which no metadata refers to.
  */
-/** How long a node that failed a write is kept out of this gateway's placement. */
-const SUSPECT_MS = 5_000;
-
 export function retryableWrite(e: unknown): boolean {
   return !(e instanceof StoreError && NOT_RETRYABLE.has(e.code));
 }
@@ -65,7 +63,7 @@ export class ClusterPlacement implements Placement {
   private refreshing = false;
 
   constructor(private readonly o: ClusterPlacementOptions) {
-    this.replicaCount = o.replicaCount ?? 2;
+    this.replicaCount = o.replicaCount ?? DEFAULT_CONFIG.gateway.replicas;
     this.poolSize = o.poolSize ?? 2;
     this.timer = setInterval(() => void this.refresh(), o.refreshMs ?? 1000);
     this.timer.unref();
@@ -100,7 +98,7 @@ export class ClusterPlacement implements Placement {
    */
   writeFailed(volumeId: number, err: unknown): boolean {
     if (!retryableWrite(err)) return false;
-    for (const id of this.culprits(volumeId, err)) this.o.store.view.suspect(id, SUSPECT_MS);
+    for (const id of this.culprits(volumeId, err)) this.o.store.view.suspect(id);
     this.drop(volumeId);
     return true;
   }

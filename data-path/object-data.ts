@@ -4,30 +4,20 @@
 // Nothing here touches metadata: a failed write frees what it stored, and a crash
 // before the metadata commit leaves orphan needles, never a visible partial object.
 
+import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
 import type { ChunkRef } from '../directory/model/api.ts';
+import { S3Error } from '../gateway/error.ts';
 import type { NeedleStore } from '../store-node/api.ts';
 import { StoreError } from '../store-node/errors.ts';
-import { S3Error } from '../gateway/error.ts';
+import type { DataPath, WriteOptions } from './api.ts';
 import type { Placement } from './placement.ts';
 
-export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
-
-export interface WriteOptions {
-  contentType?: string;
-  /** Bytes beyond this fail with EntityTooLarge. */
-  maxSize: number;
-  /** Sees every byte in order (hashing, checksums). */
-  tap?: (chunk: Buffer) => void;
-  /** Copies of each needle (bucket or request setting); the placement's default otherwise. */
-  replicaCount?: number;
-}
-
-export class ObjectData {
+export class ObjectData implements DataPath {
   constructor(
     private readonly store: NeedleStore,
     private readonly placement: Placement,
-    private readonly chunkSize = DEFAULT_CHUNK_SIZE,
+    private readonly chunkSize = DEFAULT_CONFIG.gateway.chunkSize,
     private readonly log?: Logger,
   ) {}
 

@@ -1,0 +1,189 @@
+// The composition root of an S3 gateway: the one place that turns a Config into metadata,
+// a data path, root credentials and the HTTP app. The embedded server, its workers, the
+// cluster gateway and the test kits all come through here, so a setting reaches every
+// wiring or none. It sits above gateway/, data-path/, directory/ and store-node/, and nothing
+// below imports it.
+import type { Server } from 'node:http';
+import { type Config, DEFAULT_CONFIG } from '../common/config.ts';
+import type { InternalAuth } from '../common/internal-auth.ts';
+import * as httpServer from '../common/internal-http.ts';
+import type { Logger } from '../common/log.ts';
+import type { DataPath } from '../data-path/api.ts';
+import { ClusterPlacement, type PlacementDirectory } from '../data-path/cluster-placement.ts';
+import { ClusterNeedleStore } from '../data-path/cluster-store.ts';
+import type { ViewDirectory } from '../data-path/cluster-view.ts';
+import { ObjectData } from '../data-path/object-data.ts';
+import { EmbeddedPlacement } from '../data-path/placement.ts';
+import { LevelMetadata } from '../directory/engine/meta-level.ts';
+import type { MetadataStore } from '../directory/model/api.ts';
+import { MetadataClient } from '../directory/wire/client.ts';
+import { createGatewayServer } from '../gateway/app.ts';
+import { ensureRootCredentials } from '../gateway/users.ts';
+import type { NeedleStore } from '../store-node/api.ts';
+
+/** A copy of the defaults to adjust (tests, and callers that apply flags). */
+export function defaultConfig(): Config {
+  return structuredClone(DEFAULT_CONFIG);
+}
+
+export type MetadataSource =
+  /** LevelDB in this folder: the embedded server. */
+  | { level: string }
+  /** Over HTTP: a Raft directory's replicas, or the embedded primary. */
+  | { directory: string | string[]; auth: InternalAuth }
+  /** Already open and closed by the caller. */
+  | { open: MetadataStore };
+
+export interface OpenMetadata {
+  meta: MetadataStore;
+  /** Closes it if it was opened here. */
+  close(): Promise<void>;
+}
+
+export async function openMetadata(src: MetadataSource): Promise<OpenMetadata> {
+  if ('open' in src) return { meta: src.open, close: async () => {} };
+  const meta =
+    'level' in src
+      ? await LevelMetadata.open(src.level)
+      : new MetadataClient(src.directory, src.auth);
+  return { meta, close: () => meta.close() };
+}
+
+/** One store's volumes, needle ids from the metadata. The caller closes `needles`. */
+export function embeddedDataPath(
+  cfg: Config,
+  meta: MetadataStore,
+  needles: NeedleStore,
+  log?: Logger,
+): ObjectData {
+  return new ObjectData(needles, new EmbeddedPlacement(meta, needles), cfg.gateway.chunkSize, log);
+}
+
+export interface ClusterDataPath {
+  data: ObjectData;
+  store: ClusterNeedleStore;
+  placement: ClusterPlacement;
+  close(): Promise<void>;
+}
+
+/** Replicated volumes on the cluster's stores, placed and found through the directory. */
+export function clusterDataPath(
+  cfg: Config,
+  directory: PlacementDirectory & ViewDirectory,
+  auth: InternalAuth,
+  log?: Logger,
+): ClusterDataPath {
+  const g = cfg.gateway;
+  const store = new ClusterNeedleStore({
+    directory,
+    auth,
+    log,
+    // The directory's own threshold: a store it is about to mark offline is down here too.
+    aliveMs: cfg.cluster.offlineAfterMs,
+    suspectMs: g.suspectMs,
+    timeoutMs: g.storeTimeoutMs,
+    hedgeMinMs: g.hedgeMinMs,
+    hedgeMaxMs: g.hedgeMaxMs,
+  });
+  const placement = new ClusterPlacement({ directory, store, log, replicaCount: g.replicas });
+  return {
+    data: new ObjectData(store, placement, g.chunkSize, log),
+    store,
+    placement,
+    async close() {
+      placement.close();
+      await store.close();
+    },
+  };
+}
+
+/** The URL clients use for a gateway listening on host:port. */
+export function endpointUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+export type RootCreds = Awaited<ReturnType<typeof ensureRootCredentials>>;
+
+export interface GatewaySpec {
+  cfg: Config;
+  log: Logger;
+  meta: MetadataSource;
+  /** One store (its owner closes it), or the cluster's, through the metadata's directory. */
+  data: { needles: NeedleStore } | { cluster: InternalAuth };
+  /**
+   * Installs these root credentials, or keeps the stored ones, or generates them (empty
+   * keys). Omitted where another process already did (the embedded server's workers).
+   */
+  root?: { accessKey: string; secretKey: string };
+  /** Lets a test interpose on the gateway's metadata calls (not the set-up's). */
+  wrapMeta?: (m: MetadataStore) => MetadataStore;
+}
+
+export interface Gateway {
+  server: Server;
+  meta: MetadataStore;
+  data: DataPath;
+  /** The cluster's needle store and placement (cluster wiring only). */
+  cluster?: ClusterDataPath;
+  creds?: RootCreds;
+  /** Listens; resolves to the S3 endpoint URL. */
+  listen(host: string, port: number): Promise<string>;
+  /** Stops serving, then closes the data path and the metadata opened here. */
+  close(): Promise<void>;
+}
+
+export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
+  const { cfg, log } = spec;
+  const metadata = await openMetadata(spec.meta);
+  const meta = metadata.meta;
+  let cluster: ClusterDataPath | undefined;
+  const closeData = async () => {
+    await cluster?.close();
+    await metadata.close();
+  };
+  try {
+    let data: DataPath;
+    if ('needles' in spec.data) data = embeddedDataPath(cfg, meta, spec.data.needles, log);
+    else {
+      if (!(meta instanceof MetadataClient)) {
+        throw new Error('the cluster data path needs its metadata from a directory');
+      }
+      cluster = clusterDataPath(cfg, meta, spec.data.cluster, log);
+      data = cluster.data;
+    }
+    const creds = spec.root
+      ? await ensureRootCredentials(meta, spec.root.accessKey, spec.root.secretKey)
+      : undefined;
+    const server = createGatewayServer({
+      meta: spec.wrapMeta ? spec.wrapMeta(meta) : meta,
+      data,
+      log,
+      config: {
+        region: cfg.gateway.region,
+        domain: cfg.gateway.domain || undefined,
+        maxObjectSize: cfg.gateway.maxObjectSize,
+      },
+    });
+    return {
+      server,
+      meta,
+      data,
+      cluster,
+      creds,
+      async listen(host, port) {
+        const addr = await httpServer.listen(server, host, port);
+        return endpointUrl(host, addr.port);
+      },
+      async close() {
+        await new Promise<void>((r) => {
+          server.close(() => r());
+          server.closeAllConnections();
+        });
+        await closeData();
+      },
+    };
+  } catch (e) {
+    await closeData();
+    throw e;
+  }
+}

@@ -1,0 +1,30 @@
+// The gateway's one seam to object bytes: everything under gateway/ types against DataPath,
+// never a concrete class, and both wirings (embedded: one local store; cluster: replicated
+// volumes) provide it (compose/gateway.ts). The next issue plugs the object cache in
+// exactly here, as a DataPath wrapping another one.
+import type { ChunkRef } from '../directory/model/api.ts';
+
+export interface WriteOptions {
+  contentType?: string;
+  /** Bytes beyond this fail with EntityTooLarge. */
+  maxSize: number;
+  /** Sees every byte in order (hashing, checksums). */
+  tap?: (chunk: Buffer) => void;
+  /** Copies of each needle (bucket or request setting); the placement's default otherwise. */
+  replicaCount?: number;
+}
+
+export interface DataPath {
+  /**
+   * Stores a body. On failure whatever was stored is freed; a crash before the caller's
+   * metadata commit leaves orphan needles, never a visible partial object.
+   */
+  write(
+    body: AsyncIterable<Buffer>,
+    opts: WriteOptions,
+  ): Promise<{ chunks: ChunkRef[]; size: number }>;
+  /** The bytes of [start, end] (inclusive) of an object made of `chunks`. */
+  read(chunks: ChunkRef[], start: number, end: number): AsyncIterable<Buffer>;
+  /** Releases needles no committed record refers to any more (best effort). */
+  free(chunks: ChunkRef[]): Promise<void>;
+}
