@@ -4,9 +4,24 @@
 // exactly here, as a DataPath wrapping another one.
 import type { ChunkRef } from '../directory/model/api.ts';
 
+/**
+ * What the data path refuses on its own account. It knows nothing of S3: the gateway turns
+ * these into S3 errors (gateway/app.ts toS3Error), so data-path/ never imports gateway/.
+ */
+export class DataError extends Error {
+  constructor(
+    /** TooLarge: the body passed WriteOptions.maxSize. ShortRead: a needle came back short. */
+    readonly code: 'TooLarge' | 'ShortRead',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DataError';
+  }
+}
+
 export interface WriteOptions {
   contentType?: string;
-  /** Bytes beyond this fail with EntityTooLarge. */
+  /** Bytes beyond this fail with DataError('TooLarge'). */
   maxSize: number;
   /** Sees every byte in order (hashing, checksums). */
   tap?: (chunk: Buffer) => void;

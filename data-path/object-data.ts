@@ -7,10 +7,9 @@
 import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
 import type { ChunkRef } from '../directory/model/api.ts';
-import { S3Error } from '../gateway/error.ts';
 import type { NeedleStore } from '../store-node/api.ts';
 import { StoreError } from '../store-node/errors.ts';
-import type { DataPath, WriteOptions } from './api.ts';
+import { DataError, type DataPath, type WriteOptions } from './api.ts';
 import type { Placement } from './placement.ts';
 
 export class ObjectData implements DataPath {
@@ -40,8 +39,8 @@ export class ObjectData implements DataPath {
       for await (const piece of body) {
         size += piece.length;
         if (size > opts.maxSize) {
-          throw new S3Error(
-            'EntityTooLarge',
+          throw new DataError(
+            'TooLarge',
             'Your proposed upload exceeds the maximum allowed object size.',
           );
         }
@@ -108,8 +107,8 @@ export class ObjectData implements DataPath {
         const whole = from === 0 && to === c.size - 1;
         const r = await this.store.get(ref, whole ? undefined : { start: from, end: to });
         if (r.data.length !== to - from + 1) {
-          throw new S3Error(
-            'InternalError',
+          throw new DataError(
+            'ShortRead',
             `chunk ${c.volumeId}/${c.needleId} returned ${r.data.length} bytes`,
           );
         }

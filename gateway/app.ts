@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
+import { DataError } from '../data-path/api.ts';
 import { MetadataError } from '../directory/model/api.ts';
 import { StoreError } from '../store-node/errors.ts';
 import { authorizeBucket } from './access.ts';
@@ -63,6 +64,11 @@ function unreachable(e: unknown): boolean {
 
 export function toS3Error(e: unknown, services: Services): S3Error {
   if (e instanceof S3Error) return e;
+  if (e instanceof DataError) {
+    return e.code === 'TooLarge'
+      ? new S3Error('EntityTooLarge', e.message)
+      : new S3Error('InternalError', e.message);
+  }
   if (e instanceof MetadataError) {
     const err = fromMetadataError(e);
     if (err.code === 'InternalError') services.log.error({ err: e }, 'unknown metadata error');

@@ -23,6 +23,7 @@ export async function startTestServer(
   dir: string,
   opts: {
     chunkSize?: number;
+    maxObjectSize?: number;
     maxVolumeSize?: number;
     domain?: string;
     /** Lets a test interpose on metadata reads (e.g. to inject a race). */
@@ -41,6 +42,7 @@ export async function startTestServer(
   const cfg = defaultConfig();
   if (opts.chunkSize !== undefined) cfg.gateway.chunkSize = opts.chunkSize;
   if (opts.domain !== undefined) cfg.gateway.domain = opts.domain;
+  if (opts.maxObjectSize !== undefined) cfg.gateway.maxObjectSize = opts.maxObjectSize;
   const gw = await assembleGateway({
     cfg,
     log: createLogger('test-gateway', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent'),

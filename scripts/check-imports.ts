@@ -1,6 +1,7 @@
-// Fails when the relative imports between the project's .ts files form a cycle. Type-only
-// imports count too: a cycle of types is still two files that cannot be understood apart.
-// Run: npm run check:cycles (part of npm test).
+// Fails when the relative imports between the project's .ts files form a cycle (type-only
+// imports count too: a cycle of types is still two files that cannot be understood apart),
+// or when a component imports one it sits below (LAYERS). Run: npm run check:imports
+// (part of npm test).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
@@ -34,6 +35,36 @@ export function importGraph(files: string[]): Map<string, string[]> {
     graph.set(f, deps);
   }
   return graph;
+}
+
+/**
+ * Folders that must not import from the folders listed: the lower parts of the system know
+ * nothing of what is built on them. Tests are exempt (they may drive a CLI or a gateway).
+ * store-node/ and directory/ talk to each other as services (heartbeats one way, volume
+ * syncs the other), each through its own client, so neither is below the other.
+ */
+export const LAYERS: Record<string, string[]> = {
+  common: ['store-node', 'directory', 'data-path', 'gateway', 'compose', 'cli', 'bench', 'test'],
+  'store-node': ['data-path', 'gateway', 'compose', 'cli', 'bench', 'test'],
+  directory: ['data-path', 'gateway', 'compose', 'cli', 'bench', 'test'],
+  'data-path': ['gateway', 'compose', 'cli', 'bench', 'test'],
+  gateway: ['compose', 'cli', 'bench', 'test'],
+  compose: ['cli', 'bench', 'test'],
+};
+
+/** Imports that break LAYERS, as "from -> to" (paths relative to `base`). */
+export function layerViolations(graph: Map<string, string[]>, base: string): string[] {
+  const top = (f: string) => relative(base, f).split('/')[0] ?? '';
+  const out: string[] = [];
+  for (const [f, deps] of graph) {
+    if (f.endsWith('.test.ts')) continue;
+    const banned = LAYERS[top(f)];
+    if (!banned) continue;
+    for (const d of deps) {
+      if (banned.includes(top(d))) out.push(`${relative(base, f)} -> ${relative(base, d)}`);
+    }
+  }
+  return out.sort();
 }
 
 /** Every strongly connected component of more than one file (or a file importing itself). */
@@ -72,9 +103,12 @@ export function cycles(graph: Map<string, string[]>): string[][] {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
-  const found = cycles(importGraph(walk(root, [])));
+  const graph = importGraph(walk(root, []));
+  const found = cycles(graph);
   for (const c of found)
     console.error(`import cycle: ${c.map((f) => relative(root, f)).join(' <-> ')}`);
-  if (found.length > 0) process.exit(1);
-  console.log('no import cycles');
+  const upward = layerViolations(graph, root);
+  for (const v of upward) console.error(`import against the layers: ${v}`);
+  if (found.length > 0 || upward.length > 0) process.exit(1);
+  console.log(`${graph.size} files: no import cycles, no imports against the layers`);
 }
