@@ -14,7 +14,7 @@ import {
   startCluster,
 } from '../bench/workloads/faults.ts';
 
-// The raft-directory project re-runs conformance/ with a Raft directory: this cluster
+// The integration-raft project re-runs conformance/ with a Raft directory: this cluster
 // always has one, and a second copy would only halve the CPU each run gets.
 const skip = process.env.KUBESTORAGE_TEST_DIRECTORY === 'raft';
 

@@ -11,7 +11,7 @@
 //     reconciles it (missing needles copied, deletes applied) before marking it online,
 //     and with the other replica of a volume killed it serves that volume alone.
 //
-// The real cluster already runs the Raft directory, so the raft-directory project (the
+// The real cluster already runs the Raft directory, so the integration-raft project (the
 // same files with KUBESTORAGE_TEST_DIRECTORY=raft) skips it rather than run it twice.
 import crypto from 'node:crypto';
 import fs from 'node:fs';

@@ -15,7 +15,7 @@ export interface GatewayConfig {
 
 export interface Services {
   meta: MetadataStore;
-  /** Object bytes, behind the seam the object cache plugs into (data/api.ts). */
+  /** Object bytes, behind the seam the object cache plugs into (data-path/api.ts). */
   data: DataPath;
   config: GatewayConfig;
   log: Logger;

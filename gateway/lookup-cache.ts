@@ -5,8 +5,7 @@
 // for up to TTL_MS by this gateway (writes still fail at once: the metadata store checks
 // the bucket, and the owner the write was allowed against, inside the commit). Changes
 // made through this gateway invalidate immediately. This is the only key cache between a
-// request and the directory: one under it (MetadataClient's keyCacheMs) would add its
-// own second to the bound.
+// request and the directory: another one under it would add its own second to the bound.
 import type {
   AccessKeyRecord,
   BucketGuard,

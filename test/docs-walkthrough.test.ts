@@ -32,6 +32,8 @@ function walkthroughPairs(text: string, docName = WALKTHROUGH): Pair[] {
   const pairs: Pair[] = [];
   let walk = '(introduction)';
   let step: string | null = null;
+  /** The last file a step named: a bare `Class.member` after it is looked up there. */
+  let stepFile: string | null = null;
   const lines = withoutFences(text).split('\n');
   lines.forEach((line, i) => {
     const heading = /^##\s+(.*)$/.exec(line);
@@ -42,12 +44,31 @@ function walkthroughPairs(text: string, docName = WALKTHROUGH): Pair[] {
     }
     if (/^#{3,}\s/.test(line)) return;
     const item = /^(\d+)\.\s/.exec(line);
-    if (item) step = item[1]!;
-    else if (line.trim() !== '' && !/^\s/.test(line)) step = null; // not a step's continuation
+    if (item) {
+      step = item[1]!;
+      stepFile = null;
+    } else if (line.trim() !== '' && !/^\s/.test(line)) step = null; // not a step's continuation
     // A pair may be split by a line break: the next line's leading span counts here.
     const next = /^\s*(`[^`\n]+`)/.exec(lines[i + 1] ?? '')?.[1] ?? '';
     const joined = `${line} ${next}`;
     const spans = [...joined.matchAll(CODE_SPAN)];
+    // Within a step, a `Class.member` not right after a file belongs to the step's last file.
+    for (let k = 0; step !== null && k < spans.length; k++) {
+      const s = spans[k]!;
+      if (s.index >= line.length) break;
+      if (s[1]!.endsWith('.ts')) stepFile = s[1]!;
+      const prev = spans[k - 1];
+      const afterFile =
+        prev?.[1]!.endsWith('.ts') &&
+        joined.slice(prev.index + prev[0].length, s.index).trim() === '';
+      if (stepFile && !afterFile && /^[A-Z][\w$]*\.[A-Za-z_$][\w$]*$/.test(s[1]!)) {
+        pairs.push({
+          file: stepFile,
+          name: s[1]!,
+          where: `walk "${walk}", step ${step} (${docName}:${i + 1})`,
+        });
+      }
+    }
     for (let k = 0; k + 1 < spans.length; k++) {
       const a = spans[k]!;
       const b = spans[k + 1]!;
@@ -258,6 +279,7 @@ describe('the checks themselves', () => {
       '3. `store-node/volume.ts` `Volume.noSuchMethod` — wrong member,',
       '   continued: `store-node/volume.ts` `NoSuchClass.write`.',
       '4. `gateway/no-such-file.ts` `route` — missing file.',
+      '5. `store-node/volume.ts` `Volume.read` — then `Volume.write` (right) and `Volume.nope`.',
       'Text: `gateway/put.ts`',
       '`noSuchFunction` split over two lines.',
     ].join('\n');
@@ -269,7 +291,8 @@ describe('the checks themselves', () => {
       'walk "(z) A walk that is wrong", step 3 (bad.md:5): class `Volume` in `store-node/volume.ts` has no member `noSuchMethod`',
       'walk "(z) A walk that is wrong", step 3 (bad.md:6): `store-node/volume.ts` declares no class `NoSuchClass` (step names `NoSuchClass.write`)',
       'walk "(z) A walk that is wrong", step 4 (bad.md:7): file `gateway/no-such-file.ts` does not exist (step names `route`)',
-      'walk "(z) A walk that is wrong", text outside the steps (bad.md:8): `gateway/put.ts` declares no top-level `noSuchFunction` (function, class, const, interface or type)',
+      'walk "(z) A walk that is wrong", step 5 (bad.md:8): class `Volume` in `store-node/volume.ts` has no member `nope`',
+      'walk "(z) A walk that is wrong", text outside the steps (bad.md:9): `gateway/put.ts` declares no top-level `noSuchFunction` (function, class, const, interface or type)',
     ]);
   });
 

@@ -1,6 +1,6 @@
 // An embedded gateway on a random loopback port, for tests: real LevelDB metadata, a
 // real volume store, the real HTTP stack. With KUBESTORAGE_TEST_DIRECTORY=raft (the
-// `raft-directory` vitest project) the metadata is a 3-replica Raft directory instead, on
+// `integration-raft` vitest project) the metadata is a 3-replica Raft directory instead, on
 // loopback HTTP, and the gateway reaches it through MetadataClient like a real deployment.
 import path from 'node:path';
 import { createLogger } from '../../common/log.ts';

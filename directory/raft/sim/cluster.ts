@@ -7,8 +7,8 @@
 import { mulberry32 } from '../../../common/payload.ts';
 import type { Raft } from '../core.ts';
 import type { Entry, NodeId } from '../types.ts';
-import { checkLinearizable, type HistoryOp, type KvOp } from './linearizability.ts';
-import { EventQueue, Network } from './network.ts';
+import { checkLinearizable, type HistoryOp, type KvOp, randomOp } from './linearizability.ts';
+import { EventQueue, randomNetwork, runLog } from './network.ts';
 import { type Reply, SAFE_LEASE_MS, SimNode } from './node.ts';
 
 export interface SimOptions {
@@ -54,7 +54,6 @@ export interface SimResult {
   };
 }
 
-const KEYS = ['a', 'b', 'c'];
 const CLIENT_TIMEOUT_MS = 400;
 const MAX_EVENTS = 2_000_000;
 
@@ -62,20 +61,8 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
   const rnd = mulberry32(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
   const q = new EventQueue();
-  const net = new Network(q, rnd, {
-    loss: rnd() * 0.15,
-    duplicate: rnd() * 0.05,
-    minDelay: 1,
-    jitter: 2 + Math.floor(rnd() * 15),
-    slow: rnd() * 0.03,
-  });
-  const violations: string[] = [];
-  const violate = (m: string) => {
-    if (violations.length < 20) violations.push(`t=${q.now} ${m}`);
-  };
-  const log = (m: string) => {
-    if (opts.verbose) console.log(`t=${q.now} ${m}`);
-  };
+  const net = randomNetwork(q, rnd, 0.15, 15);
+  const { violations, violate, trace: log } = runLog(q, opts.verbose);
   const stats: SimResult['stats'] = {
     voters: rnd() < 0.7 ? 3 : 5,
     ops: 0,
@@ -172,23 +159,7 @@ export function runSeed(seed: number, opts: SimOptions = {}): SimResult {
   const issue = (c: Client) => {
     if (!clientsRunning || c.cur) return;
     const reqId = ++c.reqId;
-    const key = pick(KEYS);
-    const x = rnd();
-    const value = `${c.name}.${reqId}`;
-    const op: KvOp =
-      x < 0.5
-        ? { kind: 'put', key, value }
-        : x < 0.8
-          ? { kind: 'get', key }
-          : {
-              kind: 'cas',
-              key,
-              expect:
-                rnd() < 0.3
-                  ? null
-                  : `c${1 + Math.floor(rnd() * clients.length)}.${Math.max(1, reqId - 1)}`,
-              value,
-            };
+    const op = randomOp(rnd, c.name, reqId, clients.length);
     c.cur = { reqId, op, invoke: q.now };
     stats.ops++;
     const to = pick(ids);

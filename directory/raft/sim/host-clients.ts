@@ -11,12 +11,11 @@ import {
 } from '../host.ts';
 import type { NodeId } from '../types.ts';
 import type { KvCmd, KvMachine, KvOutcome, Life } from './host-world.ts';
-import type { HistoryOp, KvOp } from './linearizability.ts';
+import { type HistoryOp, type KvOp, randomOp } from './linearizability.ts';
 import type { EventQueue, Network } from './network.ts';
 
 export type SimHost = RaftHost<KvCmd, KvOutcome, KvMachine, string>;
 
-const KEYS = ['a', 'b', 'c'];
 const CLIENT_TIMEOUT_MS = 600;
 /** A proposal's caller stops waiting after this (RaftMetadata's deadline). */
 const PROPOSAL_DEADLINE_MS = 400;
@@ -173,23 +172,7 @@ export class SimClients {
     const { q, net, rnd, stats } = this.w;
     if (!this.running || c.cur) return;
     const reqId = ++c.reqId;
-    const key = this.pick(KEYS);
-    const x = rnd();
-    const value = `${c.name}.${reqId}`;
-    const op: KvOp =
-      x < 0.5
-        ? { kind: 'put', key, value }
-        : x < 0.8
-          ? { kind: 'get', key }
-          : {
-              kind: 'cas',
-              key,
-              expect:
-                rnd() < 0.3
-                  ? null
-                  : `c${1 + Math.floor(rnd() * this.clients.length)}.${Math.max(1, reqId - 1)}`,
-              value,
-            };
+    const op = randomOp(rnd, c.name, reqId, this.clients.length);
     c.cur = { reqId, op, invoke: q.now };
     stats.ops++;
     const to = this.pick(this.w.ids);

@@ -24,7 +24,7 @@ import {
   simTransport,
 } from './host-world.ts';
 import { checkLinearizable } from './linearizability.ts';
-import { EventQueue, Network } from './network.ts';
+import { EventQueue, randomNetwork, runLog } from './network.ts';
 import { TICK_MS } from './node.ts';
 
 export interface HostSimOptions {
@@ -94,20 +94,8 @@ export async function runHostSeed(seed: number, opts: HostSimOptions = {}): Prom
   const rnd = mulberry32(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
   const q = new EventQueue();
-  const net = new Network(q, rnd, {
-    loss: rnd() * 0.1,
-    duplicate: rnd() * 0.05,
-    minDelay: 1,
-    jitter: 2 + Math.floor(rnd() * 10),
-    slow: rnd() * 0.03,
-  });
-  const violations: string[] = [];
-  const violate = (m: string) => {
-    if (violations.length < 20) violations.push(`t=${q.now} ${m}`);
-  };
-  const trace = (m: string) => {
-    if (opts.verbose) console.log(`t=${q.now} ${m}`);
-  };
+  const net = randomNetwork(q, rnd, 0.1, 10);
+  const { violations, violate, trace } = runLog(q, opts.verbose);
   const stats: HostSimResult['stats'] = {
     ops: 0,
     okOps: 0,

@@ -16,6 +16,25 @@ export type KvOp =
   | { kind: 'get'; key: string }
   | { kind: 'cas'; key: string; expect: string | null; value: string };
 
+/** The keys the simulators' clients work on: few, so operations collide. */
+export const SIM_KEYS = ['a', 'b', 'c'];
+
+/**
+ * One client operation as both simulators draw it: half puts, 30 % gets, 20 %
+ * compare-and-sets expecting null or some client's previous value. Draw order is part of
+ * every seed's history.
+ */
+export function randomOp(rnd: () => number, client: string, reqId: number, clients: number): KvOp {
+  const key = SIM_KEYS[Math.floor(rnd() * SIM_KEYS.length)] as string;
+  const x = rnd();
+  const value = `${client}.${reqId}`;
+  if (x < 0.5) return { kind: 'put', key, value };
+  if (x < 0.8) return { kind: 'get', key };
+  const expect =
+    rnd() < 0.3 ? null : `c${1 + Math.floor(rnd() * clients)}.${Math.max(1, reqId - 1)}`;
+  return { kind: 'cas', key, expect, value };
+}
+
 export interface HistoryOp {
   client: number; // which client issued it (a client has at most one op outstanding)
   op: KvOp;

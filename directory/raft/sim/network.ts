@@ -134,3 +134,37 @@ export class Network {
     }
   }
 }
+
+/**
+ * A network with faults drawn from the seed (loss up to `maxLoss`, jitter up to
+ * `maxJitter` ticks): both simulators use it, and the draw order is part of every seed's
+ * history, so it lives in one place.
+ */
+export function randomNetwork(
+  q: EventQueue,
+  rnd: () => number,
+  maxLoss: number,
+  maxJitter: number,
+): Network {
+  return new Network(q, rnd, {
+    loss: rnd() * maxLoss,
+    duplicate: rnd() * 0.05,
+    minDelay: 1,
+    jitter: 2 + Math.floor(rnd() * maxJitter),
+    slow: rnd() * 0.03,
+  });
+}
+
+/** A run's violations (the first 20) and its trace, stamped with the simulated time. */
+export function runLog(q: EventQueue, verbose: boolean | undefined) {
+  const violations: string[] = [];
+  return {
+    violations,
+    violate(m: string): void {
+      if (violations.length < 20) violations.push(`t=${q.now} ${m}`);
+    },
+    trace(m: string): void {
+      if (verbose) console.log(`t=${q.now} ${m}`);
+    },
+  };
+}
