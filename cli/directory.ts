@@ -82,7 +82,15 @@ export async function main(argv: string[]): Promise<void> {
     snapshotEvery: d.snapshotEvery,
     snapshotBytes: d.snapshotBytes,
     keepBytes: d.keepBytes,
-    cluster: { offlineAfterMs: cl.offlineAfterMs, rereplicateAfterMs: cl.rereplicateAfterMs },
+    waitMs: d.leaderWaitMs,
+    cluster: {
+      offlineAfterMs: cl.offlineAfterMs,
+      rereplicateAfterMs: cl.rereplicateAfterMs,
+      intervalMs: cl.roundMs,
+      storeTimeoutMs: cl.syncTimeoutMs,
+      sweepIntervalMs: cl.orphanSweepMs,
+      orphanGraceMs: cl.orphanGraceMs,
+    },
   });
   log.info(
     { id: values.id, url: `http://${addr.address}:${addr.port}`, data, peers: [...peers.keys()] },

@@ -86,12 +86,19 @@ export async function main(argv: string[]): Promise<void> {
       log.warn({ advertise }, 'listening on a wildcard address: set --advertise');
     const id = values.id ?? new URL(advertise).host;
     const self = { id, url: advertise, zone: values.zone ?? '', capacity };
-    const replicaUrls = directoryReplicaUrls({ directories, auth, selfId: id, selfUrl: advertise });
+    const replicaUrls = directoryReplicaUrls({
+      directories,
+      auth,
+      selfId: id,
+      selfUrl: advertise,
+      timeoutMs: sc.directoryTimeoutMs,
+    });
     store.repairHook = replicaRepair(replicaUrls, (url) => server.replicator.client(url));
     heartbeat = new HeartbeatSender({
       directories,
       auth,
       intervalMs: sc.heartbeatMs,
+      timeoutMs: Math.min(sc.heartbeatMs, sc.heartbeatTimeoutMs),
       collect: () => collectHeartbeat(store, self, () => server.load),
       logger: log,
     });

@@ -40,6 +40,10 @@ export interface Config {
     /** A read is hedged to a second replica after the p99 of recent reads, clamped to these. */
     hedgeMinMs: number;
     hedgeMaxMs: number;
+    /** Node states, liveness and pooled volumes are re-read from the directory this often. */
+    viewRefreshMs: number;
+    /** A volume's replica list is trusted this long before it is asked for again. */
+    volumeTtlMs: number;
   };
   store: {
     data: string;
@@ -54,6 +58,10 @@ export interface Config {
     scrubIntervalMs: number;
     /** Heartbeats to the directory this often (with --directory). */
     heartbeatMs: number;
+    /** Bound on one heartbeat (never more than heartbeatMs: a late beat is a missed one). */
+    heartbeatTimeoutMs: number;
+    /** Bound on one question to a directory replica (scrub repair: who else has a volume). */
+    directoryTimeoutMs: number;
   };
   /** A Raft directory replica (kubestorage directory). */
   directory: {
@@ -65,6 +73,11 @@ export interface Config {
     /** … or this many bytes of commands, keeping the newest keepBytes for slow replicas. */
     snapshotBytes: number;
     keepBytes: number;
+    /**
+     * A call that finds no leader waits this long for one before it fails with Unavailable
+     * (503). MetadataClient's read attempts last longer (READ_ATTEMPT_MIN_MS) on purpose.
+     */
+    leaderWaitMs: number;
   };
   /** Store failure handling, which the directory and the gateways must agree on. */
   cluster: {
@@ -75,6 +88,14 @@ export interface Config {
     offlineAfterMs: number;
     /** An offline store's volumes are re-replicated after this long. */
     rereplicateAfterMs: number;
+    /** The directory leader's cluster manager looks at every store and volume this often. */
+    roundMs: number;
+    /** Bound on one call of the cluster manager to a store (a volume sync takes a while). */
+    syncTimeoutMs: number;
+    /** Orphan needles are looked for this often (0 = never) … */
+    orphanSweepMs: number;
+    /** … and reclaimed once they have been orphans this long. */
+    orphanGraceMs: number;
   };
 }
 
@@ -97,6 +118,8 @@ export const DEFAULT_CONFIG: Config = {
     suspectMs: 5_000,
     hedgeMinMs: 5,
     hedgeMaxMs: 200,
+    viewRefreshMs: 1_000,
+    volumeTtlMs: 10_000,
   },
   store: {
     data: './data/store',
@@ -110,6 +133,8 @@ export const DEFAULT_CONFIG: Config = {
     compactCheckMs: 60_000,
     scrubIntervalMs: 24 * 3600_000,
     heartbeatMs: 1_000,
+    heartbeatTimeoutMs: 2_000,
+    directoryTimeoutMs: 5_000,
   },
   directory: {
     listen: '127.0.0.1:7001',
@@ -117,10 +142,15 @@ export const DEFAULT_CONFIG: Config = {
     snapshotEvery: 20_000,
     snapshotBytes: 64 * 1024 ** 2,
     keepBytes: 16 * 1024 ** 2,
+    leaderWaitMs: 5_000,
   },
   cluster: {
     offlineAfterMs: 3_000,
     rereplicateAfterMs: 30_000,
+    roundMs: 1_000,
+    syncTimeoutMs: 120_000,
+    orphanSweepMs: 3_600_000,
+    orphanGraceMs: 24 * 3_600_000,
   },
 };
 

@@ -84,8 +84,16 @@ export function clusterDataPath(
     timeoutMs: g.storeTimeoutMs,
     hedgeMinMs: g.hedgeMinMs,
     hedgeMaxMs: g.hedgeMaxMs,
+    refreshMs: g.viewRefreshMs,
+    volumeTtlMs: g.volumeTtlMs,
   });
-  const placement = new ClusterPlacement({ directory, store, log, replicaCount: g.replicas });
+  const placement = new ClusterPlacement({
+    directory,
+    store,
+    log,
+    replicaCount: g.replicas,
+    refreshMs: g.viewRefreshMs,
+  });
   return {
     data: new ObjectData(store, placement, g.chunkSize, log),
     store,

@@ -26,7 +26,7 @@ export interface ClusterPlacementOptions {
   replicaCount?: number;
   /** Writable volumes kept per replica count (default 2). */
   poolSize?: number;
-  /** Pooled volumes' directory records are re-read this often (default 1 s). */
+  /** Pooled volumes' directory records are re-read this often (config gateway.viewRefreshMs). */
   refreshMs?: number;
 }
 
@@ -65,7 +65,10 @@ export class ClusterPlacement implements Placement {
   constructor(private readonly o: ClusterPlacementOptions) {
     this.replicaCount = o.replicaCount ?? DEFAULT_CONFIG.gateway.replicas;
     this.poolSize = o.poolSize ?? 2;
-    this.timer = setInterval(() => void this.refresh(), o.refreshMs ?? 1000);
+    this.timer = setInterval(
+      () => void this.refresh(),
+      o.refreshMs ?? DEFAULT_CONFIG.gateway.viewRefreshMs,
+    );
     this.timer.unref();
   }
 

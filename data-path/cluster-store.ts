@@ -29,8 +29,10 @@ export interface ClusterStoreOptions {
   directory: ViewDirectory;
   auth: InternalAuth;
   log?: Logger;
-  /** Node states, liveness and load are re-read this often (default 1 s). */
+  /** Node states, liveness and load are re-read this often. */
   refreshMs?: number;
+  /** A volume's replica list is trusted this long. */
+  volumeTtlMs?: number;
   /**
    * A node silent longer than this is read from last and not written to; unset, config
    * cluster.offlineAfterMs, as every default below is config's (gateway.*).
@@ -114,6 +116,7 @@ export class ClusterNeedleStore implements NeedleStore {
       directory: o.directory,
       log: o.log,
       refreshMs: o.refreshMs,
+      volumeTtlMs: o.volumeTtlMs,
       aliveMs: o.aliveMs,
       suspectMs: o.suspectMs,
     });

@@ -37,7 +37,7 @@ export interface VolumeView {
 export interface ClusterViewOptions {
   directory: ViewDirectory;
   log?: Logger;
-  /** Node states and liveness are re-read this often (default 1 s). */
+  /** Node states and liveness are re-read this often (config gateway.viewRefreshMs). */
   refreshMs?: number;
   /** A node silent longer than this counts as down (config cluster.offlineAfterMs). */
   aliveMs?: number;
@@ -63,12 +63,15 @@ export class ClusterView {
   constructor(private readonly o: ClusterViewOptions) {
     this.aliveMs = o.aliveMs ?? DEFAULT_CONFIG.cluster.offlineAfterMs;
     this.suspectMs = o.suspectMs ?? DEFAULT_CONFIG.gateway.suspectMs;
-    this.volumeTtlMs = o.volumeTtlMs ?? 10_000;
+    this.volumeTtlMs = o.volumeTtlMs ?? DEFAULT_CONFIG.gateway.volumeTtlMs;
   }
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => void this.refreshNodes(), this.o.refreshMs ?? 1000);
+    this.timer = setInterval(
+      () => void this.refreshNodes(),
+      this.o.refreshMs ?? DEFAULT_CONFIG.gateway.viewRefreshMs,
+    );
     this.timer.unref();
   }
 

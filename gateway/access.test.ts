@@ -88,7 +88,7 @@ describe('access declared by the router', () => {
     const req = (method: string, bucket: string, key: string, query = '', headers = {}) =>
       ({ method, bucket, key, query: new URLSearchParams(query), headers }) as S3Request;
     expect(route(req('GET', '', '')).access).toBe('none');
-    expect(route(req('PUT', 'b', '')).access).toBe('none');
+    expect(route(req('PUT', 'b', '')).access).toBe('create');
     expect(route(req('HEAD', 'b', '')).access).toBe('read');
     expect(route(req('GET', 'b', '', 'list-type=2')).access).toBe('read');
     expect(route(req('GET', 'b', 'k')).access).toBe('read');

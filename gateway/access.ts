@@ -7,8 +7,15 @@ import type { BucketGuard, BucketRecord } from '../directory/model/api.ts';
 import type { S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 
-/** What an operation needs, as Garage's Endpoint authorization: none, read, write, owner. */
-export type Access = 'none' | 'read' | 'write' | 'owner';
+/**
+ * What an operation needs, as Garage's Endpoint authorization: none (service-level: the
+ * handler is not even given a bucket name), create (CreateBucket: a name that need not
+ * exist yet), read, write, owner (the bucket resolved and checked before the handler runs).
+ */
+export type Access = 'none' | 'create' | 'read' | 'write' | 'owner';
+
+/** What a bucket-level check needs. */
+export type BucketAccess = Exclude<Access, 'none' | 'create'>;
 
 /** A request whose bucket exists and which may act on it as its route declared. */
 export interface BucketRequest extends S3Request {
@@ -19,7 +26,7 @@ export interface BucketRequest extends S3Request {
  * Without ACLs or bucket policies yet, every level is the owner's alone: read and write
  * are kept apart in the routes so that granting them to others later is a change here.
  */
-function allows(b: BucketRecord, userId: string | null, _access: Exclude<Access, 'none'>): boolean {
+function allows(b: BucketRecord, userId: string | null, _access: BucketAccess): boolean {
   return userId !== null && b.owner === userId;
 }
 
@@ -27,7 +34,7 @@ function allows(b: BucketRecord, userId: string | null, _access: Exclude<Access,
 export async function authorizeBucket(
   req: S3Request,
   bucket: string,
-  access: Exclude<Access, 'none'>,
+  access: BucketAccess,
 ): Promise<BucketRecord> {
   const b = await req.services.meta.getBucket(bucket);
   if (!b) {

@@ -199,7 +199,7 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
 
 /** Runs the routed handler after the access check its route declares. */
 async function dispatch(r: Route, req: S3Request): Promise<Response> {
-  if (r.access === 'none') return r.handler(req);
+  if (r.access === 'none' || r.access === 'create') return r.handler(req);
   if (r.alongside) {
     const check = authorizeBucket(req, req.bucket, r.access);
     check.catch(() => {});

@@ -2,7 +2,7 @@
 
 import { MetadataError } from '../directory/model/api.ts';
 import { type BucketRequest, guardOf } from './access.ts';
-import { readSmallBody, type S3Request } from './context.ts';
+import { readSmallBody, type S3Request, type ServiceRequest } from './context.ts';
 import { S3Error } from './error.ts';
 import { replicaHeader } from './replicas.ts';
 import { empty, xmlResponse } from './response.ts';
@@ -27,7 +27,7 @@ export function owner(userId: string) {
   return { ID: userId, DisplayName: userId };
 }
 
-export async function listBuckets(req: S3Request): Promise<Response> {
+export async function listBuckets(req: ServiceRequest): Promise<Response> {
   const userId = req.userId!;
   let buckets = await req.services.meta.listBuckets(userId);
   // Optional pagination (max-buckets, continuation-token = last name seen) and prefix.

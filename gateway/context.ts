@@ -42,6 +42,9 @@ export interface S3Request {
   declaredSha256: string | null;
 }
 
+/** What a service-level handler sees (router access 'none'): no bucket or key to act on. */
+export type ServiceRequest = Omit<S3Request, 'bucket' | 'key'>;
+
 export function header(req: S3Request, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v.join(',') : v;

@@ -61,7 +61,7 @@ export async function loadCopySource(req: S3Request): Promise<CopySource> {
 }
 
 /** Copies bytes [start, end] of a source object into new needles, hashing with MD5. */
-export async function copyData(req: S3Request, src: ObjectRecord, start: number, end: number) {
+export async function copyData(req: BucketRequest, src: ObjectRecord, start: number, end: number) {
   const md5 = crypto.createHash('md5');
   const { chunks, size } = await req.services.data.write(
     end >= start ? req.services.data.read(src.chunks, start, end) : (async function* () {})(),
@@ -69,7 +69,7 @@ export async function copyData(req: S3Request, src: ObjectRecord, start: number,
       contentType: src.contentType,
       maxSize: req.services.config.maxObjectSize,
       tap: (b) => md5.update(b),
-      replicaCount: await replicaCountFor(req, req.bucket),
+      replicaCount: replicaCountFor(req),
     },
   );
   return { chunks, size, md5: md5.digest('hex') };

@@ -2,6 +2,7 @@
 // part / copy) wins, then the bucket's setting from CreateBucket, then the gateway's
 // default (`kubestorage gateway --replicas`). Only the cluster placement acts on it.
 import { MAX_REPLICAS } from '../common/config.ts';
+import type { BucketRequest } from './access.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 
@@ -24,7 +25,7 @@ export function replicaHeader(req: S3Request): number | undefined {
   return n;
 }
 
-/** For a write into `bucket`: the request's count, else the bucket's. */
-export async function replicaCountFor(req: S3Request, bucket: string): Promise<number | undefined> {
-  return replicaHeader(req) ?? (await req.services.meta.getBucket(bucket))?.replicaCount;
+/** For a write: the request's count, else the bucket's (as the access check resolved it). */
+export function replicaCountFor(req: BucketRequest): number | undefined {
+  return replicaHeader(req) ?? req.bucketRecord.replicaCount;
 }

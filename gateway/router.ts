@@ -4,7 +4,7 @@
 // the bucket its operation needs: the pipeline (app.ts) checks it before the handler runs,
 // and a handler that uses the bucket can only be routed with a level that resolves it.
 
-import type { Access, BucketRequest } from './access.ts';
+import type { BucketAccess, BucketRequest } from './access.ts';
 import {
   createBucket,
   deleteBucket,
@@ -12,7 +12,7 @@ import {
   headBucket,
   listBuckets,
 } from './bucket.ts';
-import type { S3Request } from './context.ts';
+import type { S3Request, ServiceRequest } from './context.ts';
 import { copyObject } from './copy.ts';
 import { deleteObject, deleteObjects } from './delete.ts';
 import { S3Error } from './error.ts';
@@ -30,14 +30,19 @@ import {
 } from './multipart.ts';
 import { putObject } from './put.ts';
 
+type ServiceHandler = (req: ServiceRequest) => Promise<Response>;
 type Handler = (req: S3Request) => Promise<Response>;
 type BucketHandler = (req: BucketRequest) => Promise<Response>;
 
-/** An operation and the access it needs; 'none' handlers get no bucket record. */
+/**
+ * An operation and the access it needs. Only a bucket-level route hands its handler the
+ * bucket; a 'none' handler cannot name one, and 'create' is CreateBucket's alone.
+ */
 export type Route =
-  | { readonly access: 'none'; readonly handler: Handler }
+  | { readonly access: 'none'; readonly handler: ServiceHandler }
+  | { readonly access: 'create'; readonly handler: Handler }
   | {
-      readonly access: Exclude<Access, 'none'>;
+      readonly access: BucketAccess;
       readonly alongside?: false;
       readonly handler: BucketHandler;
       /** Request-shape checks S3 makes before it looks at the bucket. */
@@ -54,7 +59,7 @@ export type Route =
       readonly handler: Handler;
     };
 
-const none = (handler: Handler): Route => ({ access: 'none', handler });
+const none = (handler: ServiceHandler): Route => ({ access: 'none', handler });
 const read = (handler: BucketHandler): Route => ({ access: 'read', handler });
 const write = (handler: BucketHandler, validate?: (req: S3Request) => void): Route => ({
   access: 'write',
@@ -96,7 +101,9 @@ const UNSUPPORTED = [
 
 // Built once: routing allocates nothing per request.
 const LIST_BUCKETS = none(listBuckets);
-const METHOD_NOT_ALLOWED = none(methodNotAllowed);
+const METHOD_NOT_ALLOWED_SERVICE = methodNotAllowed('SERVICE');
+const METHOD_NOT_ALLOWED_BUCKET = methodNotAllowed('BUCKET');
+const METHOD_NOT_ALLOWED_OBJECT = methodNotAllowed('OBJECT');
 const GET_BUCKET_LOCATION = read(getBucketLocation);
 const LIST_UPLOADS = read(listUploads);
 const LIST_OBJECT_VERSIONS = readAlongside(listObjectVersions);
@@ -104,7 +111,7 @@ const LIST_OBJECTS_V2 = readAlongside(listObjectsV2);
 const LIST_OBJECTS_V1 = readAlongside(listObjectsV1);
 const HEAD_BUCKET = read(headBucket);
 // Any authenticated user may try; the directory decides who gets the name.
-const CREATE_BUCKET = none(createBucket);
+const CREATE_BUCKET: Route = { access: 'create', handler: createBucket };
 const DELETE_BUCKET = owner(deleteBucket);
 const DELETE_OBJECTS = write(deleteObjects);
 const POST_BUCKET = notImplemented(
@@ -133,7 +140,7 @@ export function route(req: S3Request): Route {
   }
   if (!req.bucket) {
     if (m === 'GET') return LIST_BUCKETS;
-    return METHOD_NOT_ALLOWED;
+    return METHOD_NOT_ALLOWED_SERVICE;
   }
   if (!req.key) {
     switch (m) {
@@ -153,7 +160,7 @@ export function route(req: S3Request): Route {
         if (q.has('delete')) return DELETE_OBJECTS;
         return POST_BUCKET;
       default:
-        return METHOD_NOT_ALLOWED;
+        return METHOD_NOT_ALLOWED_BUCKET;
     }
   }
   switch (m) {
@@ -177,7 +184,7 @@ export function route(req: S3Request): Route {
       if (q.has('uploadId')) return COMPLETE_UPLOAD;
       return POST_OBJECT;
     default:
-      return METHOD_NOT_ALLOWED;
+      return METHOD_NOT_ALLOWED_OBJECT;
   }
 }
 
@@ -187,15 +194,12 @@ function notImplemented(message: string): Route {
   });
 }
 
-async function methodNotAllowed(req: S3Request): Promise<Response> {
-  throw new S3Error(
-    'MethodNotAllowed',
-    'The specified method is not allowed against this resource.',
-    {
-      extra: {
-        Method: req.method,
-        ResourceType: req.key ? 'OBJECT' : req.bucket ? 'BUCKET' : 'SERVICE',
-      },
-    },
-  );
+function methodNotAllowed(resourceType: 'SERVICE' | 'BUCKET' | 'OBJECT'): Route {
+  return none(async (req) => {
+    throw new S3Error(
+      'MethodNotAllowed',
+      'The specified method is not allowed against this resource.',
+      { extra: { Method: req.method, ResourceType: resourceType } },
+    );
+  });
 }

@@ -3,6 +3,7 @@
 // x-amz-checksum-* in headers or in the aws-chunked trailer. Any mismatch frees the
 // needles before the error is returned, so a bad upload never becomes visible.
 import type { ChunkRef, ObjectRecord } from '../directory/model/api.ts';
+import type { BucketRequest } from './access.ts';
 import {
   BodyDigests,
   type ChecksumAlgorithm,
@@ -38,7 +39,7 @@ function trailerAlgorithm(req: S3Request): ChecksumAlgorithm | null {
   return alg;
 }
 
-export async function receiveBody(req: S3Request, contentType?: string): Promise<Received> {
+export async function receiveBody(req: BucketRequest, contentType?: string): Promise<Received> {
   if (
     header(req, 'content-length') === undefined &&
     header(req, 'transfer-encoding') === undefined &&
@@ -66,7 +67,7 @@ export async function receiveBody(req: S3Request, contentType?: string): Promise
     sha256: req.declaredSha256 !== null,
     checksums: algs,
   });
-  const replicaCount = await replicaCountFor(req, req.bucket);
+  const replicaCount = replicaCountFor(req);
   const { chunks, size } = await req.services.data.write(req.body(), {
     contentType,
     maxSize: req.services.config.maxObjectSize,

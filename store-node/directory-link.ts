@@ -1,6 +1,7 @@
 // What a store asks the directory: which other stores hold a replica of a volume. Used by
 // scrub repair; the calls go through the metadata client (directory/wire/client.ts), which
 // tries the directory replicas in turn until one answers.
+import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
 import type { StoreClient } from './client.ts';
@@ -12,14 +13,14 @@ export interface DirectoryLinkOptions {
   /** This store, left out of the answers (by node id and by URL). */
   selfId: string;
   selfUrl: string;
-  /** Bound on one attempt at one replica (default 5 s). */
+  /** Bound on one attempt at one replica (config store.directoryTimeoutMs). */
   timeoutMs?: number;
 }
 
 /** Base URLs of the other stores the directory lists as replicas of a volume. */
 export function directoryReplicaUrls(o: DirectoryLinkOptions): (vid: number) => Promise<string[]> {
   const self = new URL(o.selfUrl).origin;
-  const timeoutMs = o.timeoutMs ?? 5000;
+  const timeoutMs = o.timeoutMs ?? DEFAULT_CONFIG.store.directoryTimeoutMs;
   let client: MetadataClient | undefined;
   // Scrub repair is rare and not urgent: a few connections, each replica tried about once.
   const dir = () =>

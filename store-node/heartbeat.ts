@@ -3,7 +3,9 @@
 // short timeout; a directory that is slow or down must cost the store nothing, so a beat
 // to a directory whose previous beat is still in flight is skipped, never queued. Each beat
 // is one signed POST on the metadata client's code path (directory/wire/post.ts).
+
 import { Pool } from 'undici';
+import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import type { Heartbeat } from '../directory/model/topology.ts';
@@ -41,7 +43,8 @@ export class HeartbeatSender {
   readonly counts = { ok: 0, failed: 0, skipped: 0 };
 
   constructor(private readonly opts: HeartbeatSenderOptions) {
-    const timeoutMs = opts.timeoutMs ?? Math.min(opts.intervalMs, 2000);
+    const timeoutMs =
+      opts.timeoutMs ?? Math.min(opts.intervalMs, DEFAULT_CONFIG.store.heartbeatTimeoutMs);
     this.post = {
       auth: opts.auth,
       headers: { 'content-type': 'application/json' },

@@ -40,9 +40,9 @@ export interface ClusterManagerOptions {
   rereplicateAfterMs?: number;
   /** Per store call (a volume sync can take a while). */
   storeTimeoutMs?: number;
-  /** How often orphan needles are looked for (default 1 h; 0 = never). */
+  /** How often orphan needles are looked for (config cluster.orphanSweepMs; 0 = never). */
   sweepIntervalMs?: number;
-  /** An orphan is reclaimed once it has been one for this long (default 24 h). */
+  /** An orphan is reclaimed once it has been one for this long (config cluster.orphanGraceMs). */
   orphanGraceMs?: number;
 }
 
@@ -56,11 +56,18 @@ export class ClusterManager {
   private readonly clients = new Map<string, StoreClient>();
 
   constructor(private readonly o: ClusterManagerOptions) {
-    this.sweeper = new OrphanSweeper(o.meta, this.lister(), o.orphanGraceMs ?? 24 * 3_600_000);
+    this.sweeper = new OrphanSweeper(
+      o.meta,
+      this.lister(),
+      o.orphanGraceMs ?? DEFAULT_CONFIG.cluster.orphanGraceMs,
+    );
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.round(), this.o.intervalMs ?? 1_000);
+    this.timer = setInterval(
+      () => void this.round(),
+      this.o.intervalMs ?? DEFAULT_CONFIG.cluster.roundMs,
+    );
   }
 
   stop(): void {
@@ -85,7 +92,7 @@ export class ClusterManager {
       const byId = new Map((await this.o.meta.listNodes()).map((n) => [n.id, n]));
       await this.reconcileReturning([...byId.values()], volumes, byId);
       await this.rehome(await this.o.meta.listVolumes(), byId);
-      const every = this.o.sweepIntervalMs ?? 3_600_000;
+      const every = this.o.sweepIntervalMs ?? DEFAULT_CONFIG.cluster.orphanSweepMs;
       if (every > 0 && Date.now() - this.lastSweep >= every) {
         this.lastSweep = Date.now();
         await this.sweepOrphans(byId);
@@ -274,7 +281,12 @@ export class ClusterManager {
   private store(url: string): StoreClient {
     let c = this.clients.get(url);
     if (!c) {
-      c = new StoreClient(url, this.o.auth, this.o.storeTimeoutMs ?? 120_000, 4);
+      c = new StoreClient(
+        url,
+        this.o.auth,
+        this.o.storeTimeoutMs ?? DEFAULT_CONFIG.cluster.syncTimeoutMs,
+        4,
+      );
       this.clients.set(url, c);
     }
     return c;

@@ -1,4 +1,5 @@
 // The Raft host's options and its outcome errors (host.ts re-exports them).
+import { DEFAULT_CONFIG } from '../../common/config.ts';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import type { Logger } from '../../common/log.ts';
 import type { Clock, HostTransport, LogStorage } from './host-io.ts';
@@ -73,19 +74,22 @@ export type ResolvedOptions = Required<Omit<RaftHostOptions, 'join'>> & { join: 
 export function withDefaults(opts: RaftHostOptions): ResolvedOptions {
   return {
     ...opts,
-    tickMs: opts.tickMs ?? 50,
+    tickMs: opts.tickMs ?? DEFAULT_CONFIG.directory.tickMs,
     electionTicks: opts.electionTicks ?? 10,
     heartbeatTicks: opts.heartbeatTicks ?? 2,
-    snapshotEvery: opts.snapshotEvery ?? 20_000,
-    snapshotBytes: opts.snapshotBytes ?? 64 * 1024 * 1024,
-    keepBytes: opts.keepBytes ?? 16 * 1024 * 1024,
+    snapshotEvery: opts.snapshotEvery ?? DEFAULT_CONFIG.directory.snapshotEvery,
+    snapshotBytes: opts.snapshotBytes ?? DEFAULT_CONFIG.directory.snapshotBytes,
+    keepBytes: opts.keepBytes ?? DEFAULT_CONFIG.directory.keepBytes,
     maxBatch: opts.maxBatch ?? 2_000,
     leaseMs:
       opts.leaseMs ??
       Math.max(
         0,
         Math.floor(
-          0.8 * ((opts.electionTicks ?? 10) - 1) * (opts.tickMs ?? 50) - (opts.tickMs ?? 50),
+          0.8 *
+            ((opts.electionTicks ?? 10) - 1) *
+            (opts.tickMs ?? DEFAULT_CONFIG.directory.tickMs) -
+            (opts.tickMs ?? DEFAULT_CONFIG.directory.tickMs),
         ),
       ),
     join: opts.join ?? false,

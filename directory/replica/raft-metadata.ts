@@ -43,7 +43,7 @@ export interface RaftMetadataOptions {
   liveness: Liveness;
   /** A store silent this long counts as down for placement (config cluster.offlineAfterMs). */
   aliveMs?: number;
-  /** How long a call may wait for a leader (default 5 s). */
+  /** How long a call may wait for a leader (config directory.leaderWaitMs). */
   waitMs?: number;
   /** Calls allowed to wait for a leader at once (default 10 000). */
   queueLimit?: number;
@@ -89,7 +89,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     private readonly host: DirectoryHost,
     private readonly o: RaftMetadataOptions,
   ) {
-    this.waitMs = o.waitMs ?? 5_000;
+    this.waitMs = o.waitMs ?? DEFAULT_CONFIG.directory.leaderWaitMs;
   }
 
   /** The same replica serving calls forwarded to it (they wait here instead of hopping on). */

@@ -38,6 +38,7 @@ export interface DirectoryServerOptions extends RaftHostOptions {
     intervalMs?: number;
     offlineAfterMs?: number;
     rereplicateAfterMs?: number;
+    storeTimeoutMs?: number;
     sweepIntervalMs?: number;
     orphanGraceMs?: number;
   };
