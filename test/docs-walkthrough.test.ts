@@ -59,7 +59,8 @@ function walkthroughPairs(text: string, docName = WALKTHROUGH): Pair[] {
       if (s[1]!.endsWith('.ts')) stepFile = s[1]!;
       const prev = spans[k - 1];
       const afterFile =
-        prev?.[1]!.endsWith('.ts') &&
+        prev !== undefined &&
+        prev[1]!.endsWith('.ts') &&
         joined.slice(prev.index + prev[0].length, s.index).trim() === '';
       if (stepFile && !afterFile && /^[A-Z][\w$]*\.[A-Za-z_$][\w$]*$/.test(s[1]!)) {
         pairs.push({

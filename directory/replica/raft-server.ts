@@ -19,7 +19,7 @@ import {
   toInternalError,
 } from '../../common/internal-http.ts';
 import type { Logger } from '../../common/log.ts';
-import { ClusterManager } from '../cluster/cluster-manager.ts';
+import { ClusterManager, type ClusterManagerOptions } from '../cluster/cluster-manager.ts';
 import { Liveness } from '../cluster/liveness.ts';
 import { MetadataError } from '../model/api.ts';
 import type { Heartbeat } from '../model/topology.ts';
@@ -33,15 +33,8 @@ export interface DirectoryServerOptions extends RaftHostOptions {
   listenHost: string;
   listenPort: number;
   waitMs?: number;
-  /** Store failure handling (cluster-manager.ts). */
-  cluster?: {
-    intervalMs?: number;
-    offlineAfterMs?: number;
-    rereplicateAfterMs?: number;
-    storeTimeoutMs?: number;
-    sweepIntervalMs?: number;
-    orphanGraceMs?: number;
-  };
+  /** Store failure handling (cluster-manager.ts): its timings, the rest is wired here. */
+  cluster?: Omit<ClusterManagerOptions, 'meta' | 'isLeader' | 'liveness' | 'auth' | 'logger'>;
 }
 
 // Admin calls and heartbeats (a store with thousands of volumes sends a few hundred KiB).
