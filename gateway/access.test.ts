@@ -10,6 +10,7 @@ import {
 } from '../directory/model/api.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer, type TestServer } from '../test/kit/test-server.ts';
+import type { BucketRequest } from './access.ts';
 import { toS3Error } from './app.ts';
 import { signRequest } from './auth/sign.ts';
 import type { S3Request, Services } from './context.ts';
@@ -269,5 +270,27 @@ describe('directory refusals as S3 errors', () => {
     } finally {
       failing.clear();
     }
+  });
+});
+
+// Checked by the compiler (npm run typecheck): each @ts-expect-error line must fail to
+// compile, so the guard cannot quietly become optional again.
+describe('bucket writes need the commit-time guard', () => {
+  it('does not compile a bucket write without the guard, nor one from a non-bucket handler', () => {
+    const rec = {} as Parameters<Services['meta']['putObject']>[1];
+    const handlers = [
+      async (req: BucketRequest) => {
+        // @ts-expect-error the owner guard is required
+        await req.services.meta.deleteObject('b', 'k');
+        // @ts-expect-error the owner guard is required with the put's conditions
+        await req.services.meta.putObject('b', rec, { ifNoneMatch: true });
+        await req.services.meta.putObject('b', rec, { bucketOwner: 'alice' });
+      },
+      async (req: S3Request) => {
+        // @ts-expect-error only a BucketRequest carries bucket writes
+        await req.services.meta.putObject('b', rec, { bucketOwner: 'alice' });
+      },
+    ];
+    expect(handlers).toHaveLength(2);
   });
 });

@@ -3,8 +3,15 @@
 // The bucket record comes from the gateway's one-second cache (lookup-cache.ts), so a
 // write also carries the owner it was allowed against (guard) and the directory refuses
 // it at commit if the bucket has changed hands since.
-import type { BucketGuard, BucketRecord } from '../directory/model/api.ts';
-import type { S3Request } from './context.ts';
+import type {
+  BucketGuard,
+  BucketRecord,
+  ObjectRecord,
+  PartRecord,
+  PutCondition,
+  UploadRecord,
+} from '../directory/model/api.ts';
+import type { HandlerServices, S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 
 /**
@@ -17,9 +24,45 @@ export type Access = 'none' | 'create' | 'read' | 'write' | 'owner';
 /** What a bucket-level check needs. */
 export type BucketAccess = Exclude<Access, 'none' | 'create'>;
 
+type Guard = Required<BucketGuard>;
+type HandlerMetadata = HandlerServices['meta'];
+
+/**
+ * The metadata store a bucket handler gets: its bucket writes cannot be called without the
+ * owner the write was allowed against, which the directory checks again at commit (the
+ * record checked here may be up to a second old). Forgetting it does not compile.
+ */
+export interface GuardedMetadata extends HandlerMetadata {
+  putObject(
+    bucket: string,
+    rec: ObjectRecord,
+    cond: PutCondition & Guard,
+  ): Promise<ObjectRecord | null>;
+  deleteObject(bucket: string, key: string, guard: Guard): Promise<ObjectRecord | null>;
+  createUpload(u: UploadRecord, guard: Guard): Promise<void>;
+  putPart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    part: PartRecord,
+    guard: Guard,
+  ): Promise<PartRecord | null>;
+  completeUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    rec: ObjectRecord,
+    usedParts: number[],
+    guard: Guard,
+  ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }>;
+  abortUpload(bucket: string, key: string, uploadId: string, guard: Guard): Promise<PartRecord[]>;
+  deleteBucket(name: string, guard: Guard): Promise<void>;
+}
+
 /** A request whose bucket exists and which may act on it as its route declared. */
 export interface BucketRequest extends S3Request {
   readonly bucketRecord: BucketRecord;
+  readonly services: HandlerServices & { meta: GuardedMetadata };
 }
 
 /**
@@ -50,6 +93,6 @@ export async function authorizeBucket(
 }
 
 /** The commit-time check for a write allowed against `req.bucketRecord`. */
-export function guardOf(req: BucketRequest): BucketGuard {
+export function guardOf(req: BucketRequest): Guard {
   return { bucketOwner: req.bucketRecord.owner };
 }

@@ -187,7 +187,7 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
         trailers: decoded.trailers,
         declaredSha256: /^[0-9a-f]{64}$/.test(sha) ? sha : null,
       };
-      const res = await dispatch(route(req), req);
+      const res = await dispatch(route(req), req, services);
       res.headers.set('x-amz-request-id', requestId);
       return res;
     } catch (e) {
@@ -197,8 +197,11 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
   return app;
 }
 
-/** Runs the routed handler after the access check its route declares. */
-async function dispatch(r: Route, req: S3Request): Promise<Response> {
+/**
+ * Runs the routed handler after the access check its route declares. Only here does a
+ * handler get the bucket writes (`services`, the full store), typed to require the guard.
+ */
+async function dispatch(r: Route, req: S3Request, services: Services): Promise<Response> {
   if (r.access === 'none' || r.access === 'create') return r.handler(req);
   if (r.alongside) {
     const check = authorizeBucket(req, req.bucket, r.access);
@@ -216,7 +219,7 @@ async function dispatch(r: Route, req: S3Request): Promise<Response> {
   r.validate?.(req);
   const bucketRecord = await authorizeBucket(req, req.bucket, r.access);
   // Onto the request itself: a copy of its dozen fields on every request costs more.
-  return r.handler(Object.assign(req, { bucketRecord }));
+  return r.handler(Object.assign(req, { bucketRecord, services }));
 }
 
 function bodyDecoder(

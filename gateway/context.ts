@@ -21,8 +21,27 @@ export interface Services {
   log: Logger;
 }
 
+/** Writes into a bucket: a handler makes them only through a BucketRequest (access.ts). */
+export type BucketWrite =
+  | 'putObject'
+  | 'putObjectStored'
+  | 'deleteObject'
+  | 'createUpload'
+  | 'putPart'
+  | 'completeUpload'
+  | 'abortUpload'
+  | 'deleteBucket';
+
+/**
+ * The services as a handler sees them: the metadata store without its bucket writes, which
+ * a bucket handler gets back in a form that requires the commit-time owner guard.
+ */
+export interface HandlerServices extends Omit<Services, 'meta'> {
+  meta: Omit<MetadataStore, BucketWrite>;
+}
+
 export interface S3Request {
-  services: Services;
+  services: HandlerServices;
   requestId: string;
   method: string;
   /** Decoded bucket and key ('' when absent). */
