@@ -185,7 +185,8 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
         userId: auth.userId,
         body: decoded.body,
         trailers: decoded.trailers,
-        declaredSha256: /^[0-9a-f]{64}$/.test(sha) ? sha : null,
+        // Hex in either case is a hash to check (the signature covers the text as sent).
+        declaredSha256: /^[0-9a-fA-F]{64}$/.test(sha) ? sha.toLowerCase() : null,
       };
       const res = await dispatch(route(req), req, services);
       res.headers.set('x-amz-request-id', requestId);

@@ -60,6 +60,9 @@ export async function listBuckets(req: ServiceRequest): Promise<Response> {
   });
 }
 
+/** A region name: AWS's look like us-east-1 (and the legacy EU); other stores use short words. */
+const REGION_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$/;
+
 export async function createBucket(req: S3Request): Promise<Response> {
   validateBucketName(req.bucket);
   const body = await readSmallBody(req, 64 * 1024);
@@ -67,7 +70,17 @@ export async function createBucket(req: S3Request): Promise<Response> {
   if (body.length > 0) {
     const doc = parseXmlBody(body.toString('utf8'), 'CreateBucketConfiguration');
     const constraint = doc.LocationConstraint;
-    if (typeof constraint === 'string' && constraint !== '') region = constraint;
+    if (typeof constraint === 'string' && constraint !== '') {
+      // It comes back in a response header (HeadBucket) and XML: a region name only.
+      if (!REGION_NAME.test(constraint)) {
+        throw new S3Error(
+          'InvalidLocationConstraint',
+          'The specified location-constraint is not valid.',
+          { extra: { LocationConstraint: constraint.slice(0, 64) } },
+        );
+      }
+      region = constraint;
+    }
   }
   const replicaCount = replicaHeader(req);
   try {

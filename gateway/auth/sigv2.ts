@@ -22,6 +22,8 @@ import {
 // ---------------------------------------------------------------------------------------
 // SigV2 (HMAC-SHA1), header and query forms.
 
+const MAX_PRESIGN_EXPIRES_MS = 604_800_000;
+
 // The sub-resources SigV2 signs, as aws-cli (botocore) lists them.
 const V2_SUBRESOURCES = new Set([
   'accelerate',
@@ -175,6 +177,15 @@ export async function verifyV2(
       throw new S3Error('AccessDenied', 'Request has expired', {
         extra: { Expires: when.toISOString(), ServerTime: now.toISOString() },
       });
+    }
+    // SigV2 URLs carry no issue time: bound how far ahead they may expire, as SigV4's
+    // X-Amz-Expires is (a week), so a leaked URL does not work for years.
+    if (when.getTime() - now.getTime() > MAX_PRESIGN_EXPIRES_MS) {
+      throw new S3Error(
+        'AuthorizationQueryParametersError',
+        'Expires must be less than a week (604800 seconds) from now.',
+        { extra: { Expires: when.toISOString(), ServerTime: now.toISOString() } },
+      );
     }
   }
 
