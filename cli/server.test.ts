@@ -109,3 +109,29 @@ describe('kubestorage server --workers 2', () => {
     expect(await exited(b.child)).toBe(0);
   });
 });
+
+describe('data at rest', () => {
+  it('creates nothing other users can read (LevelDB files hold every secret key)', async () => {
+    const data = tempDir();
+    const a = await start(data, []);
+    const c = s3(a);
+    await c.send(new CreateBucketCommand({ Bucket: 'private' }));
+    await c.send(new PutObjectCommand({ Bucket: 'private', Key: 'k', Body: 'v' }));
+    c.destroy();
+    a.child.kill('SIGTERM');
+    expect(await exited(a.child)).toBe(0);
+    const open: string[] = [];
+    const walk = (dir: string) => {
+      for (const name of fs.readdirSync(dir)) {
+        const p = path.join(dir, name);
+        const st = fs.statSync(p);
+        if ((st.mode & 0o077) !== 0)
+          open.push(`${path.relative(data, p)} ${(st.mode & 0o777).toString(8)}`);
+        if (st.isDirectory()) walk(p);
+      }
+    };
+    walk(data);
+    expect(fs.readdirSync(path.join(data, 'store')).some((f) => f.endsWith('.dat'))).toBe(true);
+    expect(open).toEqual([]);
+  });
+});
