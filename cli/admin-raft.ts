@@ -176,7 +176,7 @@ async function post(
     method: 'POST',
     headers: {
       'content-type': 'application/json',
-      [AUTH_HEADER]: auth.sign('POST', path, undefined, text0),
+      ...auth.signBody('POST', path, text0),
     },
     body: text0,
     signal: AbortSignal.timeout(timeoutMs),

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AUTH_HEADER, InternalAuth } from './internal-auth.ts';
+import { AUTH_HEADER, DIGEST_HEADER, InternalAuth } from './internal-auth.ts';
 import {
   authorizeHead,
   close,
@@ -130,55 +130,79 @@ describe('readBody', () => {
 describe('signed requests', () => {
   const path = '/signed?x=1';
 
-  it('checks the token time before reading the body and the MAC over the body after', async () => {
+  it('verifies the whole token before reading the body, and the body against its digest after', async () => {
     let reads = 0;
     const { port } = await serve(async (req) => {
-      const body = await readSignedBody(req, auth, 1 << 20);
+      const body = await readSignedBody(req, auth, 64 << 20);
       reads++;
       return body.toString('utf8');
     });
     const body = '{"a":1}';
-    const ok = await request(
+    const ok = await request(port, path, auth.signBody('POST', path, body), body);
+    expect([ok.status, ok.json]).toEqual([200, body]);
+    // A forged token with a fresh time and a large body held back (the attack of issue 12):
+    // refused at once, so the server neither waits for nor buffers the body.
+    const forged = { [AUTH_HEADER]: `${Math.floor(Date.now() / 1000)}.${'0'.repeat(64)}` };
+    const big = 48 << 20;
+    const early = await request(
       port,
       path,
-      { [AUTH_HEADER]: auth.sign('POST', path, undefined, body) },
-      body,
+      { ...forged, [DIGEST_HEADER]: '0'.repeat(64), 'content-length': big },
+      null,
     );
-    expect([ok.status, ok.json]).toEqual([200, body]);
-    // A stale token is refused while the body is still to come: the server does not wait.
-    const stale = auth.sign('POST', path, Date.now() - 3600_000, 'x'.repeat(1000));
-    const early = await request(port, path, { [AUTH_HEADER]: stale, 'content-length': 1000 }, null);
     expect(early.status).toBe(403);
     expect(early.json).toEqual({
       error: 'Forbidden',
       message: 'missing or invalid internal auth token',
     });
     expect(early.headers.connection).toBe('close');
-    // A fresh token for another body, another path, or none at all.
-    const refused = [
-      auth.sign('POST', path, undefined, '{"a":2}'),
-      auth.sign('POST', '/signed?x=2', undefined, body),
-      auth.sign('POST', path),
-      new InternalAuth('another-secret-0123456789').sign('POST', path, undefined, body),
+    // Stale, or for another length, path or secret: refused before the body too.
+    const heads = [
+      auth.signBody('POST', path, 'x'.repeat(1000), Date.now() - 3600_000),
+      auth.signBody('POST', path, 'x'.repeat(999)),
+      auth.signBody('POST', '/signed?x=2', 'x'.repeat(1000)),
+      new InternalAuth('another-secret-0123456789').signBody('POST', path, 'x'.repeat(1000)),
     ];
-    for (const token of refused) {
-      const r = await request(port, path, { [AUTH_HEADER]: token }, body);
+    for (const h of heads) {
+      const r = await request(port, path, { ...h, 'content-length': 1000 }, null);
       expect(r.status).toBe(403);
-      expect(r.json).toMatchObject({ error: 'Forbidden' });
     }
+    // A genuine head with another body of the same length: the digest does not match.
+    const other = await request(port, path, auth.signBody('POST', path, '{"a":2}'), body);
+    expect(other.status).toBe(403);
+    // Without the digest header, or without any token.
+    const noDigest = { [AUTH_HEADER]: auth.signBody('POST', path, body)[AUTH_HEADER]! };
+    expect((await request(port, path, noDigest, body)).status).toBe(403);
     expect((await request(port, path, {}, body)).status).toBe(403);
     expect(reads).toBe(1);
   });
 
-  it('verifies a path-only token in full before the body', async () => {
+  it('covers Content-Length and the headers a route names', async () => {
+    const covered = ['x-ks-crc32c', 'x-ks-replicas'];
     const { port } = await serve(async (req) => {
-      authorizeHead(req, auth, 'path');
+      authorizeHead(req, auth, covered);
       return (await readBody(req, 100)).length;
     });
-    const ok = await request(port, path, { [AUTH_HEADER]: auth.sign('POST', path) }, 'abc');
+    const sign = (len: number, crc: string, replicas?: string) => ({
+      [AUTH_HEADER]: auth.sign('POST', path, undefined, {
+        contentLength: len,
+        headers: [crc, replicas],
+      }),
+      'x-ks-crc32c': crc,
+      ...(replicas === undefined ? {} : { 'x-ks-replicas': replicas }),
+    });
+    const ok = await request(port, path, sign(3, '7'), 'abc');
     expect([ok.status, ok.json]).toEqual([200, 3]);
-    const wrong = auth.sign('PUT', path);
-    const early = await request(port, path, { [AUTH_HEADER]: wrong, 'content-length': 50 }, null);
+    const withReplicas = await request(port, path, sign(3, '7', 'http://a:1'), 'abc');
+    expect(withReplicas.status).toBe(200);
+    // Another length, another covered value, or a covered header added on the way.
+    expect((await request(port, path, sign(4, '7'), 'abc')).status).toBe(403);
+    expect((await request(port, path, { ...sign(3, '7'), 'x-ks-crc32c': '8' }, 'abc')).status).toBe(
+      403,
+    );
+    const added = { ...sign(3, '7'), 'x-ks-replicas': 'http://evil:1' };
+    expect((await request(port, path, added, 'abc')).status).toBe(403);
+    const early = await request(port, path, { ...sign(3, '7'), 'content-length': 50 }, null);
     expect(early.status).toBe(403);
   });
 });

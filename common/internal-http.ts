@@ -5,7 +5,7 @@
 // does not need (the store's needle GET/PUT and /meta calls are the hot paths).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AUTH_HEADER, type InternalAuth } from './internal-auth.ts';
+import { AUTH_HEADER, DIGEST_HEADER, type InternalAuth, sha256Hex } from './internal-auth.ts';
 
 /** Anything that knows its HTTP answer: a status and a JSON body. */
 export interface HttpAnswer {
@@ -173,37 +173,44 @@ const incomplete = (message: string) => new InternalError(400, 'IncompleteBody',
 
 // ---- authentication (x-ks-auth, internal-auth.ts) ----
 
-function tokenOf(req: http.IncomingMessage): string | undefined {
-  const h = req.headers[AUTH_HEADER];
+function header(req: http.IncomingMessage, name: string): string | undefined {
+  const h = req.headers[name];
   return typeof h === 'string' ? h : undefined;
 }
 
 /**
- * The one check of every signed request before any of its body is read: nobody without
- * the cluster secret gets a body buffered. A token over method and path alone ('path') is
- * verified in full here; one that also covers the body ('body') for its form and time
- * only, its MAC once the body is in (readSignedBody). Throws 403 Forbidden.
+ * The one check of every signed request, before any of its body is read: the token over
+ * method, path, Content-Length, x-ks-content-sha256 and the route's `covered` headers
+ * (named in lower case, in the order the client signed them). Nobody without the cluster
+ * secret gets a byte of body read. Throws 403 Forbidden.
  */
 export function authorizeHead(
   req: http.IncomingMessage,
   auth: InternalAuth,
-  covers: 'path' | 'body',
+  covered: readonly string[] = [],
 ): void {
-  const token = tokenOf(req);
-  const ok =
-    covers === 'body' ? auth.fresh(token) : auth.verify(token, req.method ?? 'GET', req.url ?? '/');
+  const ok = auth.verify(header(req, AUTH_HEADER), req.method ?? 'GET', req.url ?? '/', undefined, {
+    contentLength: header(req, 'content-length'),
+    digest: header(req, DIGEST_HEADER),
+    headers: covered.map((name) => header(req, name)),
+  });
   if (!ok) throw forbidden();
 }
 
-/** The body of a request whose token covers it (at most `max` bytes); 403 otherwise. */
+/**
+ * The body of a request whose token covers it (at most `max` bytes): the head is verified
+ * first (authorizeHead), then the body against the signed digest. 403 otherwise.
+ */
 export async function readSignedBody(
   req: http.IncomingMessage,
   auth: InternalAuth,
   max: number,
 ): Promise<Buffer> {
-  authorizeHead(req, auth, 'body');
+  const digest = header(req, DIGEST_HEADER);
+  // A signed body has a signed length: no chunked bodies, no digest-less tokens here.
+  if (digest === undefined || header(req, 'content-length') === undefined) throw forbidden();
+  authorizeHead(req, auth);
   const body = await readBody(req, max);
-  const method = req.method ?? 'GET';
-  if (!auth.verify(tokenOf(req), method, req.url ?? '/', undefined, body)) throw forbidden();
+  if (sha256Hex(body) !== digest) throw forbidden();
   return body;
 }

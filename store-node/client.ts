@@ -78,7 +78,12 @@ export class StoreClient implements NeedleStore {
     const res = await this.pool.request({
       method,
       path: pathAndQuery,
-      headers: { [AUTH_HEADER]: this.auth.sign(method, pathAndQuery), ...init.headers },
+      headers: {
+        [AUTH_HEADER]: this.auth.sign(method, pathAndQuery, undefined, {
+          contentLength: init.body?.length,
+        }),
+        ...init.headers,
+      },
       body: init.body,
       signal: init.timeoutMs ? AbortSignal.timeout(init.timeoutMs) : undefined,
       headersTimeout: init.waitMs,

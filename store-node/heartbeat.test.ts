@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { payload } from '../common/payload.ts';
 import type { Heartbeat } from '../directory/model/topology.ts';
 import { useCleanups } from '../test/kit/fixture.ts';
-import { auth, startNode } from '../test/kit/test-nodes.ts';
+import { auth, startNode, verifySignedBody } from '../test/kit/test-nodes.ts';
 import { sleep } from '../test/kit/until.ts';
 import { collectHeartbeat, HeartbeatSender } from './heartbeat.ts';
 
@@ -32,7 +32,7 @@ async function directoryPeer(hang = false) {
       got.push({
         at: performance.now(),
         path: req.url!,
-        authOk: auth.verify(req.headers['x-ks-auth'] as string, 'POST', req.url!, undefined, text),
+        authOk: verifySignedBody(auth, req, text),
         body: JSON.parse(text) as Heartbeat,
       });
       if (!hang) res.writeHead(204).end();

@@ -24,7 +24,10 @@ async function rawPut(
     const res = await client.request({
       method: 'PUT',
       path,
-      headers: { [AUTH_HEADER]: auth.sign('PUT', path), ...headers },
+      headers: {
+        [AUTH_HEADER]: auth.sign('PUT', path, undefined, { contentLength: body.length }),
+        ...headers,
+      },
       body,
     });
     return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };

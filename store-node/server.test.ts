@@ -44,7 +44,10 @@ function request(
 ): Promise<Reply> {
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.sign !== false)
-    headers[AUTH_HEADER] = typeof opts.sign === 'string' ? opts.sign : auth.sign(method, path);
+    headers[AUTH_HEADER] =
+      typeof opts.sign === 'string'
+        ? opts.sign
+        : auth.sign(method, path, undefined, { contentLength: opts.body?.length });
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: '127.0.0.1', port, method, path, headers, agent: false },

@@ -162,7 +162,7 @@ export class StoreServer {
       const { path: pathname, query } = splitUrl(rawUrl);
       const scrape =
         pathname === '/metrics' && this.opts.auth.verifyMetricsBearer(req.headers.authorization);
-      if (!scrape) authorizeHead(req, this.opts.auth, 'path');
+      if (!scrape) authorizeHead(req, this.opts.auth);
       op = await this.route(req, res, method, pathname, new URLSearchParams(query));
     } catch (e) {
       const err =

@@ -107,7 +107,7 @@ const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from 
 function signedPost(base: string, path: string, body: string | Buffer): Promise<Response> {
   return fetch(base + path, {
     method: 'POST',
-    headers: { [AUTH_HEADER]: auth.sign('POST', path, undefined, body) },
+    headers: { ...auth.signBody('POST', path, body) },
     body,
   });
 }
@@ -148,14 +148,14 @@ describe('RaftTransport messages', () => {
     // A token for another path does not carry over.
     const other = await fetch(`${url}/raft/msgs`, {
       method: 'POST',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/snapshot/begin', undefined, '[]') },
+      headers: { ...auth.signBody('POST', '/raft/snapshot/begin', '[]') },
       body: '[]',
     });
     expect(other.status).toBe(403);
     // Nor does a token for another body (a header seen on the wire, replayed with a forgery).
     const forged = await fetch(`${url}/raft/msgs`, {
       method: 'POST',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/msgs', undefined, '[]') },
+      headers: { ...auth.signBody('POST', '/raft/msgs', '[]') },
       body: '[{"type":"vote","from":"x","to":"b","term":99}]',
     });
     expect(forged.status).toBe(403);
@@ -233,7 +233,7 @@ describe('RaftTransport messages', () => {
     for (const body of bad) {
       const r = await fetch(`${await startPeer(rb)}/raft/msgs`, {
         method: 'POST',
-        headers: { [AUTH_HEADER]: auth.sign('POST', '/raft/msgs', undefined, body), ...type },
+        headers: { ...auth.signBody('POST', '/raft/msgs', body), ...type },
         body,
       });
       expect(r.status).toBe(400);

@@ -215,7 +215,7 @@ export class RaftTransport {
 
   private async post(p: Peer, path: string, body: string | Buffer, type = JSON_TYPE) {
     const headers = {
-      [AUTH_HEADER]: this.opts.auth.sign('POST', path, undefined, body),
+      ...this.opts.auth.signBody('POST', path, body),
       'content-type': type,
     };
     const res = await p.pool.request({ method: 'POST', path, headers, body });

@@ -294,14 +294,10 @@ describe('raft directory answers on its own routes', () => {
   });
   afterAll(() => d?.close());
 
-  async function post(
-    path: string,
-    body: string,
-    token = d.auth.sign('POST', path, undefined, body),
-  ) {
+  async function post(path: string, body: string, signed = d.auth.signBody('POST', path, body)) {
     const r = await fetch(`${d.urls[0]}${path}`, {
       method: 'POST',
-      headers: { [AUTH_HEADER]: token, 'content-type': 'application/json' },
+      headers: { ...signed, 'content-type': 'application/json' },
       body,
     });
     return { status: r.status, body: r.status === 204 ? null : await r.json() };
@@ -329,7 +325,7 @@ describe('raft directory answers on its own routes', () => {
       status: 400,
       body: { error: 'InvalidArgument', message: 'malformed heartbeat' },
     });
-    expect(await post(hb, beat, d.auth.sign('POST', hb, undefined, '{}'))).toMatchObject({
+    expect(await post(hb, beat, d.auth.signBody('POST', hb, '{}'))).toMatchObject({
       status: 403,
       body: { error: 'Forbidden' },
     });

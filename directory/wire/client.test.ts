@@ -271,26 +271,26 @@ describe('MetadataClient over MetadataServer', () => {
     const misbound = await fetch(`${url}/meta/listUsers`, {
       method: 'POST',
       body: '[]',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/listBuckets', undefined, '[]') },
+      headers: { ...auth.signBody('POST', '/meta/listBuckets', '[]') },
     });
     expect(misbound.status).toBe(403);
     // Nor a token for another body: a header seen on the wire cannot carry a forged call.
     const forged = await fetch(`${url}/meta/deleteBucket`, {
       method: 'POST',
       body: '["victim"]',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/deleteBucket', undefined, '["b"]') },
+      headers: { ...auth.signBody('POST', '/meta/deleteBucket', '["b"]') },
     });
     expect(forged.status).toBe(403);
     const close = await fetch(`${url}/meta/close`, {
       method: 'POST',
       body: '[]',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/close', undefined, '[]') },
+      headers: { ...auth.signBody('POST', '/meta/close', '[]') },
     });
     expect(close.status).toBe(404);
     const junk = await fetch(`${url}/meta/getBucket`, {
       method: 'POST',
       body: '{not json',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/getBucket', undefined, '{not json') },
+      headers: { ...auth.signBody('POST', '/meta/getBucket', '{not json') },
     });
     expect(junk.status).toBe(400);
   });
@@ -314,7 +314,7 @@ describe('batched calls', () => {
     fetch(`${url}${path}`, {
       method: 'POST',
       body,
-      headers: { [AUTH_HEADER]: auth.sign('POST', path, undefined, body) },
+      headers: { ...auth.signBody('POST', path, body) },
     });
 
   it('coalesces concurrent calls into few requests, each keeping its own answer', async () => {
@@ -411,7 +411,7 @@ describe('batched calls', () => {
     const misbound = await fetch(`${url}/meta/_batch`, {
       method: 'POST',
       body: '[]',
-      headers: { [AUTH_HEADER]: auth.sign('POST', '/meta/listBuckets', undefined, '[]') },
+      headers: { ...auth.signBody('POST', '/meta/listBuckets', '[]') },
     });
     expect(misbound.status).toBe(403);
   });

@@ -92,7 +92,7 @@ export function signedPost(
         {
           method: 'POST',
           path,
-          headers: { ...o.headers, [AUTH_HEADER]: o.auth.sign('POST', path, undefined, body) },
+          headers: { ...o.headers, ...o.auth.signBody('POST', path, body) },
           body,
           ...(o.timeoutMs === undefined
             ? {}

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { InternalAuth } from '../../common/internal-auth.ts';
+import { AUTH_HEADER, DIGEST_HEADER, InternalAuth, sha256Hex } from '../../common/internal-auth.ts';
 import { StoreClient } from '../../store-node/client.ts';
 import { NEEDLE_HEADER_SIZE } from '../../store-node/needle.ts';
 import { StoreServer, type StoreServerOptions } from '../../store-node/server.ts';
@@ -87,8 +87,7 @@ export async function startJsonPeer(
     req.on('data', (c: Buffer) => (text += c));
     req.on('end', () => {
       const route = req.url ?? '';
-      const signed = req.headers['x-ks-auth'] as string;
-      const authOk = peerAuth.verify(signed, 'POST', route, undefined, text);
+      const authOk = verifySignedBody(peerAuth, req, text);
       const r = answer(route, JSON.parse(text), authOk);
       if (r === undefined) res.writeHead(204).end();
       else res.end(JSON.stringify(r));
@@ -118,4 +117,21 @@ export function flipDataByte(node: TestNode, vid: number, offset: number, at = 1
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Whether a request a fake peer received carries a valid token over `body` (signBody). */
+export function verifySignedBody(
+  auth: InternalAuth,
+  req: http.IncomingMessage,
+  body: string,
+): boolean {
+  const one = (name: string) => req.headers[name] as string | undefined;
+  const digest = one(DIGEST_HEADER);
+  return (
+    digest === sha256Hex(body) &&
+    auth.verify(one(AUTH_HEADER), req.method ?? 'POST', req.url ?? '/', undefined, {
+      contentLength: one('content-length'),
+      digest,
+    })
+  );
 }
