@@ -44,6 +44,21 @@ export interface Config {
     viewRefreshMs: number;
     /** A volume's replica list is trusted this long before it is asked for again. */
     volumeTtlMs: number;
+    /**
+     * Requests receiving an object body at once (PutObject, UploadPart, POST uploads);
+     * one more gets 503 SlowDown. With chunkSize this bounds the bodies held in memory.
+     */
+    maxConcurrentUploads: number;
+    /** A request whose headers have not all arrived by then is dropped (slowloris). */
+    headersTimeoutMs: number;
+    /** A connection that moves no byte this long is closed (a stalled upload, an idle client). */
+    idleTimeoutMs: number;
+    /** Bound on one whole request, body included (0 = none): past it the connection is closed. */
+    requestTimeoutMs: number;
+    /** Multipart uploads neither completed nor aborted are aborted at this age (0 = never) … */
+    multipartExpiryMs: number;
+    /** … looked for this often; the expiry frees their parts' needles. */
+    multipartSweepMs: number;
   };
   store: {
     data: string;
@@ -120,6 +135,12 @@ export const DEFAULT_CONFIG: Config = {
     hedgeMaxMs: 200,
     viewRefreshMs: 1_000,
     volumeTtlMs: 10_000,
+    maxConcurrentUploads: 64,
+    headersTimeoutMs: 30_000,
+    idleTimeoutMs: 60_000,
+    requestTimeoutMs: 3_600_000,
+    multipartExpiryMs: 7 * 24 * 3_600_000,
+    multipartSweepMs: 3_600_000,
   },
   store: {
     data: './data/store',
