@@ -1,5 +1,5 @@
 // kubestorage admin raft: membership and health of the Raft directory, through the replicas'
-// GET /status (unauthenticated) and POST /raft/admin/* (signed with the cluster secret).
+// GET /status and POST /raft/admin/*, both signed with the cluster secret.
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../common/config.ts';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
@@ -18,7 +18,7 @@ const HELP = `usage: kubestorage admin raft <command> [args] [--directory URL,..
   --json             status: the replicas' /status answers as JSON
   --timeout MS       per request, and how long transfer waits (default 5000)
   --config FILE      JSON config file; the cluster secret comes from it or from
-                     KUBESTORAGE_CLUSTER_SECRET (add, remove and transfer need it)
+                     KUBESTORAGE_CLUSTER_SECRET (every command needs it)
 
 Exit status 1 when the change is refused or no replica answers.
 `;
@@ -62,9 +62,13 @@ function baseUrls(s: string): string[] {
   });
 }
 
-async function getStatus(url: string, timeoutMs: number): Promise<Reply> {
+async function getStatus(url: string, auth: InternalAuth, timeoutMs: number): Promise<Reply> {
   try {
-    const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(`${url}/status`, {
+      headers: { [AUTH_HEADER]: auth.sign('GET', '/status') },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    if (res.status === 403) return { url, error: 'HTTP 403 (not this cluster secret?)' };
     if (!res.ok) return { url, error: `HTTP ${res.status}` };
     return { url, status: (await res.json()) as ReplicaStatus };
   } catch (e) {
@@ -78,8 +82,8 @@ function errorText(e: unknown): string {
 }
 
 /** The given replicas, then (one round) every peer they name that was not asked yet. */
-async function gather(urls: string[], timeoutMs: number): Promise<Reply[]> {
-  const replies = await Promise.all(urls.map((u) => getStatus(u, timeoutMs)));
+async function gather(urls: string[], auth: InternalAuth, timeoutMs: number): Promise<Reply[]> {
+  const replies = await Promise.all(urls.map((u) => getStatus(u, auth, timeoutMs)));
   const asked = new Set(urls);
   const more = new Set<string>();
   for (const r of replies) {
@@ -90,7 +94,7 @@ async function gather(urls: string[], timeoutMs: number): Promise<Reply[]> {
       if (!asked.has(origin)) more.add(origin);
     }
   }
-  replies.push(...(await Promise.all([...more].map((u) => getStatus(u, timeoutMs)))));
+  replies.push(...(await Promise.all([...more].map((u) => getStatus(u, auth, timeoutMs)))));
   return replies;
 }
 
@@ -235,11 +239,12 @@ async function change(
 async function waitForLeader(
   urls: string[],
   id: string,
+  auth: InternalAuth,
   timeoutMs: number,
 ): Promise<ReplicaStatus | null> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    for (const r of await gather(urls, Math.min(timeoutMs, 1_000))) {
+    for (const r of await gather(urls, auth, Math.min(timeoutMs, 1_000))) {
       if ('status' in r && r.status.id === id && r.status.role === 'leader') return r.status;
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -271,8 +276,15 @@ export async function main(argv: string[]): Promise<void> {
       throw new CommandError('--timeout: milliseconds, a positive integer');
     }
     const urls = baseUrls(values.directory!);
+    if (!['status', 'add', 'remove', 'transfer'].includes(verb)) {
+      throw new CommandError(`unknown command: admin raft ${verb}\n\n${HELP}`);
+    }
+    const secret = loadConfig({ file: values.config }).clusterSecret;
+    if (!secret)
+      throw new CommandError('set KUBESTORAGE_CLUSTER_SECRET (or clusterSecret in --config)');
+    const auth = new InternalAuth(secret);
     if (verb === 'status') {
-      const replies = await gather(urls, timeoutMs);
+      const replies = await gather(urls, auth, timeoutMs);
       if (values.json) {
         const out = replies.map((r) => ('status' in r ? { url: r.url, ...r.status } : r));
         process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -280,15 +292,8 @@ export async function main(argv: string[]): Promise<void> {
       if (!replies.some((r) => 'status' in r)) process.exitCode = 1;
       return;
     }
-    if (!['add', 'remove', 'transfer'].includes(verb)) {
-      throw new CommandError(`unknown command: admin raft ${verb}\n\n${HELP}`);
-    }
     if (!id) throw new CommandError(`admin raft ${verb} needs a replica id`);
     if (verb === 'add' && !peerUrl) throw new CommandError('admin raft add needs ID and URL');
-    const secret = loadConfig({ file: values.config }).clusterSecret;
-    if (!secret)
-      throw new CommandError('set KUBESTORAGE_CLUSTER_SECRET (or clusterSecret in --config)');
-    const auth = new InternalAuth(secret);
     const body: Record<string, string> = verb === 'add' ? { id, url: peerUrl! } : { id };
     const { at, conf } = await change(urls, verb, body, auth, timeoutMs);
     const members = conf
@@ -302,7 +307,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${id} removed by ${at}${members}\n`);
     } else {
       // The leader only starts the handover (TimeoutNow); the target still has to win.
-      const s = await waitForLeader([at, ...urls], id, timeoutMs);
+      const s = await waitForLeader([at, ...urls], id, auth, timeoutMs);
       if (!s)
         throw new CommandError(
           `transfer to ${id} started but it did not lead within ${timeoutMs} ms`,

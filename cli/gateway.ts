@@ -6,6 +6,7 @@ import { type Config, DEFAULT_CONFIG, MAX_REPLICAS } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { assembleGateway } from '../compose/gateway.ts';
+import { SecretBox } from '../gateway/secret-box.ts';
 import { intFlag, onShutdown, parseCommand, parseListen } from './common.ts';
 
 const HELP = `usage: kubestorage gateway --directory URLS [--listen HOST:PORT] [--domain DOMAIN]
@@ -23,7 +24,10 @@ const HELP = `usage: kubestorage gateway --directory URLS [--listen HOST:PORT] [
 environment:
   KUBESTORAGE_CLUSTER_SECRET     the cluster's shared secret (required)
   KUBESTORAGE_ROOT_ACCESS_KEY    root credentials to install; without them the stored
-  KUBESTORAGE_ROOT_SECRET_KEY    ones are used, or new ones generated and printed
+  KUBESTORAGE_ROOT_SECRET_KEY    ones are used, or new ones generated and printed (the
+                                 secret only when stdout is a terminal, never into a log)
+
+Access-key secrets are stored sealed under a key derived from the cluster secret.
 `;
 
 export interface GatewayOptions {
@@ -80,6 +84,8 @@ export async function startGateway(opts: GatewayOptions, log: Logger): Promise<R
     // second; a second layer under it would stretch that to two.
     meta: { directory: opts.directory, auth },
     data: { cluster: auth },
+    // Every gateway of the cluster opens what any of them sealed.
+    sealing: SecretBox.fromAuth(auth),
     root: { accessKey: cfg.server.rootAccessKey, secretKey: cfg.server.rootSecretKey },
   });
   try {
@@ -117,7 +123,8 @@ export async function main(argv: string[]): Promise<void> {
       '',
       `Kubestorage S3 endpoint: ${gw.endpoint}   (cluster gateway, ${replicas} replicas)`,
       `  access key: ${gw.accessKey}`,
-      `  secret key: ${gw.secretKey}${gw.created ? '   (generated now, stored in the directory)' : ''}`,
+      // To a terminal only: `cluster up` and supervisors send stdout to a log file.
+      `  secret key: ${process.stdout.isTTY ? gw.secretKey : '(not shown: stdout is not a terminal)'}${gw.created ? '   (generated now, stored sealed in the directory)' : ''}`,
       '',
     ].join('\n'),
   );

@@ -13,9 +13,8 @@ commands:
 
 type Command = { main(args: string[]): Promise<void> };
 
-// Data directories hold secrets (LevelDB keeps every access key's secret; cluster.json and
-// logs the cluster secret): whatever a command creates is for this user alone, whatever
-// the shell's umask. Child processes (workers, `cluster up`'s nodes) inherit it.
+// Data directories hold secrets (cluster.secret, secret.key; sealed access-key secrets,
+// needles): whatever a command creates is for this user alone, whatever the shell's umask. Child processes (workers, `cluster up`'s nodes) inherit it.
 process.umask(0o077);
 
 // Loaded on demand: `kubestorage store` does not pay for the gateway's imports.

@@ -11,6 +11,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { signRequest } from '../gateway/auth/sign.ts';
 import { exited, killChildren, startKubestorage } from '../test/kit/processes.ts';
 import { s3Client } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
@@ -110,28 +111,85 @@ describe('kubestorage server --workers 2', () => {
   });
 });
 
+/** A request to the admin API (as `kubestorage admin` makes it), signed with `r`'s root key. */
+async function admin(r: Running, method: string, what: string, query: [string, string][]) {
+  const url = new URL(r.endpoint);
+  const rawPath = `/_ks/admin/${what}`;
+  const { headers } = signRequest({
+    method,
+    rawPath,
+    query,
+    headers: { host: url.host },
+    accessKey: r.accessKey,
+    secretKey: r.secretKey,
+  });
+  const res = await fetch(`${r.endpoint}${rawPath}?${new URLSearchParams(query)}`, {
+    method,
+    headers,
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { accessKey: string; secretKey: string };
+}
+
+/** Every file and folder under `root` with a group or other permission bit. */
+function openToOthers(root: string): string[] {
+  const open: string[] = [];
+  const walk = (dir: string) => {
+    for (const name of fs.readdirSync(dir)) {
+      const p = path.join(dir, name);
+      const st = fs.statSync(p);
+      if ((st.mode & 0o077) !== 0)
+        open.push(`${path.relative(root, p)} ${(st.mode & 0o777).toString(8)}`);
+      if (st.isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return open;
+}
+
+/** Files under `root` whose bytes contain `needle` (grep -r). */
+function filesContaining(root: string, needle: string): string[] {
+  const hits: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && fs.readFileSync(p).includes(needle)) hits.push(path.relative(root, p));
+    }
+  };
+  walk(root);
+  return hits;
+}
+
 describe('data at rest', () => {
-  it('creates nothing other users can read (LevelDB files hold every secret key)', async () => {
+  it('creates nothing other users can read and holds no secret key in clear', async () => {
     const data = tempDir();
     const a = await start(data, []);
     const c = s3(a);
     await c.send(new CreateBucketCommand({ Bucket: 'private' }));
     await c.send(new PutObjectCommand({ Bucket: 'private', Key: 'k', Body: 'v' }));
     c.destroy();
+    // A second user, and a second key of it, through the admin API.
+    const alice = await admin(a, 'POST', 'users', [['id', 'alice']]);
+    const aliceC = s3Client(a, alice);
+    await aliceC.send(new CreateBucketCommand({ Bucket: 'alices' }));
+    aliceC.destroy();
     a.child.kill('SIGTERM');
     expect(await exited(a.child)).toBe(0);
-    const open: string[] = [];
-    const walk = (dir: string) => {
-      for (const name of fs.readdirSync(dir)) {
-        const p = path.join(dir, name);
-        const st = fs.statSync(p);
-        if ((st.mode & 0o077) !== 0)
-          open.push(`${path.relative(data, p)} ${(st.mode & 0o777).toString(8)}`);
-        if (st.isDirectory()) walk(p);
-      }
-    };
-    walk(data);
+    // The same data under --workers 2 (the primary installs the root key, a worker the new one).
+    const b = await start(data, ['--workers', '2']);
+    const key2 = await admin(b, 'POST', 'keys', [['user', 'alice']]);
+    b.child.kill('SIGTERM');
+    expect(await exited(b.child)).toBe(0);
+
     expect(fs.readdirSync(path.join(data, 'store')).some((f) => f.endsWith('.dat'))).toBe(true);
-    expect(open).toEqual([]);
+    expect.soft(openToOthers(data)).toEqual([]);
+    for (const secret of [a.secretKey, alice.secretKey, key2.secretKey]) {
+      expect.soft(filesContaining(data, secret), secret).toEqual([]);
+      // Nor in what the server printed (stdout is a pipe here, as when sent to a log).
+      expect.soft(a.output()).not.toContain(secret);
+      expect.soft(b.output()).not.toContain(secret);
+    }
+    expect(a.output()).toContain(`access key: ${a.accessKey}`);
   });
 });

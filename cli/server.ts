@@ -1,6 +1,8 @@
 // kubestorage server (npm start): gateway + metadata + one store node, data under ./data.
 // Prints the endpoint and root credentials (generated on first start unless
-// KUBESTORAGE_ROOT_ACCESS_KEY / KUBESTORAGE_ROOT_SECRET_KEY are set).
+// KUBESTORAGE_ROOT_ACCESS_KEY / KUBESTORAGE_ROOT_SECRET_KEY are set; the secret only when
+// stdout is a terminal). Access-key secrets are stored sealed (gateway/secret-box.ts)
+// under DIR/secret.key, or the cluster secret with --directory.
 //
 // --workers 1 (default): everything in one process, the gateway calling LevelMetadata and
 // the Store directly.
@@ -25,7 +27,8 @@ import {
   type RootCreds,
 } from '../compose/gateway.ts';
 import { MetadataServer } from '../directory/wire/server.ts';
-import { ensureRootCredentials } from '../gateway/users.ts';
+import { loadSecretFile, SecretBox } from '../gateway/secret-box.ts';
+import { ensureRootCredentials, sealStoredKeys, withSealedKeys } from '../gateway/users.ts';
 import { LocalNeedleStore } from '../store-node/api.ts';
 import { StoreClient } from '../store-node/client.ts';
 import { StoreServer } from '../store-node/server.ts';
@@ -95,20 +98,34 @@ async function openData(opts: Options): Promise<{ metadata: OpenMetadata; store:
   return { metadata, store };
 }
 
+/**
+ * What seals access-key secrets at rest: the cluster secret's box when the metadata is a
+ * directory's (its other gateways must open them), else DIR/secret.key's, kept beside
+ * DIR/meta so that a copy of the metadata alone opens nothing.
+ */
+function sealing(opts: Options): SecretBox {
+  if (opts.directory) return SecretBox.fromSecret(opts.cfg.clusterSecret);
+  return SecretBox.fromSecret(loadSecretFile(path.join(opts.cfg.server.data, 'secret.key')));
+}
+
 function rootKeys(cfg: Config): { accessKey: string; secretKey: string } {
   return { accessKey: cfg.server.rootAccessKey, secretKey: cfg.server.rootSecretKey };
 }
 
 function printBanner(cfg: Config, endpoint: string, creds: RootCreds, workers: number): void {
+  // The secret goes to a terminal only, never into a file stdout was sent to (a log).
+  const shown = process.stdout.isTTY
+    ? creds.secretKey
+    : '(not shown: stdout is not a terminal; run it in one, or set KUBESTORAGE_ROOT_SECRET_KEY)';
   process.stdout.write(
     [
       '',
       `Kubestorage S3 endpoint: ${endpoint}${workers > 1 ? `   (${workers} workers)` : ''}`,
       `  access key: ${creds.accessKey}`,
-      `  secret key: ${creds.secretKey}${creds.created ? '   (generated now, stored in the metadata)' : ''}`,
+      `  secret key: ${shown}${creds.created ? '   (generated now, stored sealed in the metadata)' : ''}`,
       '',
       'Try it:',
-      `  AWS_ACCESS_KEY_ID=${creds.accessKey} AWS_SECRET_ACCESS_KEY=${creds.secretKey} AWS_DEFAULT_REGION=${cfg.gateway.region} \\`,
+      `  AWS_ACCESS_KEY_ID=${creds.accessKey} AWS_SECRET_ACCESS_KEY=${shown} AWS_DEFAULT_REGION=${cfg.gateway.region} \\`,
       `    aws --endpoint-url ${endpoint} s3 mb s3://demo`,
       '',
     ].join('\n'),
@@ -126,6 +143,7 @@ async function runSingle(opts: Options): Promise<void> {
     meta: { open: metadata.meta },
     data: { needles: new LocalNeedleStore(store) },
     root: rootKeys(cfg),
+    sealing: sealing(opts),
   });
   const { host, port } = parseListen(cfg.server.listen);
   const endpoint = await gw.listen(host, port);
@@ -144,7 +162,13 @@ async function runPrimary(opts: Options): Promise<void> {
   const { metadata, store } = await openData(opts);
   const meta = metadata.meta;
   const root = rootKeys(opts.cfg);
-  const creds = await ensureRootCredentials(meta, root.accessKey, root.secretKey);
+  const box = sealing(opts);
+  await sealStoredKeys(meta, box, log);
+  const creds = await ensureRootCredentials(
+    withSealedKeys(meta, box),
+    root.accessKey,
+    root.secretKey,
+  );
   const secret = crypto.randomBytes(32).toString('base64url');
   const auth = new InternalAuth(secret);
   const metaServer = new MetadataServer({ meta, auth, logger: log });
@@ -243,6 +267,7 @@ async function runWorker(opts: Options): Promise<void> {
     // another worker to a second; a second layer under it would stretch that to two.
     meta: { directory: process.env[ENV_META]!, auth },
     data: { needles },
+    sealing: sealing(opts),
   });
   let served = 0;
   gw.server.on('request', () => {

@@ -2,7 +2,11 @@
 import { parseSize } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
-import { directoryReplicaUrls, replicaRepair } from '../store-node/directory-link.ts';
+import {
+  directoryKnownStores,
+  directoryReplicaUrls,
+  replicaRepair,
+} from '../store-node/directory-link.ts';
 import { collectHeartbeat, HeartbeatSender } from '../store-node/heartbeat.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
@@ -24,7 +28,8 @@ const HELP = `usage: kubestorage store [--data DIR] [--listen HOST:PORT] [option
   --no-fsync              acknowledge before fdatasync (experiments only: not durable)
   --compression auto|off  zstd for compressible needles (default auto)
 
-Cluster (with --directory the node heartbeats and repairs corrupt needles from replicas):
+Cluster (with --directory the node heartbeats, repairs corrupt needles from replicas and
+forwards needles to the stores the directory lists; without it, it forwards to none):
   --directory URL[,URL]   directory replicas to heartbeat to and ask for volume replicas
   --id ID                 node id in the directory (default: host:port of --advertise)
   --zone Z                failure domain label (default none)
@@ -75,11 +80,25 @@ export async function main(argv: string[]): Promise<void> {
   );
   if (!sc.fsync) log.warn('fsync is off: acknowledged writes can be lost on power failure');
   store.startMaintenance();
-  const server = new StoreServer({ store, auth, maxNeedleSize: sc.maxNeedleSize, logger: log });
+  // Needles are forwarded to (and volumes synced from) only stores the directory knows; a
+  // store without a directory forwards to nobody.
+  const knownStore =
+    directories.length > 0
+      ? directoryKnownStores({ directories, auth, timeoutMs: sc.directoryTimeoutMs })
+      : undefined;
+  let heartbeat: HeartbeatSender | null = null;
+  const server = new StoreServer({
+    store,
+    auth,
+    maxNeedleSize: sc.maxNeedleSize,
+    logger: log,
+    knownStore,
+    // Ready once a heartbeat got through: the directory knows where this store is.
+    ready: () => heartbeat === null || heartbeat.counts.ok > 0,
+  });
   const addr = await server.listen(host, port);
   const listenUrl = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   log.info({ url: listenUrl, data: sc.data }, 'store node listening');
-  let heartbeat: HeartbeatSender | null = null;
   if (directories.length > 0) {
     const advertise = new URL(values.advertise ?? listenUrl).origin;
     if (!values.advertise && /^http:\/\/(0\.0\.0\.0|\[::\])/.test(listenUrl))

@@ -3,7 +3,9 @@
 // cluster gateway and the test kits all come through here, so a setting reaches every
 // wiring or none. It sits above gateway/, data-path/, directory/ and store-node/, and nothing
 // below imports it.
+import crypto from 'node:crypto';
 import type { Server } from 'node:http';
+import path from 'node:path';
 import { type Config, DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
 import * as httpServer from '../common/internal-http.ts';
@@ -18,7 +20,9 @@ import { LevelMetadata } from '../directory/engine/meta-level.ts';
 import type { MetadataStore } from '../directory/model/api.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
 import { createGatewayServer } from '../gateway/app.ts';
-import { ensureRootCredentials } from '../gateway/users.ts';
+import { MultipartExpiry } from '../gateway/multipart-expiry.ts';
+import { loadSecretFile, SecretBox } from '../gateway/secret-box.ts';
+import { ensureRootCredentials, sealStoredKeys, withSealedKeys } from '../gateway/users.ts';
 import type { NeedleStore } from '../store-node/api.ts';
 
 /** A copy of the defaults to adjust (tests, and callers that apply flags). */
@@ -123,6 +127,13 @@ export interface GatewaySpec {
    * keys). Omitted where another process already did (the embedded server's workers).
    */
   root?: { accessKey: string; secretKey: string };
+  /**
+   * Seals access-key secrets at rest (gateway/secret-box.ts). Omitted: the cluster
+   * secret's box for the cluster data path, else for LevelDB in DIR/meta the secret in
+   * DIR/secret.key (beside the metadata, not in it), else a key of this process only
+   * (tests). With `root` set, secrets stored in clear are sealed at start.
+   */
+  sealing?: SecretBox;
   /** Lets a test interpose on the gateway's metadata calls (not the set-up's). */
   wrapMeta?: (m: MetadataStore) => MetadataStore;
 }
@@ -134,16 +145,30 @@ export interface Gateway {
   /** The cluster's needle store and placement (cluster wiring only). */
   cluster?: ClusterDataPath;
   creds?: RootCreds;
+  /** Aborts abandoned multipart uploads (gateway.multipartExpiryMs); started here. */
+  multipartExpiry: MultipartExpiry;
   /** Listens; resolves to the S3 endpoint URL. */
   listen(host: string, port: number): Promise<string>;
   /** Stops serving, then closes the data path and the metadata opened here. */
   close(): Promise<void>;
 }
 
+function defaultSealing(spec: GatewaySpec): SecretBox {
+  if ('cluster' in spec.data) return SecretBox.fromAuth(spec.data.cluster);
+  if ('level' in spec.meta) {
+    return SecretBox.fromSecret(
+      loadSecretFile(path.join(path.dirname(spec.meta.level), 'secret.key')),
+    );
+  }
+  spec.log.warn('access-key secrets sealed with a key of this process only');
+  return SecretBox.fromSecret(crypto.randomBytes(32).toString('base64url'));
+}
+
 export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
   const { cfg, log } = spec;
+  const box = spec.sealing ?? defaultSealing(spec);
   const metadata = await openMetadata(spec.meta);
-  const meta = metadata.meta;
+  const meta = withSealedKeys(metadata.meta, box);
   let cluster: ClusterDataPath | undefined;
   const closeData = async () => {
     await cluster?.close();
@@ -153,12 +178,13 @@ export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
     let data: DataPath;
     if ('needles' in spec.data) data = embeddedDataPath(cfg, meta, spec.data.needles, log);
     else {
-      if (!(meta instanceof MetadataClient)) {
+      if (!(metadata.meta instanceof MetadataClient)) {
         throw new Error('the cluster data path needs its metadata from a directory');
       }
-      cluster = clusterDataPath(cfg, meta, spec.data.cluster, log);
+      cluster = clusterDataPath(cfg, metadata.meta, spec.data.cluster, log);
       data = cluster.data;
     }
+    if (spec.root) await sealStoredKeys(metadata.meta, box, log);
     const creds = spec.root
       ? await ensureRootCredentials(meta, spec.root.accessKey, spec.root.secretKey)
       : undefined;
@@ -170,19 +196,35 @@ export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
         region: cfg.gateway.region,
         domain: cfg.gateway.domain || undefined,
         maxObjectSize: cfg.gateway.maxObjectSize,
+        maxConcurrentUploads: cfg.gateway.maxConcurrentUploads,
+        headersTimeoutMs: cfg.gateway.headersTimeoutMs,
+        idleTimeoutMs: cfg.gateway.idleTimeoutMs,
+        requestTimeoutMs: cfg.gateway.requestTimeoutMs,
       },
     });
+    // Every gateway sweeps: the abort is one atomic metadata command, so of gateways racing
+    // for one upload exactly one frees its parts (gateway/multipart-expiry.ts).
+    const multipartExpiry = new MultipartExpiry({
+      meta,
+      data,
+      log,
+      expiryMs: cfg.gateway.multipartExpiryMs,
+      sweepMs: cfg.gateway.multipartSweepMs,
+    });
+    multipartExpiry.start();
     return {
       server,
       meta,
       data,
       cluster,
       creds,
+      multipartExpiry,
       async listen(host, port) {
         const addr = await httpServer.listen(server, host, port);
         return endpointUrl(host, addr.port);
       },
       async close() {
+        await multipartExpiry.stop();
         await new Promise<void>((r) => {
           server.close(() => r());
           server.closeAllConnections();

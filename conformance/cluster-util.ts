@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { type ClusterFile, down, up } from '../cli/cluster.ts';
+import { type ClusterFile, down, up, writeClusterFile } from '../cli/cluster.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { freePortBase } from '../common/ports.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
@@ -82,18 +82,13 @@ export async function startCluster(name: string, extra: string[]): Promise<TestC
     if (!s) throw new Error(`no store ${id}`);
     return s;
   };
-  const env = {
-    ...process.env,
-    KUBESTORAGE_CLUSTER_SECRET: file.secret,
-    KUBESTORAGE_ROOT_ACCESS_KEY: file.accessKey,
-    KUBESTORAGE_ROOT_SECRET_KEY: file.secretKey,
-  };
+  // What `cluster up` gives a store: the cluster secret (the root keys go to gateways only).
+  const env = { ...process.env, KUBESTORAGE_CLUSTER_SECRET: file.secret };
   const logs = path.join(dir, 'logs');
   const dead = new Set<string>();
   // cluster.json as down() should see it: killed stores left out, restarted ones' new PIDs.
   const writeFile = () => {
-    const now = { ...file, stores: file.stores.filter((s) => !dead.has(s.id)) };
-    fs.writeFileSync(path.join(dir, 'cluster.json'), `${JSON.stringify(now, null, 2)}\n`);
+    writeClusterFile(dir, { ...file, stores: file.stores.filter((s) => !dead.has(s.id)) });
   };
   const c: TestCluster = {
     dir,
@@ -139,7 +134,7 @@ export async function startCluster(name: string, extra: string[]): Promise<TestC
         '--data',
         path.join(dir, s.id),
       ];
-      const out = fs.openSync(path.join(logs, `store-${id}.log`), 'a');
+      const out = fs.openSync(path.join(logs, `store-${id}.log`), 'a', 0o600);
       const child = spawn(process.execPath, [BIN, ...args], {
         env,
         stdio: ['ignore', out, out],

@@ -1,6 +1,10 @@
 // Object bytes ↔ needles. An object is stored as one needle when it fits in a chunk (the
 // small-file case this system is for) and as consecutive chunk needles otherwise, so a
-// 5 GiB PUT streams through in CHUNK-sized pieces and never sits in memory whole.
+// 5 GiB PUT streams through in CHUNK-sized pieces and never sits in memory whole: a write
+// holds at most one chunk of its body (the pieces of the chunk being filled, then their
+// concatenation while it is stored) and reads no further until that chunk is stored, so
+// the body's sender is held back by TCP instead of by our memory. With the gateway's cap
+// on concurrent uploads (gateway/limits.ts) that bounds all bodies held at once.
 // Nothing here touches metadata: a failed write frees what it stored, and a crash
 // before the metadata commit leaves orphan needles, never a visible partial object.
 

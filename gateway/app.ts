@@ -3,7 +3,7 @@
 // SigV4/SigV2, a body decoder matching the payload mode — runs the routed handler, and
 // renders every failure as S3 error XML with a request id.
 import crypto from 'node:crypto';
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { DataError } from '../data-path/api.ts';
@@ -15,8 +15,9 @@ import { chunkedOptionsFor, decodeAwsChunked } from './auth/chunked.ts';
 import { type AuthResult, authenticate, parseQuery } from './auth/sigv4.ts';
 import type { S3Request, Services } from './context.ts';
 import { fromMetadataError, S3Error } from './error.ts';
+import { serverLimits, uploadLimitFor } from './limits.ts';
 import { withLookupCache } from './lookup-cache.ts';
-import { type Route, route } from './router.ts';
+import { type Route, receivesBody, route } from './router.ts';
 
 export function splitTarget(
   rawUrl: string,
@@ -102,8 +103,20 @@ function errorResponse(
   return new Response(body, { status: err.status, headers });
 }
 
+/** What a gateway runs on: the lookup cache in front of the metadata store, the upload cap. */
+function gatewayServices(uncached: Services): Services {
+  return {
+    ...uncached,
+    meta: withLookupCache(uncached.meta),
+    uploads: uncached.uploads ?? uploadLimitFor(uncached.config),
+  };
+}
+
 export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> {
-  const services: Services = { ...uncached, meta: withLookupCache(uncached.meta) };
+  return appOver(gatewayServices(uncached));
+}
+
+function appOver(services: Services): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.all('*', async (c) => {
     const incoming = c.env.incoming;
@@ -113,53 +126,12 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
     try {
       const t = splitTarget(incoming.url ?? '/', incoming.headers.host, services.config.domain);
       resource = t.key ? `/${t.bucket}/${t.key}` : `/${t.bucket}`;
-      if (method === 'OPTIONS') {
-        // CORS preflight: CORS is not configurable here, so no preflight is ever allowed.
-        if (incoming.headers.origin === undefined) {
-          throw new S3Error(
-            'BadRequest',
-            'Insufficient information. Origin request header needed.',
-            {
-              status: 400,
-            },
-          );
-        }
-        throw new S3Error('AccessForbidden', 'CORSResponse: CORS is not enabled for this bucket.', {
-          status: 403,
-          extra: { Method: (incoming.headers['access-control-request-method'] as string) ?? '' },
-        });
-      }
+      if (isProbe(t, method)) return probeAnswer(services, t.key);
+      if (method === 'OPTIONS') throw corsPreflightError(incoming);
       const pairs = parseQuery(t.rawQuery);
-      const vhost =
-        services.config.domain && t.bucket && !t.rawPath.startsWith(`/${t.bucket}`)
-          ? t.bucket
-          : undefined;
-      const auth = await authenticate(
-        {
-          method,
-          rawPath: t.rawPath,
-          query: pairs,
-          headers: incoming.headersDistinct,
-          virtualHostBucket: vhost,
-        },
-        async (accessKey: string) => {
-          const k = await services.meta.getKey(accessKey);
-          return k ? { secretKey: k.secretKey, userId: k.userId } : null;
-        },
-      );
-      if (auth.anonymous) {
-        // As on AWS, a bucket that does not exist is reported as such, even to anonymous callers.
-        if (
-          t.bucket &&
-          !t.rawPath.startsWith(ADMIN_PREFIX) &&
-          !(await services.meta.getBucket(t.bucket))
-        ) {
-          throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', {
-            extra: { BucketName: t.bucket },
-          });
-        }
-        throw new S3Error('AccessDenied', 'Access Denied');
-      }
+      // Verified already when the request came with Expect: 100-continue (checkHead).
+      const auth =
+        headChecked.get(incoming) ?? (await authenticateHead(services, incoming, t, pairs));
       if (t.rawPath.startsWith(ADMIN_PREFIX)) {
         const res = await handleAdmin(
           services.meta,
@@ -239,11 +211,195 @@ function bodyDecoder(
   return { body: () => decoded.body, trailers: () => decoded.trailers() };
 }
 
+type Target = ReturnType<typeof splitTarget>;
+
+/**
+ * Kubernetes' probes, the gateway's only anonymous routes, under /_ks/ (no bucket can be
+ * named "_ks"): GET /_ks/healthz (liveness: it serves HTTP) and GET /_ks/readyz (readiness:
+ * the directory answers too). One word each, nothing else.
+ */
+const isProbe = (t: Target, method: string): boolean =>
+  t.bucket === '_ks' &&
+  (t.key === 'healthz' || t.key === 'readyz') &&
+  (method === 'GET' || method === 'HEAD');
+
+async function probeAnswer(services: Services, which: string): Promise<Response> {
+  let ok = true;
+  if (which === 'readyz') {
+    // A read the directory answers only with a leader; never cached when there is no such bucket.
+    ok = await services.meta.getBucket('_ks').then(
+      () => true,
+      () => false,
+    );
+  }
+  return new Response(ok ? 'ok\n' : 'unavailable\n', {
+    status: ok ? 200 : 503,
+    headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' },
+  });
+}
+
+/** A CORS preflight: CORS is not configurable here, so no preflight is ever allowed. */
+function corsPreflightError(incoming: IncomingMessage): S3Error {
+  if (incoming.headers.origin === undefined) {
+    return new S3Error('BadRequest', 'Insufficient information. Origin request header needed.', {
+      status: 400,
+    });
+  }
+  return new S3Error('AccessForbidden', 'CORSResponse: CORS is not enabled for this bucket.', {
+    status: 403,
+    extra: { Method: (incoming.headers['access-control-request-method'] as string) ?? '' },
+  });
+}
+
+/**
+ * Who signed the request, from its head alone (SigV4 signs the headers; the payload hash
+ * is checked against the body as it is read). Anonymous requests are refused.
+ */
+async function authenticateHead(
+  services: Services,
+  incoming: IncomingMessage,
+  t: Target,
+  pairs: [string, string][],
+): Promise<AuthResult> {
+  const vhost =
+    services.config.domain && t.bucket && !t.rawPath.startsWith(`/${t.bucket}`)
+      ? t.bucket
+      : undefined;
+  const auth = await authenticate(
+    {
+      method: incoming.method ?? 'GET',
+      rawPath: t.rawPath,
+      query: pairs,
+      headers: incoming.headersDistinct,
+      virtualHostBucket: vhost,
+    },
+    async (accessKey: string) => {
+      const k = await services.meta.getKey(accessKey);
+      return k ? { secretKey: k.secretKey, userId: k.userId } : null;
+    },
+  );
+  if (auth.anonymous) {
+    // As on AWS, a bucket that does not exist is reported as such, even to anonymous callers.
+    if (
+      t.bucket &&
+      !t.rawPath.startsWith(ADMIN_PREFIX) &&
+      !(await services.meta.getBucket(t.bucket))
+    ) {
+      throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', {
+        extra: { BucketName: t.bucket },
+      });
+    }
+    throw new S3Error('AccessDenied', 'Access Denied');
+  }
+  return auth;
+}
+
+/** Requests whose head checkHead verified, with the identity it found: not verified twice. */
+const headChecked = new WeakMap<IncomingMessage, AuthResult>();
+
+/**
+ * Judges a request that waits for `100 Continue` by its head, before a byte of its body is
+ * read: the signature (SigV4 header or query, SigV2; payload modes included), the declared
+ * size, the route's request checks and the bucket (exists, the caller may act on it). The
+ * identity found, for the handler; null for the anonymous probe. Throws the S3 error.
+ */
+async function checkHead(
+  services: Services,
+  incoming: IncomingMessage,
+  head: { resource: string },
+): Promise<AuthResult | null> {
+  const method = incoming.method ?? 'GET';
+  const t = splitTarget(incoming.url ?? '/', incoming.headers.host, services.config.domain);
+  head.resource = t.key ? `/${t.bucket}/${t.key}` : `/${t.bucket}`;
+  if (isProbe(t, method)) return null;
+  if (method === 'OPTIONS') throw corsPreflightError(incoming);
+  const pairs = parseQuery(t.rawQuery);
+  const auth = await authenticateHead(services, incoming, t, pairs);
+  // The body's size as declared: aws-chunked bodies declare their decoded length.
+  let declared: number | undefined;
+  if (auth.streaming === 'none') {
+    const len = incoming.headers['content-length'];
+    declared = len === undefined ? undefined : Number(len);
+  } else declared = chunkedOptionsFor(auth, incoming.headersDistinct).decodedLength;
+  const max = services.config.maxObjectSize;
+  if (declared !== undefined && declared > max) {
+    throw new S3Error(
+      'EntityTooLarge',
+      'Your proposed upload exceeds the maximum allowed object size.',
+      { extra: { ProposedSize: String(declared), MaxSizeAllowed: String(max) } },
+    );
+  }
+  if (t.rawPath.startsWith(ADMIN_PREFIX)) return auth;
+  const req: S3Request = {
+    services,
+    requestId: '',
+    method,
+    bucket: t.bucket,
+    key: t.key,
+    query: new URLSearchParams(pairs),
+    headers: incoming.headers,
+    incoming,
+    userId: auth.userId,
+    body: () => {
+      throw new Error('checkHead reads no body');
+    },
+    trailers: async () => ({}),
+    declaredSha256: null,
+  };
+  const r = route(req);
+  if (r.access !== 'none' && r.access !== 'create') {
+    if (!r.alongside) r.validate?.(req);
+    await authorizeBucket(req, t.bucket, r.access);
+  }
+  // No slot free now: SlowDown before the client sends its body (it is taken for real
+  // when the body is read, upload.ts).
+  if (receivesBody(r) && services.uploads?.full) {
+    throw new S3Error('SlowDown', 'Please reduce your request rate.');
+  }
+  return auth;
+}
+
+/** A refusal from checkHead: no 100, no body read, and the connection closed after it. */
+async function refuseHead(res: ServerResponse, answer: Response): Promise<void> {
+  const body = Buffer.from(await answer.arrayBuffer());
+  const headers: Record<string, string> = Object.fromEntries(answer.headers);
+  headers['content-length'] = String(body.length);
+  headers.connection = 'close';
+  res.writeHead(answer.status, headers);
+  res.end(body);
+}
+
 /** An http.Server running the gateway (not yet listening). */
-export function createGatewayServer(services: Services): Server {
-  const app = createApp(services);
-  const server = createAdaptorServer({ fetch: app.fetch, autoCleanupIncoming: true }) as Server;
+export function createGatewayServer(uncached: Services): Server {
+  const services = gatewayServices(uncached);
+  const app = appOver(services);
+  const limits = serverLimits(services.config);
+  const server = createAdaptorServer({
+    fetch: app.fetch,
+    autoCleanupIncoming: true,
+    serverOptions: limits.options,
+  }) as Server;
+  // A connection silent this long is closed (node's socket timer), however far it got.
+  server.timeout = limits.idleTimeoutMs;
   // Node answers unknown Expect values with 417 by itself; let S3 semantics decide.
   server.on('checkExpectation', (req, res) => server.emit('request', req, res));
+  // Expect: 100-continue: node would send the 100 at once, to anyone; decide after auth
+  // (issue 12 item 8). Requests without Expect never come here.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const head = { resource: '/' };
+    checkHead(services, req, head).then(
+      (auth) => {
+        if (auth) headChecked.set(req, auth);
+        res.writeContinue();
+        server.emit('request', req, res);
+      },
+      (e: unknown) => {
+        const requestId = crypto.randomBytes(8).toString('hex').toUpperCase();
+        const err = toS3Error(e, services);
+        const answer = errorResponse(err, requestId, head.resource, req.method ?? 'GET');
+        refuseHead(res, answer).catch((e2: unknown) => services.log.warn({ err: e2 }, 'refusal'));
+      },
+    );
+  });
   return server;
 }

@@ -4,8 +4,10 @@ import type { Logger } from '../common/log.ts';
 import type { DataPath } from '../data-path/api.ts';
 import type { MetadataStore } from '../directory/model/api.ts';
 import { S3Error } from './error.ts';
+import type { LimitSettings, UploadLimit } from './limits.ts';
 
-export interface GatewayConfig {
+/** The gateway's settings, with the limits on what clients may hold (limits.ts). */
+export interface GatewayConfig extends LimitSettings {
   region: string;
   /** Virtual-host style: requests to <bucket>.<domain> address that bucket. */
   domain?: string;
@@ -19,6 +21,8 @@ export interface Services {
   data: DataPath;
   config: GatewayConfig;
   log: Logger;
+  /** The cap on bodies received at once; createApp makes one per gateway (limits.ts). */
+  uploads?: UploadLimit;
 }
 
 /** Writes into a bucket: a handler makes them only through a BucketRequest (access.ts). */
@@ -53,7 +57,10 @@ export interface S3Request {
   incoming: IncomingMessage;
   /** The authenticated user id, or null for an anonymous request. */
   userId: string | null;
-  /** Decoded request body (aws-chunked already removed, signature checked per chunk). */
+  /**
+   * Decoded request body (aws-chunked already removed). Signed chunks are checked at their
+   * end, so the bytes are authenticated only once the body has been read without an error.
+   */
   body: () => AsyncIterable<Buffer>;
   /** Verifies trailing checksums after the body was consumed (streaming uploads). */
   trailers: () => Promise<Record<string, string>>;

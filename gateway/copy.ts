@@ -3,6 +3,7 @@
 // deletes and compaction free of reference counting.
 
 import crypto from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { ObjectRecord } from '../directory/model/api.ts';
 import { authorizeBucket, type BucketRequest } from './access.ts';
 import { header, type S3Request } from './context.ts';
@@ -63,16 +64,25 @@ export async function loadCopySource(req: S3Request): Promise<CopySource> {
 /** Copies bytes [start, end] of a source object into new needles, hashing with MD5. */
 export async function copyData(req: BucketRequest, src: ObjectRecord, start: number, end: number) {
   const md5 = crypto.createHash('md5');
-  const { chunks, size } = await req.services.data.write(
-    end >= start ? req.services.data.read(src.chunks, start, end) : (async function* () {})(),
-    {
-      contentType: src.contentType,
-      maxSize: req.services.config.maxObjectSize,
-      tap: (b) => md5.update(b),
-      replicaCount: replicaCountFor(req),
-    },
-  );
-  return { chunks, size, md5: md5.digest('hex') };
+  // The client is silent while the server copies (GiBs may take minutes): the idle timeout
+  // (limits.ts) is for stalled clients, so it is off until the copy is done.
+  const socket = req.incoming.socket as Socket | null;
+  const idle = socket?.timeout ?? 0;
+  if (idle > 0) socket?.setTimeout(0);
+  try {
+    const { chunks, size } = await req.services.data.write(
+      end >= start ? req.services.data.read(src.chunks, start, end) : (async function* () {})(),
+      {
+        contentType: src.contentType,
+        maxSize: req.services.config.maxObjectSize,
+        tap: (b) => md5.update(b),
+        replicaCount: replicaCountFor(req),
+      },
+    );
+    return { chunks, size, md5: md5.digest('hex') };
+  } finally {
+    if (idle > 0 && socket && !socket.destroyed) socket.setTimeout(idle);
+  }
 }
 
 export async function copyObject(req: BucketRequest): Promise<Response> {

@@ -132,6 +132,9 @@ const CREATE_UPLOAD = write(createUpload);
 const COMPLETE_UPLOAD = write(completeUpload);
 const POST_OBJECT = notImplemented('This POST is not implemented.');
 
+/** Whether a route receives an object body (and so takes an upload slot, limits.ts). */
+export const receivesBody = (r: Route): boolean => r === PUT_OBJECT || r === UPLOAD_PART;
+
 export function route(req: S3Request): Route {
   const q = req.query;
   const m = req.method;

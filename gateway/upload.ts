@@ -1,7 +1,10 @@
 // Receiving an object body (PutObject, UploadPart): stream it into needles while hashing,
 // then verify every digest the client declared — Content-MD5, x-amz-content-sha256,
 // x-amz-checksum-* in headers or in the aws-chunked trailer. Any mismatch frees the
-// needles before the error is returned, so a bad upload never becomes visible.
+// needles before the error is returned, so a bad upload never becomes visible. While its
+// body is read an upload holds one of the gateway's upload slots (limits.ts): past the cap
+// it is refused with SlowDown before a byte is read, and the slot is given back however
+// the body ends (complete, refused, client gone or timed out).
 import type { ChunkRef, ObjectRecord } from '../directory/model/api.ts';
 import type { BucketRequest } from './access.ts';
 import {
@@ -68,12 +71,28 @@ export async function receiveBody(req: BucketRequest, contentType?: string): Pro
     checksums: algs,
   });
   const replicaCount = replicaCountFor(req);
-  const { chunks, size } = await req.services.data.write(req.body(), {
-    contentType,
-    maxSize: req.services.config.maxObjectSize,
-    tap: (b) => digests.update(b),
-    replicaCount,
-  });
+  // A slot for as long as the body is being read (SlowDown, before reading it, if none).
+  const uploads = req.services.uploads;
+  uploads?.acquire();
+  let written: Awaited<ReturnType<typeof req.services.data.write>>;
+  try {
+    written = await req.services.data.write(req.body(), {
+      contentType,
+      maxSize: req.services.config.maxObjectSize,
+      tap: (b) => digests.update(b),
+      replicaCount,
+    });
+  } catch (e) {
+    // The client went away (aborted, or closed for idling by the server): not a storage
+    // failure. The data path freed what it had written.
+    if (e !== null && e === req.incoming.errored) {
+      throw new S3Error('IncompleteBody', 'The connection closed before the body was complete.');
+    }
+    throw e;
+  } finally {
+    uploads?.release();
+  }
+  const { chunks, size } = written;
   try {
     const got = digests.finish();
     if (md5Header !== undefined) verifyContentMd5(md5Header, got.md5!);

@@ -1,6 +1,10 @@
-// Users and access keys: the root user's credentials, and key generation.
+// Users and access keys: the root user's credentials, key generation, and the secrets of
+// access keys sealed at rest (secret-box.ts): withSealedKeys seals what goes to the
+// metadata and opens what comes back; sealStoredKeys re-stores secrets stored in clear.
 import crypto from 'node:crypto';
-import type { MetadataStore } from '../directory/model/api.ts';
+import type { Logger } from '../common/log.ts';
+import type { AccessKeyRecord, MetadataStore } from '../directory/model/api.ts';
+import { SecretBox, SecretBoxError } from './secret-box.ts';
 
 export const ROOT_USER = 'root';
 
@@ -20,6 +24,76 @@ export function newSecretKey(): string {
     .replace(/[+/]/g, (c) => (c === '+' ? 'A' : 'B'));
 }
 
+/**
+ * A MetadataStore whose key records carry secrets in clear above it and sealed below it:
+ * addKey seals, getKey/listKeys open (a secret stored in clear reads as itself). A record
+ * whose sealed secret does not open still lists and can be removed, but reading its
+ * secretKey throws SecretBoxError: a request signed with it fails loudly (500, logged)
+ * rather than as a wrong key.
+ */
+export function withSealedKeys(meta: MetadataStore, box: SecretBox): MetadataStore {
+  const open = (k: AccessKeyRecord): AccessKeyRecord => {
+    try {
+      return { ...k, secretKey: box.open(k.accessKey, k.secretKey) };
+    } catch (e) {
+      if (!(e instanceof SecretBoxError)) throw e;
+      const { secretKey: _, ...rest } = k;
+      return Object.defineProperty(rest, 'secretKey', {
+        enumerable: false,
+        get: () => {
+          throw e;
+        },
+      }) as AccessKeyRecord;
+    }
+  };
+  return new Proxy(meta, {
+    get(target, prop, receiver) {
+      switch (prop) {
+        case 'addKey':
+          return (k: AccessKeyRecord) =>
+            target.addKey({ ...k, secretKey: box.seal(k.accessKey, k.secretKey) });
+        case 'getKey':
+          return async (accessKey: string) => {
+            const k = await target.getKey(accessKey);
+            return k && open(k);
+          };
+        case 'listKeys':
+          return async (userId?: string) => (await target.listKeys(userId)).map(open);
+        default: {
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === 'function' ? v.bind(target) : v;
+        }
+      }
+    },
+  });
+}
+
+/**
+ * Migration: every key whose secret is stored in clear (written before sealing existed)
+ * is stored again, sealed. The metadata has no in-place update of a key, so it is a
+ * delete and an add; another gateway doing the same at once is harmless (KeyExists). A
+ * request for that key in between fails once with InvalidAccessKeyId. Resolves to the
+ * number of keys sealed here.
+ */
+export async function sealStoredKeys(
+  meta: MetadataStore,
+  box: SecretBox,
+  log?: Logger,
+): Promise<number> {
+  let sealed = 0;
+  for (const k of await meta.listKeys()) {
+    if (SecretBox.isSealed(k.secretKey)) continue;
+    // One compare-and-set command: a crash leaves the key either in clear or sealed, and
+    // another gateway sealing it meanwhile makes this one a no-op.
+    if (await meta.replaceKeySecret(k.accessKey, k.secretKey, box.seal(k.accessKey, k.secretKey))) {
+      sealed++;
+    }
+  }
+  if (sealed > 0)
+    log?.info({ keys: sealed }, 'access-key secrets found in clear: stored again, sealed');
+  return sealed;
+}
+
 /** The root user's key: configured, else the one stored earlier, else a new one. */
 export async function ensureRootCredentials(
   meta: MetadataStore,
@@ -31,15 +105,30 @@ export async function ensureRootCredentials(
   }
   if (accessKey && secretKey) {
     const existing = await meta.getKey(accessKey);
-    if (existing && existing.secretKey !== secretKey) await meta.deleteKey(accessKey);
-    if (!existing || existing.secretKey !== secretKey) {
+    let same = false;
+    try {
+      same = existing?.secretKey === secretKey;
+    } catch (e) {
+      // Sealed under another secret: the configured credentials replace it.
+      if (!(e instanceof SecretBoxError)) throw e;
+    }
+    if (existing && !same) await meta.deleteKey(accessKey);
+    if (!same) {
       await meta.addKey({ accessKey, secretKey, userId: ROOT_USER, createdAt: Date.now() });
     }
     return { accessKey, secretKey, created: false };
   }
-  const keys = await meta.listKeys(ROOT_USER);
-  if (keys.length > 0)
-    return { accessKey: keys[0]!.accessKey, secretKey: keys[0]!.secretKey, created: false };
+  const first = (await meta.listKeys(ROOT_USER))[0];
+  if (first) {
+    try {
+      return { accessKey: first.accessKey, secretKey: first.secretKey, created: false };
+    } catch (e) {
+      if (!(e instanceof SecretBoxError)) throw e;
+      throw new Error(
+        `${e.message}. Set KUBESTORAGE_ROOT_ACCESS_KEY and KUBESTORAGE_ROOT_SECRET_KEY to install new root credentials.`,
+      );
+    }
+  }
   const k = {
     accessKey: newAccessKey(),
     secretKey: newSecretKey(),

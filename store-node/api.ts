@@ -2,8 +2,30 @@
 // LocalNeedleStore (in-process, embedded server and tests) and StoreClient (HTTP).
 import type { Store, StoreStatus } from './store.ts';
 
-/** CRC32C (decimal) of a needle body on the wire: sent with PUTs, returned with GETs. */
+/**
+ * CRC32C (decimal) of a needle body on the wire: required on PUTs (the token covers it),
+ * returned with GETs.
+ */
 export const CRC_HEADER = 'x-ks-crc32c';
+/** A needle PUT's other replicas (`URL,URL`): the receiving store forwards the needle there. */
+export const REPLICAS_HEADER = 'x-ks-replicas';
+/** Copies (the receiving store included) that must be durable before a replicated PUT answers. */
+export const QUORUM_HEADER = 'x-ks-write-quorum';
+
+/**
+ * The headers a needle PUT's x-ks-auth token covers besides method, path and Content-Length,
+ * in signing order (issue 12 item 2). The body is covered through its CRC32C, which the
+ * store checks once the body is in; where the needle goes next (replicas, quorum) and how
+ * it is stored (content type, which decides compression) cannot be changed under a
+ * captured token either. Needles are write-once (Volume.write), so a replay cannot replace
+ * one with other bytes that happen to share the CRC.
+ */
+export const NEEDLE_PUT_COVERED: readonly string[] = [
+  CRC_HEADER,
+  'content-type',
+  REPLICAS_HEADER,
+  QUORUM_HEADER,
+];
 
 export interface NeedleRef {
   volumeId: number;

@@ -8,9 +8,12 @@ import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import {
   CRC_HEADER,
   type GetResult,
+  NEEDLE_PUT_COVERED,
   type NeedleRef,
   type NeedleStore,
   type PutResult,
+  QUORUM_HEADER,
+  REPLICAS_HEADER,
   type SyncResult,
 } from './api.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
@@ -39,6 +42,11 @@ export interface NeedleList {
 interface CallOptions {
   body?: Buffer;
   headers?: Record<string, string>;
+  /**
+   * Names of headers (lower case, in the route's order) whose values the token covers as
+   * well: the server verifies them with the same list (authorizeHead).
+   */
+  covered?: readonly string[];
   /** Bound on the whole call (connect to last byte). */
   timeoutMs?: number;
   /** Per-phase undici timeouts for calls that legitimately take long (sync). */
@@ -79,10 +87,11 @@ export class StoreClient implements NeedleStore {
       method,
       path: pathAndQuery,
       headers: {
+        ...init.headers,
         [AUTH_HEADER]: this.auth.sign(method, pathAndQuery, undefined, {
           contentLength: init.body?.length,
+          headers: init.covered?.map((name) => init.headers?.[name]),
         }),
-        ...init.headers,
       },
       body: init.body,
       signal: init.timeoutMs ? AbortSignal.timeout(init.timeoutMs) : undefined,
@@ -127,10 +136,9 @@ export class StoreClient implements NeedleStore {
     const headers: Record<string, string> = { [CRC_HEADER]: String(crc32c(data)) };
     if (contentType) headers['content-type'] = contentType;
     if (opts.replicas && opts.replicas.length > 0)
-      headers['x-ks-replicas'] = opts.replicas.join(',');
-    if (opts.writeQuorum !== undefined) headers['x-ks-write-quorum'] = String(opts.writeQuorum);
-    const res = await this.call('PUT', StoreClient.needlePath(ref), { body: data, headers });
-    return JSON.parse(res.body.toString()) as PutResult;
+      headers[REPLICAS_HEADER] = opts.replicas.join(',');
+    if (opts.writeQuorum !== undefined) headers[QUORUM_HEADER] = String(opts.writeQuorum);
+    return this.putNeedle(ref, data, headers);
   }
 
   /** The plain PUT one replica forwards to another: CRC already known, whole call bounded. */
@@ -141,10 +149,21 @@ export class StoreClient implements NeedleStore {
   ): Promise<PutResult> {
     const headers: Record<string, string> = { [CRC_HEADER]: String(opts.crc32c) };
     if (opts.contentType) headers['content-type'] = opts.contentType;
+    return this.putNeedle(ref, data, headers, opts.timeoutMs);
+  }
+
+  /** A needle PUT: the token covers the body's CRC32C and where the needle goes next. */
+  private async putNeedle(
+    ref: NeedleRef,
+    data: Buffer,
+    headers: Record<string, string>,
+    timeoutMs?: number,
+  ): Promise<PutResult> {
     const res = await this.call('PUT', StoreClient.needlePath(ref), {
       body: data,
       headers,
-      timeoutMs: opts.timeoutMs,
+      covered: NEEDLE_PUT_COVERED,
+      timeoutMs,
     });
     return JSON.parse(res.body.toString()) as PutResult;
   }

@@ -1,5 +1,6 @@
-// What a store asks the directory: which other stores hold a replica of a volume. Used by
-// scrub repair; the calls go through the metadata client (directory/wire/client.ts), which
+// What a store asks the directory: which other stores hold a replica of a volume (scrub
+// repair), and which stores exist at all (the only places a needle may be forwarded to or
+// synced from). The calls go through the metadata client (directory/wire/client.ts), which
 // tries the directory replicas in turn until one answers.
 import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
@@ -17,13 +18,11 @@ export interface DirectoryLinkOptions {
   timeoutMs?: number;
 }
 
-/** Base URLs of the other stores the directory lists as replicas of a volume. */
-export function directoryReplicaUrls(o: DirectoryLinkOptions): (vid: number) => Promise<string[]> {
-  const self = new URL(o.selfUrl).origin;
+/** A metadata client made on first use: a few connections, each replica tried about once. */
+function lazyDirectory(o: Pick<DirectoryLinkOptions, 'directories' | 'auth' | 'timeoutMs'>) {
   const timeoutMs = o.timeoutMs ?? DEFAULT_CONFIG.store.directoryTimeoutMs;
   let client: MetadataClient | undefined;
-  // Scrub repair is rare and not urgent: a few connections, each replica tried about once.
-  const dir = () =>
+  return () =>
     (client ??= new MetadataClient(o.directories, o.auth, {
       timeoutMs,
       connectTimeoutMs: timeoutMs,
@@ -32,6 +31,13 @@ export function directoryReplicaUrls(o: DirectoryLinkOptions): (vid: number) => 
       connections: 2,
       batch: false,
     }));
+}
+
+/** Base URLs of the other stores the directory lists as replicas of a volume. */
+export function directoryReplicaUrls(o: DirectoryLinkOptions): (vid: number) => Promise<string[]> {
+  const self = new URL(o.selfUrl).origin;
+  // Scrub repair is rare and not urgent.
+  const dir = lazyDirectory(o);
   return async (vid) => {
     const vol = await dir().getVolume(vid);
     if (!vol) return [];
@@ -66,5 +72,73 @@ export function replicaRepair(
       }
     }
     return null;
+  };
+}
+
+export interface KnownStoresOptions {
+  directories: string[];
+  auth: InternalAuth;
+  /** Bound on one attempt at one directory replica. */
+  timeoutMs?: number;
+  /** The node list is trusted this long (default 10 s). */
+  ttlMs?: number;
+  /** An origin missing from the list re-reads it, at most this often (default 250 ms). */
+  missRereadMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Whether an origin is a store the directory knows (any state but removed): what a store
+ * may forward a needle to or sync from (StoreServerOptions.knownStore). The node list is
+ * cached for `ttlMs` and re-read on a miss, so a store added a moment ago is accepted at
+ * once. When the directory cannot be reached the last list read is used; with none yet,
+ * the call throws.
+ */
+export function directoryKnownStores(o: KnownStoresOptions): (origin: string) => Promise<boolean> {
+  const dir = lazyDirectory(o);
+  const ttl = o.ttlMs ?? 10_000;
+  const reread = o.missRereadMs ?? 250;
+  const now = o.now ?? (() => performance.now());
+  let known: Set<string> | null = null;
+  let readAt = Number.NEGATIVE_INFINITY;
+  let loading: Promise<void> | null = null;
+  let lastError: unknown = null;
+  const load = () =>
+    (loading ??= (async () => {
+      const started = now();
+      lastError = null;
+      try {
+        const nodes = await dir().listNodes();
+        const next = new Set<string>();
+        for (const n of nodes) {
+          if (n.state === 'removed') continue;
+          try {
+            next.add(new URL(n.url).origin);
+          } catch {
+            // a record with a bad URL names no store
+          }
+        }
+        known = next;
+      } catch (e) {
+        lastError = e;
+        throw e;
+      } finally {
+        readAt = started;
+      }
+    })().finally(() => {
+      loading = null;
+    }));
+  return async (origin) => {
+    const age = now() - readAt;
+    const hit = known?.has(origin) === true;
+    if (age >= ttl || (!hit && age >= reread)) {
+      try {
+        await load();
+      } catch {
+        // the last list read, if any (below)
+      }
+    }
+    if (known === null) throw lastError ?? new Error('directory not reached yet');
+    return known.has(origin);
   };
 }

@@ -7,6 +7,8 @@ export type StoreErrorCode =
   | 'NoSuchNeedle'
   | 'CookieMismatch'
   | 'VolumeExists'
+  | 'NeedleExists'
+  | 'UnknownReplica'
   | 'VolumeReadOnly'
   | 'VolumeFull'
   | 'EntityTooLarge'
@@ -28,6 +30,10 @@ const STATUS: Record<StoreErrorCode, number> = {
   NoSuchNeedle: 404,
   CookieMismatch: 403,
   VolumeExists: 409,
+  /** Needles are write-once: the id holds other bytes, or was deleted (Volume.write). */
+  NeedleExists: 409,
+  /** x-ks-replicas or a sync source names a store the directory does not know. */
+  UnknownReplica: 403,
   VolumeReadOnly: 409,
   VolumeFull: 507,
   EntityTooLarge: 413,

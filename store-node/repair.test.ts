@@ -12,7 +12,7 @@ import {
   startJsonPeer,
   type TestNode,
 } from '../test/kit/test-nodes.ts';
-import { directoryReplicaUrls, replicaRepair } from './directory-link.ts';
+import { directoryKnownStores, directoryReplicaUrls, replicaRepair } from './directory-link.ts';
 
 const cleanups = useCleanups();
 const node = nodeStarter(cleanups);
@@ -144,5 +144,70 @@ describe('directoryReplicaUrls', () => {
       { path: '/meta/getVolume', body: [4], authOk: true },
       { path: '/meta/listNodes', body: [], authOk: true },
     ]);
+  });
+});
+
+describe('directoryKnownStores', () => {
+  it('knows the stores the directory lists, re-reads on a miss, keeps the list when it is down', async () => {
+    const nodeRec = (id: string, url: string, state: NodeRecord['state']): NodeRecord => ({
+      id,
+      url,
+      zone: '',
+      capacity: 1,
+      state,
+      registeredAt: 0,
+      stateSince: 0,
+    });
+    let nodes = [
+      nodeRec('n1', 'http://10.0.0.1:8080/', 'online'),
+      nodeRec('n2', 'http://10.0.0.2:8080', 'offline'),
+      nodeRec('n3', 'http://10.0.0.3:8080', 'removed'),
+    ];
+    let lists = 0;
+    const dir = await startJsonPeer(auth, (path, _body, authOk) => {
+      if (path === '/meta/listNodes' && authOk) lists++;
+      return { r: nodes };
+    });
+    cleanups.push(() => dir.close());
+    let t = 0;
+    const known = directoryKnownStores({
+      directories: [dir.url],
+      auth,
+      timeoutMs: 500,
+      ttlMs: 10_000,
+      missRereadMs: 100,
+      now: () => t,
+    });
+    expect(await known('http://10.0.0.1:8080')).toBe(true);
+    expect(await known('http://10.0.0.2:8080')).toBe(true); // offline: still a store
+    expect(lists).toBe(1);
+    // Removed, or never a store: a miss re-reads the list, at most every missRereadMs.
+    expect(await known('http://10.0.0.3:8080')).toBe(false);
+    expect(await known('http://10.9.9.9:1')).toBe(false);
+    expect(lists).toBe(1);
+    // A store added a moment ago is accepted at its first forward.
+    nodes = [...nodes, nodeRec('n4', 'http://10.0.0.4:8080', 'online')];
+    t = 150;
+    expect(await known('http://10.0.0.4:8080')).toBe(true);
+    expect(lists).toBe(2);
+    // Hits do not ask again within the TTL; past it the list is read again.
+    t = 5_000;
+    expect(await known('http://10.0.0.1:8080')).toBe(true);
+    expect(lists).toBe(2);
+    nodes = nodes.filter((n) => n.id !== 'n1');
+    t = 20_000;
+    expect(await known('http://10.0.0.1:8080')).toBe(false);
+    expect(lists).toBe(3);
+    // The directory unreachable: the last list read still answers.
+    await dir.close();
+    t = 40_000;
+    expect(await known('http://10.0.0.4:8080')).toBe(true);
+    // Never read at all: cannot tell, which is an error, not a yes.
+    const blind = directoryKnownStores({
+      directories: ['http://127.0.0.1:1'],
+      auth,
+      timeoutMs: 200,
+    });
+    await expect(blind('http://10.0.0.1:8080')).rejects.toThrow();
   });
 });

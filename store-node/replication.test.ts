@@ -1,4 +1,6 @@
 // Replicated writes between real store nodes on loopback: forwarding, quorum, failures.
+
+import http from 'node:http';
 import { crc32c } from '@node-rs/crc32';
 import { Client } from 'undici';
 import { describe, expect, it, vi } from 'vitest';
@@ -6,6 +8,7 @@ import { AUTH_HEADER } from '../common/internal-auth.ts';
 import { payload, textPayload } from '../common/payload.ts';
 import { useCleanups } from '../test/kit/fixture.ts';
 import { auth, nodeStarter, startBlackHole, type TestNode } from '../test/kit/test-nodes.ts';
+import { CRC_HEADER, NEEDLE_PUT_COVERED } from './api.ts';
 import { StoreError } from './errors.ts';
 
 const cleanups = useCleanups();
@@ -13,19 +16,24 @@ const starter = nodeStarter(cleanups);
 const node = (volumes = [1], replicationTimeoutMs?: number) =>
   starter(volumes, { replicationTimeoutMs });
 
+/** A needle PUT signed as StoreClient signs one (CRC of the body unless given). */
 async function rawPut(
   target: TestNode,
   path: string,
   body: Buffer,
-  headers: Record<string, string>,
+  given: Record<string, string>,
 ): Promise<{ status: number; json: Record<string, unknown> }> {
+  const headers: Record<string, string> = { [CRC_HEADER]: String(crc32c(body)), ...given };
   const client = new Client(target.url);
   try {
     const res = await client.request({
       method: 'PUT',
       path,
       headers: {
-        [AUTH_HEADER]: auth.sign('PUT', path, undefined, { contentLength: body.length }),
+        [AUTH_HEADER]: auth.sign('PUT', path, undefined, {
+          contentLength: body.length,
+          headers: NEEDLE_PUT_COVERED.map((h) => headers[h]),
+        }),
         ...headers,
       },
       body,
@@ -153,5 +161,71 @@ describe('replicated writes', () => {
     });
     expect(r.json.error).toBe('BadChecksum');
     expect(b.store.volume(1).has(3n)).toBe(false);
+  });
+
+  it('refuses a taken id with NeedleExists before forwarding; an identical retry succeeds', async () => {
+    const a = await node();
+    const b = await node();
+    const ref = { volumeId: 1, needleId: 50n, cookie: 5 };
+    const data = payload(50n, 3000);
+    await a.client.put(ref, data, undefined, { replicas: [b.url] });
+    const other = payload(51n, 3000);
+    for (let i = 0; i < 5; i++) {
+      await expect(
+        a.client.put(ref, other, undefined, { replicas: [b.url] }),
+      ).rejects.toMatchObject({ code: 'NeedleExists', status: 409 });
+    }
+    // A retry of the same write (the answer was lost): every replica already has it.
+    await a.client.put(ref, data, undefined, { replicas: [b.url] });
+    // A replica that lacks it gets it from the retry; the others keep theirs.
+    const c = await node();
+    await a.client.put(ref, data, undefined, { replicas: [b.url, c.url] });
+    for (const n of [a, b, c]) expect((await n.client.get(ref)).data.equals(data)).toBe(true);
+  });
+
+  it('forwards only to stores it knows: an unknown origin is refused before any write', async () => {
+    const a = await node();
+    const b = await node();
+    // Not a store of this cluster: it must never be called, with a fresh token or otherwise.
+    let calls = 0;
+    const stranger = http.createServer((req, res) => {
+      calls++;
+      req.resume();
+      res.writeHead(201, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((r) => stranger.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => stranger.close(() => r())));
+    const strangerUrl = `http://127.0.0.1:${(stranger.address() as { port: number }).port}`;
+    const ref = { volumeId: 1, needleId: 40n, cookie: 4 };
+    const data = payload(40n, 2000);
+    await expect(
+      a.client.put(ref, data, undefined, { replicas: [b.url, strangerUrl] }),
+    ).rejects.toMatchObject({ code: 'UnknownReplica', status: 403 });
+    expect(a.store.volume(1).has(40n)).toBe(false);
+    expect(b.store.volume(1).has(40n)).toBe(false);
+    // Nor does a sync copy from it.
+    await expect(b.client.syncVolume(1, strangerUrl)).rejects.toMatchObject({
+      code: 'UnknownReplica',
+    });
+    expect(calls).toBe(0);
+    // The directory's answer decides: once it knows the store, the forward goes out.
+    const known = new Set([b.url]);
+    const c = await starter([1], { knownStore: async (o) => known.has(o) });
+    await expect(
+      c.client.put(ref, data, undefined, { replicas: [strangerUrl] }),
+    ).rejects.toMatchObject({ code: 'UnknownReplica' });
+    await c.client.put(ref, data, undefined, { replicas: [b.url] });
+    expect((await b.client.get(ref)).data.equals(data)).toBe(true);
+    // A directory that cannot be asked: refused as a failed replicated write (retryable).
+    const d = await starter([1], {
+      knownStore: async () => {
+        throw new Error('no directory');
+      },
+    });
+    await expect(
+      d.client.put({ ...ref, needleId: 41n }, data, undefined, { replicas: [b.url] }),
+    ).rejects.toMatchObject({ code: 'ReplicaWriteFailed' });
+    expect(d.store.volume(1).has(41n)).toBe(false);
+    expect(calls).toBe(0);
   });
 });

@@ -3,7 +3,10 @@
 // store acknowledges only after its own fdatasync (group commit), a 200 means the needle
 // is durable on every replica (or on `x-ks-write-quorum` of them). A failed quorum leaves
 // orphan copies behind on the replicas that did write: harmless, since no metadata points
-// at them and the caller retries on another volume.
+// at them and the caller retries on another volume. The replica list is under the PUT's
+// token and must name stores the directory knows (StoreServer checks both before reading
+// the body), so a captured token cannot make a store call, with a token of its own,
+// anything but a store of the cluster.
 
 import type { InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
@@ -11,8 +14,8 @@ import type { NeedleRef } from './api.ts';
 import { StoreClient } from './client.ts';
 import { StoreError } from './errors.ts';
 
-export const REPLICAS_HEADER = 'x-ks-replicas';
-export const QUORUM_HEADER = 'x-ks-write-quorum';
+export { QUORUM_HEADER, REPLICAS_HEADER } from './api.ts';
+
 const MAX_REPLICAS = 16;
 
 /** Parses `x-ks-replicas` into distinct base URLs (origins). */

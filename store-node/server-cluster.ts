@@ -7,7 +7,8 @@
 //   GET  /volumes/:vid/needles/:nid/raw
 //        → 200 needle bytes; headers x-ks-cookie, x-ks-crc32c, x-ks-compressed (0|1)
 //   POST /volumes/:vid/sync?source=<base URL>[&deletes=1]
-//        → 200 {copied, deleted, bytes, ms}; 502 SyncIncomplete if some needles failed
+//        → 200 {copied, deleted, bytes, ms}; 502 SyncIncomplete if some needles failed;
+//          403 UnknownReplica when the source is not a store the directory knows
 import type http from 'node:http';
 import { crc32c } from '@node-rs/crc32';
 import { sendJson } from '../common/internal-http.ts';
@@ -31,6 +32,8 @@ export interface ClusterRouteContext {
   parseNeedleId(s: string): bigint;
   /** Volumes with a sync running: a second one at once would only duplicate the copying. */
   syncing: Set<number>;
+  /** Throws (403 UnknownReplica) unless every origin is a store the directory knows. */
+  checkKnown(origins: string[]): Promise<void>;
 }
 
 /** Serves a cluster route; returns the metrics op name, or null when none matched. */
@@ -84,6 +87,8 @@ export async function clusterRoute(
     } catch {
       throw new StoreError('InvalidArgument', 'source must be an http(s) base URL');
     }
+    // The store calls the source with tokens of its own: only ever a store of this cluster.
+    await ctx.checkKnown([origin]);
     if (ctx.syncing.has(vid)) throw new StoreError('Busy', `volume ${vid} is already syncing`);
     ctx.syncing.add(vid);
     try {

@@ -6,6 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
 import { textPayload } from '../common/payload.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
+import { crcTwin } from '../test/kit/test-nodes.ts';
+import { CRC_HEADER, NEEDLE_PUT_COVERED } from './api.ts';
 import { StoreClient } from './client.ts';
 import { StoreServer } from './server.ts';
 import { Store } from './store.ts';
@@ -37,17 +39,33 @@ interface Reply {
   body: Buffer;
 }
 
+/**
+ * One request on its own connection. A needle PUT gets the CRC32C of its body unless
+ * `headers` names one (`crc: false`: none at all), and its token covers the headers the
+ * route covers, as StoreClient signs them.
+ */
 function request(
   method: string,
   path: string,
-  opts: { body?: Buffer; headers?: Record<string, string>; sign?: boolean | string } = {},
+  opts: {
+    body?: Buffer;
+    headers?: Record<string, string>;
+    sign?: boolean | string;
+    crc?: false;
+  } = {},
 ): Promise<Reply> {
   const headers: Record<string, string> = { ...opts.headers };
+  const needlePut = method === 'PUT' && /^\/volumes\/[^/]+\/needles\/[^/?]+(\?|$)/.test(path);
+  if (needlePut && opts.crc !== false && headers[CRC_HEADER] === undefined)
+    headers[CRC_HEADER] = String(crc32c(opts.body ?? Buffer.alloc(0)));
   if (opts.sign !== false)
     headers[AUTH_HEADER] =
       typeof opts.sign === 'string'
         ? opts.sign
-        : auth.sign(method, path, undefined, { contentLength: opts.body?.length });
+        : auth.sign(method, path, undefined, {
+            contentLength: opts.body?.length,
+            headers: needlePut ? NEEDLE_PUT_COVERED.map((h) => headers[h]) : [],
+          });
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: '127.0.0.1', port, method, path, headers, agent: false },
@@ -63,6 +81,13 @@ function request(
     req.end(opts.body);
   });
 }
+
+/** A needle PUT token over a length and the CRC header (no content type or replicas). */
+const signPut = (path: string, length: number | undefined, crc: string, replicas?: string) =>
+  auth.sign('PUT', path, undefined, {
+    contentLength: length,
+    headers: [crc, undefined, replicas, undefined],
+  });
 
 function snapshot() {
   const s = store.volume(1).stats();
@@ -127,12 +152,32 @@ describe('store server', () => {
     expect(m.body.toString()).toContain('kubestorage_store_volumes 1');
   });
 
+  it('answers the Kubernetes probes anonymously with one word, and nothing else', async () => {
+    const health = await request('GET', '/healthz', { sign: false });
+    expect([health.status, health.body.toString()]).toEqual([200, 'ok\n']);
+    const ready = await request('GET', '/readyz', { sign: false });
+    expect([ready.status, ready.body.toString()]).toEqual([200, 'ok\n']);
+    // Not ready (not joined yet): 503, and liveness stays 200.
+    const notReady = new StoreServer({ store, auth, maxNeedleSize: MAX, ready: () => false });
+    const p = (await notReady.listen('127.0.0.1', 0)).port;
+    try {
+      const r = await fetch(`http://127.0.0.1:${p}/readyz`);
+      expect([r.status, await r.text()]).toEqual([503, 'not-ready\n']);
+      expect((await fetch(`http://127.0.0.1:${p}/healthz`)).status).toBe(200);
+      // The probe paths take no other method, and nothing else is anonymous.
+      expect((await fetch(`http://127.0.0.1:${p}/healthz`, { method: 'POST' })).status).toBe(403);
+    } finally {
+      await notReady.close();
+    }
+  });
+
   it('answers bad input with a clear 4xx JSON error and writes nothing', async () => {
     await client.put({ volumeId: 1, needleId: 7n, cookie: 70 }, Buffer.from('seven'));
     const before = snapshot();
     const cases: [string, string, Buffer | undefined, number, string][] = [
       ['GET', '/volumes/1/needles/7?cookie=71', undefined, 403, 'CookieMismatch'],
-      ['PUT', '/volumes/1/needles/7?cookie=71', Buffer.from('x'), 403, 'CookieMismatch'],
+      ['PUT', '/volumes/1/needles/7?cookie=71', Buffer.from('x'), 409, 'NeedleExists'],
+      ['PUT', '/volumes/1/needles/7?cookie=70', Buffer.from('eight'), 409, 'NeedleExists'],
       ['DELETE', '/volumes/1/needles/7?cookie=71', undefined, 403, 'CookieMismatch'],
       ['PUT', '/volumes/2/needles/1?cookie=1', Buffer.from('x'), 404, 'NoSuchVolume'],
       ['GET', '/volumes/1/needles/8?cookie=1', undefined, 404, 'NoSuchNeedle'],
@@ -189,6 +234,106 @@ describe('store server', () => {
     expect(part.headers['x-ks-crc32c']).toBe(String(crc32c(body.subarray(0, 9))));
   });
 
+  it('a captured needle PUT token cannot replace the needle or change its head (issue 12)', async () => {
+    const ref = { volumeId: 1, needleId: 31n, cookie: 3100 };
+    const path = `/volumes/1/needles/31?cookie=3100`;
+    const original = textPayload(5_000);
+    const crc = String(crc32c(original));
+    // The token the gateway sent, as anyone on the internal network could have captured it.
+    const token = signPut(path, original.length, crc);
+    const put = (body: Buffer, headers: Record<string, string>) =>
+      request('PUT', path, { body, sign: token, crc: false, headers });
+    expect((await put(original, { [CRC_HEADER]: crc })).status).toBe(201);
+    const before = snapshot();
+
+    // Other bytes of the same size under the captured CRC: they do not match it.
+    const other = Buffer.alloc(original.length, 'x');
+    const r1 = await put(other, { [CRC_HEADER]: crc });
+    expect([r1.status, errorOf(r1)]).toEqual([400, 'BadChecksum']);
+    // …with their own CRC: the token covers the CRC header.
+    const r2 = await put(other, { [CRC_HEADER]: String(crc32c(other)) });
+    expect([r2.status, errorOf(r2)]).toEqual([403, 'Forbidden']);
+    // …crafted to share the CRC (CRC32C is no MAC): needles are write-once.
+    const twin = crcTwin(original);
+    expect(twin.equals(original)).toBe(false);
+    expect(crc32c(twin)).toBe(crc32c(original));
+    const r3 = await put(twin, { [CRC_HEADER]: crc });
+    expect([r3.status, errorOf(r3)]).toEqual([409, 'NeedleExists']);
+    // Without the CRC header, with a content type or a quorum added: not what was signed.
+    const unsigned: Array<Record<string, string>> = [
+      {},
+      { [CRC_HEADER]: crc, 'content-type': 'text/plain' },
+    ];
+    for (const h of unsigned) {
+      const r = await put(original, h);
+      expect([r.status, errorOf(r)]).toEqual([403, 'Forbidden']);
+    }
+    const r4 = await put(original, { [CRC_HEADER]: crc, 'x-ks-write-quorum': '1' });
+    expect(r4.status).toBe(403);
+    // The same bytes again (a retry): accepted, nothing written twice.
+    expect((await put(original, { [CRC_HEADER]: crc })).status).toBe(201);
+    expect(snapshot()).toEqual(before);
+    expect((await client.get(ref)).data.equals(original)).toBe(true);
+
+    // A correctly signed needle PUT without a CRC is refused before its body is read.
+    const noCrc = await request('PUT', '/volumes/1/needles/32?cookie=1', {
+      body: Buffer.from('x'),
+      crc: false,
+    });
+    expect([noCrc.status, errorOf(noCrc)]).toEqual([400, 'InvalidArgument']);
+    expect(snapshot()).toEqual(before);
+  });
+
+  it('refuses a needle PUT whose replica list was added or changed before reading its body', async () => {
+    const path = '/volumes/1/needles/33?cookie=1';
+    // Head only: Content-Length promises 60 000 bytes that never come; the answer must.
+    const headOnly = (auth: string, replicas?: string) =>
+      new Promise<{ status: string; ms: number }>((resolve, reject) => {
+        const t0 = performance.now();
+        const sock = net.connect(port, '127.0.0.1', () => {
+          const extra = replicas === undefined ? '' : `x-ks-replicas: ${replicas}\r\n`;
+          sock.write(
+            `PUT ${path} HTTP/1.1\r\nHost: x\r\n${AUTH_HEADER}: ${auth}\r\n${CRC_HEADER}: 1\r\n${extra}content-length: 60000\r\n\r\n`,
+          );
+        });
+        let text = '';
+        sock.on('data', (c: Buffer) => {
+          text += c.toString();
+          if (text.includes('\r\n')) {
+            sock.destroy();
+            resolve({ status: text.split(' ')[1]!, ms: performance.now() - t0 });
+          }
+        });
+        sock.on('error', reject);
+        setTimeout(() => {
+          sock.destroy();
+          resolve({ status: 'none', ms: performance.now() - t0 });
+        }, 2_000);
+      });
+    const signed = signPut(path, 60_000, '1');
+    const evil = 'http://127.0.0.1:9';
+    const added = await headOnly(signed, evil);
+    expect(added.status).toBe('403');
+    const replicated = signPut(path, 60_000, '1', 'http://127.0.0.1:8081');
+    const changed = await headOnly(replicated, evil);
+    expect(changed.status).toBe('403');
+    expect(Math.max(added.ms, changed.ms)).toBeLessThan(1_000);
+    expect(snapshot().needles).toBe(0);
+  });
+
+  it('forwards to no other store without a knownStore (a store with no directory)', async () => {
+    const path = '/volumes/1/needles/34?cookie=1';
+    const body = Buffer.from('thirty-four');
+    const r = await request('PUT', path, {
+      body,
+      headers: { 'x-ks-replicas': 'http://127.0.0.1:9' },
+    });
+    expect([r.status, errorOf(r)]).toEqual([403, 'UnknownReplica']);
+    expect(snapshot().needles).toBe(0);
+    const sync = await request('POST', '/volumes/1/sync?source=http%3A%2F%2F127.0.0.1%3A9');
+    expect([sync.status, errorOf(sync)]).toEqual([403, 'UnknownReplica']);
+  });
+
   it('StoreClient refuses a GET whose bytes do not match the CRC32C sent with them', async () => {
     const liar = http.createServer((_req, res) => {
       res.writeHead(200, { 'x-ks-size': '5', 'x-ks-crc32c': String(crc32c(Buffer.from('hello'))) });
@@ -217,7 +362,7 @@ describe('store server', () => {
           port,
           method: 'PUT',
           path,
-          headers: { [AUTH_HEADER]: auth.sign('PUT', path) },
+          headers: { [AUTH_HEADER]: signPut(path, undefined, '1'), [CRC_HEADER]: '1' },
           agent: false,
         },
         (res) => {
@@ -239,7 +384,7 @@ describe('store server', () => {
     await new Promise<void>((resolve) => {
       const sock = net.connect(port, '127.0.0.1', () => {
         sock.write(
-          `PUT ${path} HTTP/1.1\r\nHost: x\r\n${AUTH_HEADER}: ${auth.sign('PUT', path)}\r\ncontent-length: 5000\r\n\r\n`,
+          `PUT ${path} HTTP/1.1\r\nHost: x\r\n${AUTH_HEADER}: ${signPut(path, 5000, '1')}\r\n${CRC_HEADER}: 1\r\ncontent-length: 5000\r\n\r\n`,
         );
         sock.write(Buffer.alloc(1000, 2));
         setTimeout(() => sock.destroy(), 50);

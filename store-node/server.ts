@@ -9,8 +9,12 @@
 //   cluster routes (listing, raw copy, sync): see server-cluster.ts
 // A needle PUT with `x-ks-replicas: <url>,<url>` [and `x-ks-write-quorum: N`] is also
 // forwarded to those replicas (replication.ts); 502 ReplicaWriteFailed when too few made it.
-// Every request must carry a valid x-ks-auth token (InternalAuth); /metrics also takes
-// the metrics bearer token. Errors are JSON {error, message} with a 4xx/5xx status.
+// Every request must carry a valid x-ks-auth token (InternalAuth), checked before any body
+// byte is read; /metrics also takes the metrics bearer token. A needle PUT's token also
+// covers its CRC32C, content type, replica list and quorum (NEEDLE_PUT_COVERED), the CRC
+// is required, a needle id is written once (Volume.write), and replicas must be stores the
+// directory knows (`knownStore`): a captured token can neither replace a needle nor send it
+// anywhere else (issue 12 item 2). Errors are JSON {error, message} with a 4xx/5xx status.
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32c } from '@node-rs/crc32';
@@ -27,7 +31,7 @@ import {
   splitUrl,
 } from '../common/internal-http.ts';
 import type { Logger } from '../common/log.ts';
-import { CRC_HEADER } from './api.ts';
+import { CRC_HEADER, NEEDLE_PUT_COVERED } from './api.ts';
 import { StoreError } from './errors.ts';
 import { StoreMetrics } from './metrics.ts';
 import {
@@ -48,6 +52,15 @@ export interface StoreServerOptions {
   logger?: Logger;
   /** Bound on one write forwarded to another replica (default 10 s). */
   replicationTimeoutMs?: number;
+  /**
+   * Whether `origin` (scheme://host:port) is a store of this cluster: the only places a
+   * needle PUT's `x-ks-replicas` may send it and a sync may copy from. Backed by the
+   * directory's node list in a cluster (directory-link.ts directoryKnownStores). Without
+   * it this store forwards to nobody and syncs from nobody (a standalone store).
+   */
+  knownStore?: (origin: string) => Promise<boolean>;
+  /** Whether this node can serve (GET /readyz): volumes are loaded; joined, with a directory. */
+  ready?: () => boolean;
 }
 
 const NEEDLE_RE = /^\/volumes\/([^/]+)\/needles\/([^/]+)$/;
@@ -126,6 +139,7 @@ export class StoreServer {
       parseVolumeId,
       parseNeedleId,
       syncing: new Set(),
+      checkKnown: (origins) => this.checkKnown(origins),
     };
     this.server = createServer((req, res) => {
       void this.handle(req, res);
@@ -160,9 +174,19 @@ export class StoreServer {
     let op = 'unknown';
     try {
       const { path: pathname, query } = splitUrl(rawUrl);
+      // Kubernetes probes: anonymous, and they tell nothing but one word.
+      if (method === 'GET' && (pathname === '/healthz' || pathname === '/readyz')) {
+        const ok = pathname === '/healthz' || (this.opts.ready?.() ?? true);
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+        res.end(ok ? 'ok\n' : 'not-ready\n');
+        op = 'probe';
+        return;
+      }
       const scrape =
         pathname === '/metrics' && this.opts.auth.verifyMetricsBearer(req.headers.authorization);
-      if (!scrape) authorizeHead(req, this.opts.auth);
+      // A needle PUT's token covers more of its head than other routes' (NEEDLE_PUT_COVERED).
+      const covered = method === 'PUT' && NEEDLE_RE.test(pathname) ? NEEDLE_PUT_COVERED : [];
+      if (!scrape) authorizeHead(req, this.opts.auth, covered);
       op = await this.route(req, res, method, pathname, new URLSearchParams(query));
     } catch (e) {
       const err =
@@ -258,25 +282,36 @@ export class StoreServer {
     cookie: number,
   ): Promise<string> {
     const vol = this.opts.store.volume(vid); // 404 before reading any body
+    // Everything the head says is checked before the body is read: the CRC the token
+    // covers (required: it is what binds the token to these bytes), the replicas (known
+    // stores only) and the quorum.
+    const sent = req.headers[CRC_HEADER];
+    if (typeof sent !== 'string' || !/^\d{1,10}$/.test(sent) || Number(sent) > 0xffff_ffff) {
+      throw new StoreError('InvalidArgument', `a needle PUT needs ${CRC_HEADER}: <decimal u32>`);
+    }
+    const replicas = parseReplicas(req.headers[REPLICAS_HEADER]);
+    const quorum =
+      replicas.length === 0 ? 1 : parseQuorum(req.headers[QUORUM_HEADER], replicas.length + 1);
+    if (replicas.length > 0) await this.checkKnown(replicas);
     this.metrics.inflightWrites++;
     try {
       const body = await readBody(req, this.opts.maxNeedleSize);
       // End-to-end integrity: the needle CRC is computed here, so bytes damaged between
       // the gateway and this process must be caught against the sender's CRC first.
-      const sent = req.headers[CRC_HEADER];
       const crc = crc32c(body);
-      if (sent !== undefined && sent !== String(crc)) {
+      if (sent !== String(crc)) {
         throw new StoreError('BadChecksum', `body CRC32C ${crc} does not match ${sent}`);
       }
       const ct = req.headers['content-type'];
-      const replicas = parseReplicas(req.headers[REPLICAS_HEADER]);
+      // A taken id (write-once) is this write's own error, before anything is forwarded.
+      if (replicas.length > 0) await vol.checkNew(nid, cookie, body);
       const local = () => vol.write(nid, cookie, body, ct);
       const w =
         replicas.length === 0
           ? await local()
           : await this.replicator.write(local, { volumeId: vid, needleId: nid, cookie }, body, {
               replicas,
-              quorum: parseQuorum(req.headers[QUORUM_HEADER], replicas.length + 1),
+              quorum,
               contentType: ct,
               crc32c: crc,
             });
@@ -289,6 +324,34 @@ export class StoreServer {
       return 'put';
     } finally {
       this.metrics.inflightWrites--;
+    }
+  }
+
+  /**
+   * Refuses (403 UnknownReplica) unless every origin is a store of this cluster; 502
+   * ReplicaWriteFailed when that cannot be told now (directory unreachable).
+   */
+  private async checkKnown(origins: string[]): Promise<void> {
+    const known = this.opts.knownStore;
+    if (!known) {
+      throw new StoreError(
+        'UnknownReplica',
+        'this store forwards to no other store (it has no directory to know them)',
+      );
+    }
+    for (const origin of origins) {
+      let ok: boolean;
+      try {
+        ok = await known(origin);
+      } catch (e) {
+        throw new StoreError(
+          'ReplicaWriteFailed',
+          `cannot tell whether ${origin} is a store: ${(e as Error)?.message ?? String(e)}`,
+        );
+      }
+      if (!ok) {
+        throw new StoreError('UnknownReplica', `${origin} is not a store the directory knows`);
+      }
     }
   }
 

@@ -33,8 +33,8 @@ import {
   readNeedleHeader,
   SUPERBLOCK_SIZE,
 } from './needle.ts';
-import { idParts, NeedleMap } from './needle-map.ts';
-import { TOMBSTONE_DISK_SIZE, Volume, type VolumeOptions } from './volume.ts';
+import { idFromParts, idParts, NeedleMap } from './needle-map.ts';
+import { DELETED_MEMORY_MAX, TOMBSTONE_DISK_SIZE, Volume, type VolumeOptions } from './volume.ts';
 
 export function volumePaths(dir: string, id: number) {
   const base = path.join(dir, String(id));
@@ -120,12 +120,18 @@ async function readHead(file: string, n: number): Promise<Buffer> {
 
 class Replay {
   liveBytes = 0;
+  /** Ids of the latest tombstones, as lo, hi pairs (Volume.noteDeleted after the load). */
+  deleted: number[] = [];
   constructor(readonly map: NeedleMap) {}
 
   apply(lo: number, hi: number, off8: number, size: number): number {
     if (size === TOMBSTONE_SIZE) {
       const prev = this.map.delete(lo, hi);
       if (prev >= 0) this.liveBytes -= needleDiskSizeLarge(prev);
+      this.deleted.push(lo, hi);
+      if (this.deleted.length >= 4 * DELETED_MEMORY_MAX) {
+        this.deleted = this.deleted.slice(-2 * DELETED_MEMORY_MAX);
+      }
       return TOMBSTONE_DISK_SIZE;
     }
     const prev = this.map.set(lo, hi, off8, size);
@@ -185,7 +191,7 @@ export async function openVolume(dir: string, id: number, opts: VolumeOptions): 
       for (const r of tail.records) idxEnd += r.length;
     }
     // The .idx is not synced here either: a lost tail is rebuilt again at the next load.
-    return new Volume(id, dir, opts, {
+    const vol = new Volume(id, dir, opts, {
       g: { number: sb.generation, fd, map: replay.map, refs: 0, retired: false },
       end: tail.end,
       idxFd,
@@ -193,6 +199,15 @@ export async function openVolume(dir: string, id: number, opts: VolumeOptions): 
       liveBytes: replay.liveBytes,
       readOnly: await exists(p.sealed),
     });
+    // Ids deleted before a restart stay refused as if deleted now (write-once needles):
+    // the latest tombstones since the last compaction, as many as the volume remembers.
+    const d = replay.deleted;
+    const now = Date.now();
+    for (let i = Math.max(0, d.length - 2 * DELETED_MEMORY_MAX); i < d.length; i += 2) {
+      if (replay.map.find(d[i]!, d[i + 1]!) < 0)
+        vol.noteDeleted(idFromParts(d[i]!, d[i + 1]!), now);
+    }
+    return vol;
   } catch (e) {
     await fsx.close(fd).catch(() => {});
     if (idxFd >= 0) await fsx.close(idxFd).catch(() => {});

@@ -24,7 +24,7 @@ function code(e: unknown): string {
 }
 
 describe('volume engine', () => {
-  it('writes, reads, reloads, overwrites and deletes needles', async () => {
+  it('writes, reads, reloads, repairs and deletes needles', async () => {
     const dir = tempDir();
     await withStore(dir, async (s) => {
       await s.createVolume(1);
@@ -33,7 +33,8 @@ describe('volume engine', () => {
           s.write(1, BigInt(i + 1), 1000 + i, payload(BigInt(i + 1), i * 37)),
         ),
       );
-      await s.write(1, 5n, 1004, payload(555n, 999)); // overwrite, same cookie
+      // Only a repair (scrub, sync) may rewrite a live needle, and only with its cookie.
+      await s.write(1, 5n, 1004, payload(555n, 999), undefined, { repair: true });
       await s.delete(1, 7n, 1006);
     });
     await withStore(dir, async (s) => {
@@ -50,6 +51,71 @@ describe('volume engine', () => {
       const st = s.volume(1).stats();
       expect(st.garbageBytes).toBeGreaterThan(0);
       expect(st.liveBytes + st.garbageBytes).toBe(st.fileBytes - SUPERBLOCK_SIZE);
+    });
+  });
+
+  it('writes a needle id once: a retry of the same bytes succeeds, anything else is refused', async () => {
+    const dir = tempDir();
+    await withStore(dir, async (s) => {
+      await s.createVolume(1);
+      const data = payload(1n, 5000);
+      const first = await s.write(1, 1n, 11, data);
+      const size = s.volume(1).stats().fileBytes;
+      // A retry (a gateway or a forward that did not see the answer): same answer, no append.
+      expect(await s.write(1, 1n, 11, Buffer.from(data))).toEqual(first);
+      expect(s.volume(1).stats().fileBytes).toBe(size);
+      // Other bytes of the same size, another cookie, another size: refused.
+      const other = Buffer.from(data);
+      other[100]! ^= 1;
+      for (const [cookie, bytes] of [
+        [11, other],
+        [12, data],
+        [11, data.subarray(1)],
+      ] as const) {
+        await expect(s.write(1, 1n, cookie, bytes)).rejects.toMatchObject({
+          code: 'NeedleExists',
+          status: 409,
+        });
+      }
+      // Two writes of one id at once: the second sees the first (one wins, one is refused).
+      const race = await Promise.allSettled([
+        s.write(1, 2n, 1, payload(2n, 3000)),
+        s.write(1, 2n, 1, payload(22n, 3000)),
+      ]);
+      expect(race.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+      expect(code((race[1] as PromiseRejectedResult).reason)).toBe('NeedleExists');
+      expect((await s.read(1, 2n, 1)).data.equals(payload(2n, 3000))).toBe(true);
+      expect((await s.read(1, 1n, 11)).data.equals(data)).toBe(true);
+      // A deleted id is not written again, not even with its old bytes…
+      await s.delete(1, 1n, 11);
+      await expect(s.write(1, 1n, 11, data)).rejects.toMatchObject({ code: 'NeedleExists' });
+      // …but a repair (a replica copying back what it lacks) still may.
+      await s.delete(1, 2n, 1);
+      await s.write(1, 2n, 1, payload(2n, 3000), undefined, { repair: true });
+    });
+    // A restart does not reopen the window: the ids the .idx shows deleted stay refused.
+    await withStore(dir, async (s) => {
+      await expect(s.write(1, 1n, 11, payload(1n, 5000))).rejects.toMatchObject({
+        code: 'NeedleExists',
+      });
+      expect((await s.read(1, 2n, 1)).data.equals(payload(2n, 3000))).toBe(true);
+    });
+  });
+
+  it('replaces a needle whose stored copy is corrupt', async () => {
+    const dir = tempDir();
+    let off = 0;
+    await withStore(dir, async (s) => {
+      await s.createVolume(1);
+      off = (await s.write(1, 3n, 7, payload(3n, 2000))).offset;
+    });
+    const fd = fs.openSync(path.join(dir, '1.dat'), 'r+');
+    fs.writeSync(fd, Buffer.from([0x55]), 0, 1, off + NEEDLE_HEADER_SIZE + 10);
+    fs.closeSync(fd);
+    await withStore(dir, async (s) => {
+      await expect(s.read(1, 3n, 7)).rejects.toMatchObject({ code: 'NeedleCorrupt' });
+      await s.write(1, 3n, 7, payload(3n, 2000));
+      expect((await s.read(1, 3n, 7)).data.equals(payload(3n, 2000))).toBe(true);
     });
   });
 

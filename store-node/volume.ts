@@ -28,6 +28,18 @@ export const HARD_MAX_VOLUME_SIZE = 0xffff_ffff * 8;
 export const TOMBSTONE_DISK_SIZE = needleDiskSize(0);
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * How long a deleted needle id stays refused to new writes: well past the life of any
+ * token (300 s either side of its time), so a captured PUT token cannot bring a deleted
+ * needle back with other bytes. Ids are never reused by the system itself (the directory
+ * hands each out once), so the memory only exists to refuse replays. Bounded to
+ * DELETED_MEMORY_MAX ids per volume (≈ 100 B each); past that the oldest are forgotten
+ * early. A forgotten id written again is an orphan: no metadata refers to a deleted needle,
+ * and the orphan sweep reclaims it.
+ */
+export const DELETED_MEMORY_MS = 15 * 60_000;
+export const DELETED_MEMORY_MAX = 20_000;
+
 export interface VolumeOptions {
   /** Appends that would pass this size fail with VolumeFull (tombstones still fit). */
   maxSize: number;
@@ -127,6 +139,11 @@ export class Volume {
   private idxBroken = false;
   /** Set by an I/O error: nothing written after the failed batch may be acknowledged. */
   private readOnlyAfterError = false;
+  /** Ids with a write under way: a second write of an id waits for the first (write-once). */
+  private readonly writing = new Set<bigint>();
+  private readonly waiting = new Map<bigint, Array<() => void>>();
+  /** Ids tombstoned here lately → when (ms), oldest first: see DELETED_MEMORY_MS. */
+  private readonly recentlyDeleted = new Map<bigint, number>();
 
   constructor(
     readonly id: number,
@@ -179,6 +196,15 @@ export class Volume {
     return Math.max(0, this.opts.maxSize - this.end);
   }
 
+  /**
+   * Stores a needle. Needle ids are write-once (issue 12 item 2): the directory hands each
+   * id out once, so a second write of a live id is either a retry of the same write or a
+   * replay of a captured token with other bytes. A retry (same cookie, same bytes) succeeds
+   * without writing again; anything else is refused with NeedleExists, and so is an id
+   * deleted within DELETED_MEMORY_MS (longer than any token lives). Only a needle whose
+   * stored copy is corrupt may be replaced, and repairs (`wo.repair`: scrub repair, sync)
+   * may replace a needle of the same cookie.
+   */
   async write(
     id: bigint,
     cookie: number,
@@ -190,35 +216,106 @@ export class Volume {
     const repair = wo.repair === true && !this.readOnlyAfterError;
     if (this.readOnly && !repair)
       throw new StoreError('VolumeReadOnly', `volume ${this.id} is read-only`);
-    const [lo, hi] = idParts(id);
-    if (this.g.map.find(lo, hi) >= 0) await this.checkOverwrite(id, cookie);
-    const mode = wo.compression ?? this.opts.compression;
-    const { stored, codec } = maybeCompress(data, mode, contentType);
-    const diskSize = needleDiskSizeLarge(stored.length);
-    if (diskSize > this.opts.maxSize - SUPERBLOCK_SIZE) {
-      throw new StoreError('EntityTooLarge', `needle of ${diskSize} bytes exceeds volume size`);
+    // One write of an id at a time, so the check below sees what the one before it wrote
+    // (the map only shows a needle once it is durable). No allocation unless two collide.
+    while (this.writing.has(id)) {
+      await new Promise<void>((r) => {
+        const q = this.waiting.get(id);
+        if (q) q.push(r);
+        else this.waiting.set(id, [r]);
+      });
     }
-    const flags = codec === Codec.None ? 0 : FLAG_COMPRESSED;
-    const offset = await this.enqueue({
-      id,
-      lo,
-      hi,
-      cookie,
-      stored,
-      originalLength: data.length,
-      flags,
-      codec,
-      diskSize,
-      tombstone: false,
-      repair,
-    });
-    return { offset, storedLength: stored.length, compressed: codec !== Codec.None };
+    this.writing.add(id);
+    try {
+      const [lo, hi] = idParts(id);
+      if (this.g.map.find(lo, hi) >= 0) {
+        if (repair) await this.checkOverwrite(id, cookie);
+        else {
+          const same = await this.checkRetry(id, cookie, data);
+          if (same) return same;
+        }
+      } else if (!repair && this.deletedRecently(id)) {
+        throw this.deletedError(id);
+      }
+      const mode = wo.compression ?? this.opts.compression;
+      const { stored, codec } = maybeCompress(data, mode, contentType);
+      const diskSize = needleDiskSizeLarge(stored.length);
+      if (diskSize > this.opts.maxSize - SUPERBLOCK_SIZE) {
+        throw new StoreError('EntityTooLarge', `needle of ${diskSize} bytes exceeds volume size`);
+      }
+      const flags = codec === Codec.None ? 0 : FLAG_COMPRESSED;
+      const offset = await this.enqueue({
+        id,
+        lo,
+        hi,
+        cookie,
+        stored,
+        originalLength: data.length,
+        flags,
+        codec,
+        diskSize,
+        tombstone: false,
+        repair,
+      });
+      return { offset, storedLength: stored.length, compressed: codec !== Codec.None };
+    } finally {
+      this.writing.delete(id);
+      const q = this.waiting.get(id);
+      if (q) {
+        this.waiting.delete(id);
+        for (const r of q) r();
+      }
+    }
   }
 
   /**
-   * A needle may be rewritten (a retried write, a repair) only by whoever holds its
-   * cookie; a different cookie means two objects were given one id, which must not
-   * silently replace the first. A needle whose header is corrupt may be replaced.
+   * Throws what write() would for a needle id that is taken (NeedleExists): live with
+   * other bytes or cookie, or deleted lately. A replicated PUT asks before forwarding, so
+   * a refused write is refused here, not reported as failed replicas. Advisory: write()
+   * decides again under its lock.
+   */
+  async checkNew(id: bigint, cookie: number, data: Buffer): Promise<void> {
+    const [lo, hi] = idParts(id);
+    if (this.g.map.find(lo, hi) >= 0) await this.checkRetry(id, cookie, data);
+    else if (this.deletedRecently(id)) throw this.deletedError(id);
+  }
+
+  /**
+   * A write of a live id that is not a repair: the stored needle's result when it holds
+   * exactly these bytes under this cookie (a retry), null when its stored copy is corrupt
+   * (replace it), NeedleExists otherwise.
+   */
+  private async checkRetry(id: bigint, cookie: number, data: Buffer): Promise<WriteResult | null> {
+    let r: { data: Buffer; compressed: boolean; cookie: number };
+    try {
+      r = await this.readVerified(id, null, false);
+    } catch (e) {
+      if (e instanceof StoreError && e.code === 'NeedleCorrupt') return null;
+      // Tombstoned between the lookup and the read: deleted, so not written again.
+      if (e instanceof StoreError && e.code === 'NoSuchNeedle') throw this.deletedError(id);
+      throw e;
+    }
+    if (r.cookie !== cookie || !r.data.equals(data)) {
+      const what = r.cookie !== cookie ? 'another cookie' : 'other bytes';
+      throw new StoreError(
+        'NeedleExists',
+        `needle ${id} in volume ${this.id} exists with ${what}; needles are write-once`,
+      );
+    }
+    const [lo, hi] = idParts(id);
+    const slot = this.g.map.find(lo, hi);
+    if (slot < 0) throw this.deletedError(id); // tombstoned while we read it
+    return {
+      offset: this.g.map.offsetAt(slot) * 8,
+      storedLength: this.g.map.sizeAt(slot),
+      compressed: r.compressed,
+    };
+  }
+
+  /**
+   * A repair may rewrite a live needle only for whoever holds its cookie; a different
+   * cookie means two objects were given one id, which must not silently replace the
+   * first. A needle whose header is corrupt may be replaced.
    */
   private async checkOverwrite(id: bigint, cookie: number): Promise<void> {
     try {
@@ -227,6 +324,34 @@ export class Volume {
       if (e instanceof StoreError && (e.code === 'NeedleCorrupt' || e.code === 'NoSuchNeedle'))
         return;
       throw e;
+    }
+  }
+
+  private deletedError(id: bigint): StoreError {
+    return new StoreError(
+      'NeedleExists',
+      `needle ${id} in volume ${this.id} was deleted; needle ids are not reused`,
+    );
+  }
+
+  /** Whether the id was tombstoned here within DELETED_MEMORY_MS. */
+  private deletedRecently(id: bigint): boolean {
+    const at = this.recentlyDeleted.get(id);
+    return at !== undefined && Date.now() - at <= DELETED_MEMORY_MS;
+  }
+
+  /**
+   * @internal Remembers ids as deleted now: tombstones applied here, and those a load
+   * found (volume-load.ts), so a restart does not reopen the window either.
+   */
+  noteDeleted(id: bigint, now = Date.now()): void {
+    const m = this.recentlyDeleted;
+    m.delete(id); // re-inserted at the end: the map stays in deletion order
+    m.set(id, now);
+    // Oldest first: drop what has aged out, and the oldest past the cap.
+    for (const [k, at] of m) {
+      if (m.size <= DELETED_MEMORY_MAX && now - at <= DELETED_MEMORY_MS) break;
+      m.delete(k);
     }
   }
 
@@ -481,6 +606,7 @@ export class Volume {
       if (p.tombstone) {
         const prev = g.map.delete(p.lo, p.hi);
         if (prev >= 0) this.liveBytes -= needleDiskSizeLarge(prev);
+        this.noteDeleted(p.id);
         putIdxRecord(idx, i, p.lo, p.hi, off8, TOMBSTONE_SIZE);
       } else {
         const prev = g.map.set(p.lo, p.hi, off8, p.stored.length);

@@ -1,12 +1,13 @@
-// The directory under test: N `kubestorage directory` replicas on loopback, their /status,
-// and CPU use sampled from the outside so the replicas' own figures are not disturbed.
+// The directory under test: N `kubestorage directory` replicas on loopback, their /status
+// (signed with the cluster secret), and CPU use sampled from the outside so the replicas'
+// own figures are not disturbed.
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SERVER_NODE_FLAGS } from '../../cli/node-flags.ts';
-import { InternalAuth } from '../../common/internal-auth.ts';
+import { AUTH_HEADER, InternalAuth } from '../../common/internal-auth.ts';
 import { MetadataClient } from '../../directory/wire/client.ts';
 import { cpuSecondsOf, type ExitStatus, spawnKubestorage, stopProcess } from '../lib/proc.ts';
 import type { Args } from './args.ts';
@@ -79,7 +80,10 @@ export class Cluster {
   }
 
   async status(r: Replica): Promise<Status> {
-    const res = await fetch(`${r.url}/status`, { signal: AbortSignal.timeout(3_000) });
+    const res = await fetch(`${r.url}/status`, {
+      headers: { [AUTH_HEADER]: this.auth.sign('GET', '/status') },
+      signal: AbortSignal.timeout(3_000),
+    });
     if (!res.ok) throw new Error(`${r.url}/status: HTTP ${res.status}`);
     return (await res.json()) as Status;
   }

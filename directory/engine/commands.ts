@@ -126,6 +126,7 @@ export function prefetchKeys(cmd: Command): string[] {
     case 'addKey':
       return [K.userKey(cmd.args[0].userId), K.accessKeyKey(cmd.args[0].accessKey)];
     case 'deleteKey':
+    case 'replaceKeySecret':
       return [K.accessKeyKey(cmd.args[0])];
     case 'allocateNeedleIds':
       return [NEEDLE_COUNTER];
@@ -197,6 +198,8 @@ export async function applyCommand(tx: Tx, cmd: Command): Promise<unknown> {
       return addKey(tx, ...cmd.args);
     case 'deleteKey':
       return deleteKey(tx, ...cmd.args);
+    case 'replaceKeySecret':
+      return replaceKeySecret(tx, ...cmd.args);
     case 'allocateNeedleIds':
       return allocateNeedleIds(tx, ...cmd.args);
     case 'allocateVolumeId':
@@ -419,6 +422,19 @@ async function deleteKey(tx: Tx, accessKey: string): Promise<void> {
   if (!cur) return;
   tx.del(ak);
   tx.del(K.userKeysKey(cur.userId, accessKey));
+}
+
+async function replaceKeySecret(
+  tx: Tx,
+  accessKey: string,
+  expected: string,
+  secretKey: string,
+): Promise<boolean> {
+  const ak = K.accessKeyKey(accessKey);
+  const cur = parse<AccessKeyRecord>(await tx.get(ak));
+  if (!cur || cur.secretKey !== expected) return false;
+  tx.put(ak, JSON.stringify({ ...cur, secretKey }));
+  return true;
 }
 
 async function allocateNeedleIds(tx: Tx, count: number): Promise<{ first: bigint; count: number }> {

@@ -573,6 +573,12 @@ describe('LevelMetadata users and keys', () => {
       expect((await m.listKeys('bob')).map((k) => k.accessKey)).toEqual(['K1', 'K2']);
       expect((await m.listKeys()).map((k) => k.accessKey)).toEqual(['K1', 'K2', 'K3']);
       expect((await m.getKey('K2'))?.secretKey).toBe('s2');
+      // Compare-and-set of a secret (sealing one stored in clear): only from the expected value.
+      expect(await m.replaceKeySecret('K3', 'not-s3', 'sealed3')).toBe(false);
+      expect(await m.replaceKeySecret('K3', 's3', 'sealed3')).toBe(true);
+      expect(await m.replaceKeySecret('K3', 's3', 'again')).toBe(false);
+      expect(await m.replaceKeySecret('K9', 's9', 'x')).toBe(false);
+      expect(await m.getKey('K3')).toMatchObject({ secretKey: 'sealed3', userId: 'al' });
       await m.deleteKey('K2');
       await m.deleteKey('K2');
       expect(await m.getKey('K2')).toBeNull();

@@ -249,6 +249,11 @@ export interface MetadataStore extends TopologyStore {
   listKeys(userId?: string): Promise<AccessKeyRecord[]>;
   /** Idempotent: deleting an unknown key does nothing. */
   deleteKey(accessKey: string): Promise<void>;
+  /**
+   * Stores `secretKey` as the key's secret if the stored one is still `expected`, in one
+   * command (sealing a secret stored in clear loses nothing in a crash); false otherwise.
+   */
+  replaceKeySecret(accessKey: string, expected: string, secretKey: string): Promise<boolean>;
 
   // Allocation
   /** A block of needle ids never handed out before (durable before it returns). */

@@ -45,6 +45,7 @@ export const META_METHODS = {
   getKey: 'read',
   listKeys: 'read',
   deleteKey: 'write',
+  replaceKeySecret: 'write',
   allocateNeedleIds: 'write',
   allocateVolumeId: 'write',
   registerNode: 'write',

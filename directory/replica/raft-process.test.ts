@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import type { ReplicaStatus as Status } from '../../cli/admin-raft.ts';
-import { InternalAuth } from '../../common/internal-auth.ts';
+import { AUTH_HEADER, InternalAuth } from '../../common/internal-auth.ts';
 import { freePort } from '../../common/ports.ts';
 import {
   KUBESTORAGE_BIN,
@@ -61,7 +61,10 @@ function spawnReplica(r: Replica): void {
 
 async function status(url: string, timeoutMs = 300): Promise<Status | null> {
   try {
-    const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(`${url}/status`, {
+      headers: { [AUTH_HEADER]: auth.sign('GET', '/status') },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     return res.ok ? ((await res.json()) as Status) : null;
   } catch {
     return null;
@@ -317,6 +320,11 @@ describe('raft directory as processes', () => {
     const forbidden = await cli(['remove', 'd3', '--directory', one], 'wrong-secret-0123456789');
     expect(forbidden.code).toBe(1);
     expect(forbidden.err).toMatch(/Forbidden/);
+    // Status is topology: without the cluster secret no replica tells it.
+    const blind = await cli(['status', '--directory', one], 'wrong-secret-0123456789');
+    expect(blind.code).toBe(1);
+    expect(blind.out).toContain('HTTP 403');
+    expect(blind.out).not.toMatch(/\bleader\b|\bd[123]\b/);
 
     const port = await freePort();
     const d4: Replica = {

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AUTH_HEADER } from '../../common/internal-auth.ts';
+import { AUTH_HEADER, InternalAuth } from '../../common/internal-auth.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import {
   startTestDirectory,
@@ -132,8 +132,54 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     await d.restart(leaderIdx);
   });
 
+  /** GET with the cluster secret's token, as admin tools and cluster scripts send it. */
+  const signed = (url: string, path: string) =>
+    fetch(`${url}${path}`, { headers: { [AUTH_HEADER]: d.auth.sign('GET', path) } });
+
+  it('keeps topology behind the cluster secret: /status and /cluster/liveness need a token', async () => {
+    await until('a leader', () => d.leader());
+    const secretBits = [...d.ids, ...d.urls.map((u) => u.replace('http://', '')), 'leader'];
+    for (const path of ['/status', '/cluster/liveness']) {
+      const tries: Record<string, string>[] = [
+        {},
+        { [AUTH_HEADER]: 'garbage' },
+        // A token for another path, or from another secret, is no token.
+        { [AUTH_HEADER]: d.auth.sign('GET', '/healthz') },
+        { [AUTH_HEADER]: new InternalAuth('another-secret-0123456789').sign('GET', path) },
+      ];
+      for (const headers of tries) {
+        const r = await fetch(`${d.urls[0]}${path}`, { headers });
+        const body = await r.text();
+        expect(r.status, `${path} ${JSON.stringify(headers)}`).toBe(403);
+        for (const bit of secretBits) expect(body).not.toContain(bit);
+      }
+    }
+    const st = await signed(d.urls[0]!, '/status');
+    expect(st.status).toBe(200);
+    expect(await st.json()).toMatchObject({ id: 'd1', peers: expect.any(Object) });
+    const lv = await signed(d.urls[0]!, '/cluster/liveness');
+    expect(lv.status).toBe(200);
+    expect(Array.isArray(await lv.json())).toBe(true);
+  });
+
+  it('answers the probes /healthz and /readyz anonymously with one word', async () => {
+    await until('a leader', () => d.leader());
+    const secretBits = [...d.ids, ...d.urls.map((u) => u.replace('http://', '')), 'leader'];
+    for (const url of d.urls) {
+      for (const path of ['/healthz', '/readyz']) {
+        const r = await until(`${url}${path} ready`, async () => {
+          const res = await fetch(`${url}${path}`);
+          return res.status === 200 ? res : undefined;
+        });
+        const body = await r.text();
+        expect(body).toBe('ok\n');
+        for (const bit of secretBits) expect(body).not.toContain(bit);
+      }
+    }
+  });
+
   it('serves /status with role, term, leader, indexes and peer health', async () => {
-    const r = await fetch(`${d.urls[0]}/status`);
+    const r = await signed(d.urls[0]!, '/status');
     const s = (await r.json()) as Record<string, unknown>;
     expect(s).toMatchObject({ id: 'd1' });
     for (const k of ['role', 'term', 'leaderId', 'commitIndex', 'appliedIndex', 'peers']) {
@@ -143,7 +189,7 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     const ls = await until('every peer healthy in the leader status', async () => {
       const leader = d.leader();
       if (!leader) return undefined;
-      const st = (await (await fetch(`${d.urls[d.replicas.indexOf(leader)]}/status`)).json()) as {
+      const st = (await (await signed(d.urls[d.replicas.indexOf(leader)]!, '/status')).json()) as {
         role: string;
         peers: Record<string, { matchIndex: number; health: string }>;
       };
@@ -156,7 +202,7 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 15; i++) {
       for (const url of d.urls) {
-        const st = (await (await fetch(`${url}/status`)).json()) as {
+        const st = (await (await signed(url, '/status')).json()) as {
           role: string;
           leaderId: string;
           peers: Record<string, { health: string }>;
@@ -188,6 +234,14 @@ describe('raft directory without a quorum', () => {
     if (!survivor) throw new Error('no survivor');
     // CheckQuorum: a lone leader steps down, so nobody leads now.
     await until('no leader', () => (survivor.host.leaderId === null ? true : undefined), 5_000);
+    // Alive, but not ready: Kubernetes keeps the pod and routes nothing to it.
+    const url = d.urls[0]!;
+    expect([
+      (await fetch(`${url}/healthz`)).status,
+      await (await fetch(`${url}/healthz`)).text(),
+    ]).toEqual([200, 'ok\n']);
+    const ready = await fetch(`${url}/readyz`);
+    expect([ready.status, await ready.text()]).toEqual([503, 'no-leader\n']);
     const t0 = Date.now();
     const err = await survivor.meta.putObject('q', testRecord('lost', 1)).catch((e: unknown) => e);
     expect(err).toMatchObject({ name: 'MetadataError', code: 'Unavailable' });

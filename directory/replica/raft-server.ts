@@ -1,14 +1,18 @@
 // One directory replica on the network: the Raft host (raft/host.ts), the metadata API for
 // gateways (/meta/*, served by RaftMetadata), Raft traffic between replicas (/raft/msgs,
-// /raft/snapshot/*), membership administration (/raft/admin/*) and GET /status.
+// /raft/snapshot/*), membership administration (/raft/admin/*), GET /status and the probes.
 //
-// /status and /healthz answer without authentication: they hold ids, indexes and URLs only,
-// and Kubernetes probes (and the pod-label publisher) cannot sign requests. Everything else
-// carries the cluster secret's HMAC.
+// Only the Kubernetes probes answer without authentication, and they say one word:
+// GET /healthz (liveness: the process serves HTTP) is always `ok`; GET /readyz (readiness)
+// is 200 `ok` once this replica knows a leader and has applied nearly all it knows to be
+// committed, else 503 `no-leader` / `catching-up`. No ids, URLs or indexes. Everything
+// else carries the cluster secret's HMAC (x-ks-auth), /status (role, peers and their URLs)
+// and /cluster/liveness (the stores this replica hears from) included (issue 12 item 9).
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import {
+  authorizeHead,
   close,
   createServer,
   InternalError,
@@ -39,6 +43,8 @@ export interface DirectoryServerOptions extends RaftHostOptions {
 
 // Admin calls and heartbeats (a store with thousands of volumes sends a few hundred KiB).
 const MAX_ADMIN_BODY = 4 * 1024 * 1024;
+/** /readyz: how far behind the commit index it knows a replica may apply and be ready. */
+const READY_MAX_LAG = 1000;
 
 export class DirectoryServer {
   readonly server: http.Server;
@@ -117,16 +123,27 @@ export class DirectoryServer {
       await (forwarded ? this.forwarded : this.direct).handle(req, res);
       return;
     }
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      if (url === '/healthz') {
+        probeAnswer(res, 200, 'ok');
+        return;
+      }
+      if (url === '/readyz') {
+        const word = this.readiness();
+        probeAnswer(res, word === 'ok' ? 200 : 503, word);
+        return;
+      }
+    }
     if (req.method === 'GET' && url === '/cluster/liveness') {
       // Which stores this replica hears from (ids and timings only), for readiness checks.
+      authorizeHead(req, this.auth);
       sendJson(res, 200, this.liveness.list());
       return;
     }
-    if (req.method === 'GET' && (url === '/status' || url === '/healthz')) {
+    if (req.method === 'GET' && url === '/status') {
+      authorizeHead(req, this.auth);
       const s = this.host.status();
-      if (url === '/healthz') sendJson(res, s.leaderId ? 200 : 503, { leaderId: s.leaderId });
-      else
-        sendJson(res, 200, { ...s, leaderUrl: s.leaderId ? this.host.peerUrl(s.leaderId) : null });
+      sendJson(res, 200, { ...s, leaderUrl: s.leaderId ? this.host.peerUrl(s.leaderId) : null });
       return;
     }
     if (this.raft(req, res)) return;
@@ -150,6 +167,13 @@ export class DirectoryServer {
       return;
     }
     throw new InternalError(404, 'NotFound', `no route for ${req.method} ${url}`);
+  }
+
+  /** /readyz's word: `ok` once a leader is known and this replica has nearly caught up. */
+  private readiness(): 'ok' | 'no-leader' | 'catching-up' {
+    if (this.host.leaderId === null) return 'no-leader';
+    const s = this.host.status();
+    return s.commitIndex - s.appliedIndex > READY_MAX_LAG ? 'catching-up' : 'ok';
   }
 
   private async admin(what: string, text: string, res: http.ServerResponse) {
@@ -183,6 +207,16 @@ export class DirectoryServer {
     }
     sendJson(res, 200, conf ? { ok: true, conf } : { ok: true });
   }
+}
+
+/** A probe's answer: a status word and nothing else (it is served to anyone). */
+function probeAnswer(res: http.ServerResponse, status: number, word: string): void {
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': String(word.length + 1),
+    'cache-control': 'no-store',
+  });
+  res.end(`${word}\n`);
 }
 
 const invalid = (message: string) => new InternalError(400, 'InvalidArgument', message);

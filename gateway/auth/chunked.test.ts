@@ -141,20 +141,72 @@ describe('signed aws-chunked (STREAMING-AWS4-HMAC-SHA256-PAYLOAD)', () => {
     expect(e.extra.StringToSign).toContain('AWS4-HMAC-SHA256-PAYLOAD\n');
   });
 
-  it('never yields bytes of a chunk whose signature fails', async () => {
+  it('fails at the end of a chunk whose signature fails, before anything after it', async () => {
     const body = encodeSigned(Buffer.alloc(300, 'x'), 100);
     const tampered = Buffer.from(body);
     const second = body.indexOf('x', body.indexOf('x') + 100); // no 'x' in the framing
     tampered[second + 50] = 'y'.charCodeAt(0);
     const got: Buffer[] = [];
+    const d = new AwsChunkedDecoder(signedOpts());
     const e = await failure(
       (async () => {
-        for await (const p of new AwsChunkedDecoder(signedOpts()).decode(pieces(tampered, [])))
-          got.push(p);
+        for await (const p of d.decode(pieces(tampered, []))) got.push(Buffer.from(p));
       })(),
     );
     expect(e.code).toBe('SignatureDoesNotMatch');
-    expect(Buffer.concat(got).toString()).toBe('x'.repeat(100)); // the first, verified chunk only
+    // The bad chunk streamed through (a consumer commits nothing until the body ends),
+    // but not a byte of the third chunk, and the body never completed.
+    expect(Buffer.concat(got).toString()).toBe(`${'x'.repeat(150)}y${'x'.repeat(49)}`);
+    expect(d.done).toBe(false);
+  });
+
+  it('streams a large signed chunk through without holding it (bounded by the input pieces)', async () => {
+    // One 16 MiB chunk (the cap), fed in 64 KiB pieces as a socket would: the decoder must
+    // pass bytes on as they arrive, not hold the chunk until its signature can be checked.
+    const size = 16 * 1024 * 1024;
+    const data = Buffer.alloc(size, 'm');
+    const body = encodeSigned(data, size);
+    const piece = 64 * 1024;
+    let pulled = 0;
+    async function* socket(): AsyncGenerator<Buffer> {
+      for (let at = 0; at < body.length; at += piece) {
+        const p = body.subarray(at, Math.min(body.length, at + piece));
+        pulled += p.length;
+        yield p;
+      }
+    }
+    const d = new AwsChunkedDecoder(signedOpts({ decodedLength: size }));
+    let emitted = 0;
+    let maxHeld = 0; // bytes taken from the input and not yet passed on (framing included)
+    let maxPiece = 0;
+    for await (const p of d.decode(socket())) {
+      emitted += p.length;
+      maxPiece = Math.max(maxPiece, p.length);
+      maxHeld = Math.max(maxHeld, pulled - emitted);
+    }
+    expect(d.done).toBe(true);
+    expect(emitted).toBe(size);
+    expect(maxPiece).toBeLessThanOrEqual(piece);
+    expect(maxHeld).toBeLessThanOrEqual(piece + 256);
+  });
+
+  it('fails the body when the 2nd chunk of a large streamed upload has a bad signature', async () => {
+    const data = Buffer.alloc(3 * 65536, 's');
+    const body = encodeSigned(data, 65536);
+    // Replace the second chunk's signature with the first's: well-formed, but wrong.
+    const text = body.toString('latin1');
+    const sigs = [...text.matchAll(/chunk-signature=([0-9a-f]{64})/g)].map((m) => m[1]!);
+    const bad = Buffer.from(text.replace(sigs[1]!, sigs[0]!), 'latin1');
+    let emitted = 0;
+    const d = decodeAwsChunked(pieces(bad, [1000, 70_000, 100_000]), signedOpts());
+    const e = await failure(
+      (async () => {
+        for await (const p of d.body) emitted += p.length;
+      })(),
+    );
+    expect(e.code).toBe('SignatureDoesNotMatch');
+    expect(emitted).toBe(2 * 65536); // up to the end of the bad chunk, no further
+    expect((await failure(d.trailers())).code).toBe('SignatureDoesNotMatch');
   });
 
   it('checks x-amz-decoded-content-length both ways', async () => {

@@ -5,10 +5,17 @@
 //   unsigned-trailer:  <hex>\r\n <data> \r\n … 0\r\n <name>:<value>\r\n … \r\n
 //   signed-trailer:    signed chunks, then trailers and x-amz-trailer-signature:<sig>\r\n \r\n
 //
-// Memory stays bounded: an unsigned chunk streams through as it arrives; a signed chunk is
-// held until its signature checks out (never emit unauthenticated bytes), and chunks are
-// capped. Framing lines are capped too, so garbage cannot make the decoder buffer or wait
-// for ever; everything wrong with the body surfaces as an S3Error.
+// Memory stays bounded by what the input hands over, never by the chunk size: every chunk,
+// signed or not, streams through as it arrives. A signed chunk is hashed as its bytes go
+// by and its signature is checked at its end; a mismatch fails the whole body. Emitting
+// bytes before their chunk's signature checked out is safe because of what consumers do
+// with them: an upload (gateway/upload.ts) only writes them into needles that no record
+// refers to, and commits nothing until the whole body — every chunk signature, the final
+// one and the trailer's — has verified; a body that fails frees those needles. Buffering
+// a chunk whole instead would let each request pin up to the chunk cap (16 MiB) in
+// memory. The chunk size cap remains as a framing sanity bound. Framing lines are capped
+// too, so garbage cannot make the decoder buffer or wait for ever; everything wrong with
+// the body surfaces as an S3Error.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { S3Error } from '../error.ts';
 import type { AuthResult } from './sigv4.ts';
@@ -27,7 +34,7 @@ export interface ChunkedOptions {
   decodedLength?: number;
   /** Trailer names declared in x-amz-trailer (lowercase); when given, exactly these must come. */
   trailerNames?: readonly string[];
-  /** Largest chunk accepted (default 16 MiB): a signed chunk is buffered whole. */
+  /** Largest chunk accepted (default 16 MiB): a framing bound only, chunks stream through. */
   maxChunkSize?: number;
 }
 
@@ -87,7 +94,11 @@ export function chunkedOptionsFor(
 }
 
 export interface DecodedBody {
-  /** The decoded bytes; the generator's return value carries the trailers too. */
+  /**
+   * The decoded bytes, authenticated only once the generator has returned (signed chunks
+   * stream through before their signature is checked); its return value carries the
+   * trailers too.
+   */
   body: AsyncGenerator<Buffer, ChunkedResult, undefined>;
   /**
    * The trailers, once `body` has been read to the end. Rejects with the decoding error if
@@ -142,6 +153,8 @@ export class AwsChunkedDecoder {
   }
 
   /**
+   * Signed bytes are yielded before their chunk's signature is checked: nothing read from
+   * here is authenticated until the generator has returned (a bad chunk throws at its end).
    * Like `for await`, this closes the input (calls its iterator's return()) when decoding
    * stops early or fails; for a node request that destroys the socket, so pass
    * `req.iterator({ destroyOnReturn: false })` to keep it for the error response.
@@ -162,15 +175,15 @@ export class AwsChunkedDecoder {
         }
         this.count(size);
         if (this.signed) {
+          // Streamed on before the signature is known (see the header comment): the
+          // consumer commits nothing unless decoding ends without an error.
           const hash = createHash('sha256');
-          const pieces: Buffer[] = [];
           for await (const piece of r.data(size)) {
             hash.update(piece);
-            pieces.push(piece);
+            yield piece;
           }
           await r.crlf();
           this.checkChunk(signature!, hash);
-          yield pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, size);
         } else {
           yield* r.data(size);
           await r.crlf();

@@ -89,7 +89,15 @@ export async function startTestCluster(
   const directs = new Map<number, StoreClient>();
 
   const listen = async (node: TestNode) => {
-    node.server = new StoreServer({ store: node.store, auth, maxNeedleSize: MAX_NEEDLE });
+    node.server = new StoreServer({
+      store: node.store,
+      auth,
+      maxNeedleSize: MAX_NEEDLE,
+      // What a directory-backed store accepts: the stores registered (as the directory
+      // knows them: a slow node's proxy URL).
+      knownStore: async (origin) =>
+        nodes.some((n) => n.url !== '' && new URL(n.url).origin === origin),
+    });
     node.port = (await node.server.listen('127.0.0.1', node.port)).port;
   };
 

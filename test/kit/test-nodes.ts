@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { crc32c } from '@node-rs/crc32';
 import { AUTH_HEADER, DIGEST_HEADER, InternalAuth, sha256Hex } from '../../common/internal-auth.ts';
 import { StoreClient } from '../../store-node/client.ts';
 import { NEEDLE_HEADER_SIZE } from '../../store-node/needle.ts';
@@ -11,6 +12,14 @@ import type { Cleanups } from './fixture.ts';
 import { tempDir } from './temp-dirs.ts';
 
 export const auth = new InternalAuth('cluster-test-secret-0123456789');
+
+/**
+ * Origins of every node and fake peer started in this test file: what the nodes' default
+ * `knownStore` accepts as replicas and sync sources (a cluster's directory lists its stores;
+ * these tests have none). Addresses outside it (another server) are unknown stores.
+ */
+export const knownOrigins = new Set<string>();
+const knownTestStore = async (origin: string) => knownOrigins.has(origin);
 
 export interface TestNode {
   dir: string;
@@ -27,9 +36,16 @@ export async function startNode(
   const dir = tempDir();
   const store = await Store.open(dir, { compactCheckMs: 0, scrubIntervalMs: 0 });
   for (const v of opts.volumes ?? []) await store.createVolume(v);
-  const server = new StoreServer({ store, auth, maxNeedleSize: 1024 * 1024, ...opts.server });
+  const server = new StoreServer({
+    store,
+    auth,
+    maxNeedleSize: 1024 * 1024,
+    knownStore: knownTestStore,
+    ...opts.server,
+  });
   const { port } = await server.listen('127.0.0.1', 0);
   const url = `http://127.0.0.1:${port}`;
+  knownOrigins.add(url);
   const client = new StoreClient(url, auth);
   let closed = false;
   return {
@@ -63,6 +79,7 @@ async function serveLoopback(
 ): Promise<{ url: string; close(): Promise<void> }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as { port: number };
+  knownOrigins.add(`http://127.0.0.1:${port}`);
   return {
     url: `http://127.0.0.1:${port}`,
     close: () =>
@@ -134,4 +151,40 @@ export function verifySignedBody(
       digest,
     })
   );
+}
+
+/**
+ * Other bytes of the same length and the same CRC32C as `data` (at least 5 bytes): what
+ * an attacker replaying a needle token with its CRC would send. Over a fixed length the
+ * CRC is affine in the bits, crc(x ^ d) = crc(x) ^ L(d); L maps 33 single-bit flips into
+ * 32 bits, so some of them XOR to 0 and flipping those leaves the CRC as it was.
+ */
+export function crcTwin(data: Buffer): Buffer {
+  if (data.length < 5) throw new Error('crcTwin needs at least 5 bytes');
+  const base = crc32c(data);
+  const flip = (b: Buffer, bit: number) => {
+    b[bit >> 3]! ^= 1 << (bit & 7);
+  };
+  const basis = new Map<number, { v: number; mask: bigint }>();
+  for (let bit = 0; bit < 33; bit++) {
+    const probe = Buffer.from(data);
+    flip(probe, bit);
+    let v = (crc32c(probe) ^ base) >>> 0;
+    let mask = 1n << BigInt(bit);
+    while (v !== 0) {
+      const top = 31 - Math.clz32(v);
+      const b = basis.get(top);
+      if (!b) break;
+      v = (v ^ b.v) >>> 0;
+      mask ^= b.mask;
+    }
+    if (v !== 0) {
+      basis.set(31 - Math.clz32(v), { v, mask });
+      continue;
+    }
+    const twin = Buffer.from(data);
+    for (let i = 0; i < 33; i++) if ((mask >> BigInt(i)) & 1n) flip(twin, i);
+    return twin;
+  }
+  throw new Error('unreachable: 33 vectors in 32 dimensions are dependent');
 }

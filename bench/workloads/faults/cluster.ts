@@ -5,16 +5,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterFile, down, up } from '../../../cli/cluster.ts';
-import { InternalAuth } from '../../../common/internal-auth.ts';
+import { AUTH_HEADER, InternalAuth } from '../../../common/internal-auth.ts';
 import { MetadataClient } from '../../../directory/wire/client.ts';
 import { freePortBase, sigkill } from '../../lib/proc.ts';
 
-/** The directory leader, asked of every replica's unauthenticated /status. */
+/** The directory leader, asked of every replica's /status (signed with the cluster secret). */
 export async function findLeader(c: ClusterFile): Promise<ClusterFile['directories'][number]> {
+  const auth = new InternalAuth(c.secret);
   for (let tries = 0; tries < 50; tries++) {
     for (const d of c.directories) {
       try {
-        const r = await fetch(`${d.url}/status`, { signal: AbortSignal.timeout(1_000) });
+        const r = await fetch(`${d.url}/status`, {
+          headers: { [AUTH_HEADER]: auth.sign('GET', '/status') },
+          signal: AbortSignal.timeout(1_000),
+        });
         const s = (await r.json()) as { leaderId?: string | null };
         const lead = c.directories.find((x) => x.id === s.leaderId);
         if (lead) return lead;

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import type { ClusterFile } from '../../../cli/cluster.ts';
+import { type ClusterFile, readClusterFile } from '../../../cli/cluster.ts';
 import { progress } from '../../lib/stats.ts';
 import { type OwnCluster, startCluster } from './cluster.ts';
 import { DEFAULTS, type FaultsOptions, parseDuration } from './options.ts';
@@ -103,7 +103,7 @@ export async function faultsCommand(
   try {
     let cluster: ClusterFile;
     if (a.cluster) {
-      cluster = JSON.parse(fs.readFileSync(a.cluster, 'utf8')) as ClusterFile;
+      cluster = readClusterFile(a.cluster);
     } else {
       own = await startCluster({ dir: a.data, portBase: a.portBase, keep: a.keep });
       cluster = own.cluster;
