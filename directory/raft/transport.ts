@@ -8,7 +8,7 @@
 // hold up heartbeats.
 import type http from 'node:http';
 import { Pool } from 'undici';
-import { AUTH_HEADER, type InternalAuth } from '../../common/internal-auth.ts';
+import type { InternalAuth } from '../../common/internal-auth.ts';
 import {
   InternalError,
   readSignedBody,

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AUTH_HEADER, InternalAuth } from '../../common/internal-auth.ts';
+import { InternalAuth } from '../../common/internal-auth.ts';
 import { testObject, testPart, testUpload } from '../../test/kit/records.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import { LevelMetadata } from '../engine/meta-level.ts';

@@ -1,7 +1,7 @@
 // One signed POST to one directory replica: the single code path under every metadata call
 // (MetadataClient, and through it the stores' directory link) and the stores' heartbeats.
 import type { Dispatcher } from 'undici';
-import { AUTH_HEADER, type InternalAuth } from '../../common/internal-auth.ts';
+import type { InternalAuth } from '../../common/internal-auth.ts';
 
 /** A transport failure of one attempt, and whether the replica may have got the request. */
 export class AttemptFailure extends Error {
