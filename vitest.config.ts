@@ -9,6 +9,7 @@ const SLOW = [
   'directory/raft/sim/sim-*.test.ts',
   'cli/*.test.ts',
   'test/cluster-*.test.ts',
+  'test/k8s-run.test.ts',
   'conformance/*.test.ts',
   'bench/**/*.test.ts',
 ];

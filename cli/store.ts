@@ -1,4 +1,5 @@
 // kubestorage store: one store node serving its volumes over the internal HTTP API.
+import fs from 'node:fs';
 import { parseSize } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
@@ -33,6 +34,9 @@ forwards needles to the stores the directory lists; without it, it forwards to n
   --directory URL[,URL]   directory replicas to heartbeat to and ask for volume replicas
   --id ID                 node id in the directory (default: host:port of --advertise)
   --zone Z                failure domain label (default none)
+  --zone-file FILE        read the zone from FILE (its first line), e.g. one an init
+                          container wrote or a downward-API volume file; when FILE is
+                          empty, --zone applies. A missing FILE is an error
   --advertise URL         base URL other nodes use to reach this one (default http://LISTEN)
   --capacity SIZE         bytes offered (default: used + free space of the data disk)
   --heartbeat-ms N        heartbeat interval (default 1000)
@@ -41,9 +45,30 @@ The cluster secret comes from KUBESTORAGE_CLUSTER_SECRET or the config file; wit
 one, a secret is generated in DIR/cluster.secret.
 `;
 
+/**
+ * The store's zone: the first line of `zoneFile` when it names one, else `zone`, else ''.
+ * The file is read once, at start.
+ */
+export function storeZone(zone: string | undefined, zoneFile: string | undefined): string {
+  let fromFile = '';
+  if (zoneFile !== undefined) {
+    try {
+      fromFile = (fs.readFileSync(zoneFile, 'utf8').split('\n')[0] ?? '').trim();
+    } catch (e) {
+      throw new Error(`--zone-file ${zoneFile}: ${(e as Error).message}`);
+    }
+  }
+  if (fromFile.length > 253 || /[\s\p{Cc}]/u.test(fromFile)) {
+    throw new Error(
+      `--zone-file ${zoneFile}: ${JSON.stringify(fromFile.slice(0, 80))} is not a zone (at most 253 characters, no spaces)`,
+    );
+  }
+  return fromFile || (zone ?? '');
+}
+
 export async function main(argv: string[]): Promise<void> {
   const local = 'data listen max-volume-size compression';
-  const cluster = 'directory id zone advertise capacity heartbeat-ms';
+  const cluster = 'directory id zone zone-file advertise capacity heartbeat-ms';
   const parsed = parseCommand(argv, HELP, `${local} ${cluster}`, 'no-fsync');
   if (!parsed) return;
   const { flags: values, cfg } = parsed;
@@ -62,6 +87,7 @@ export async function main(argv: string[]): Promise<void> {
     .map((d) => d.trim())
     .filter((d) => d !== '');
   for (const d of directories) new URL(d); // a typo fails at start, not in every heartbeat
+  const zone = storeZone(values.zone, values['zone-file']);
   sc.heartbeatMs = intFlag(values, 'heartbeat-ms', 10, 2 ** 31 - 1) ?? sc.heartbeatMs;
   const capacity = values.capacity ? parseSize(values.capacity) : undefined;
   const log = createLogger('store', cfg.logLevel);
@@ -104,7 +130,7 @@ export async function main(argv: string[]): Promise<void> {
     if (!values.advertise && /^http:\/\/(0\.0\.0\.0|\[::\])/.test(listenUrl))
       log.warn({ advertise }, 'listening on a wildcard address: set --advertise');
     const id = values.id ?? new URL(advertise).host;
-    const self = { id, url: advertise, zone: values.zone ?? '', capacity };
+    const self = { id, url: advertise, zone, capacity };
     const replicaUrls = directoryReplicaUrls({
       directories,
       auth,

@@ -381,6 +381,10 @@ export function createGatewayServer(uncached: Services): Server {
   }) as Server;
   // A connection silent this long is closed (node's socket timer), however far it got.
   server.timeout = limits.idleTimeoutMs;
+  // Between requests too (node's default is 5 s): clients keep idle sockets about that long
+  // (undici 4 s), and a loaded client that reuses one just as the server closes it gets
+  // ECONNRESET on a request the server never saw.
+  if (limits.idleTimeoutMs > 0) server.keepAliveTimeout = limits.idleTimeoutMs;
   // Node answers unknown Expect values with 417 by itself; let S3 semantics decide.
   server.on('checkExpectation', (req, res) => server.emit('request', req, res));
   // Expect: 100-continue: node would send the 100 at once, to anyone; decide after auth

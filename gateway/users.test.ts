@@ -16,7 +16,7 @@ import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer } from '../test/kit/test-server.ts';
 import { signRequest } from './auth/sign.ts';
 import { loadSecretFile, SecretBox } from './secret-box.ts';
-import { withSealedKeys } from './users.ts';
+import { ensureRootCredentials, withSealedKeys } from './users.ts';
 
 /** Files under `dir` whose bytes contain `needle`. */
 function filesContaining(dir: string, needle: string): string[] {
@@ -215,6 +215,34 @@ describe('access-key secrets at rest', () => {
       expect((await s3Error(listBuckets(g.endpoint, ak, 'x'))).name).toBe('InvalidAccessKeyId');
     } finally {
       await g.close();
+    }
+  });
+});
+
+describe('root credentials', () => {
+  it('gateways starting together on a fresh directory all get the configured root key', async () => {
+    const m = await LevelMetadata.open(path.join(tempDir('ks-root-race-'), 'meta'));
+    try {
+      const box = SecretBox.fromSecret('root-race-test-secret-0123456789');
+      const sealed = withSealedKeys(m, box);
+      // Each start checks, then creates: all four see no root user and no key at first.
+      const starts = await Promise.allSettled(
+        Array.from({ length: 4 }, () =>
+          ensureRootCredentials(
+            sealed,
+            'KSROOTRACEKEY0000001',
+            'root-race-secret-0123456789abcdef',
+          ),
+        ),
+      );
+      expect(starts.map((s) => s.status)).toEqual(Array(4).fill('fulfilled'));
+      expect((await m.listUsers()).map((u) => u.id)).toEqual(['root']);
+      const keys = await sealed.listKeys('root');
+      expect(keys.map((k) => [k.accessKey, k.secretKey])).toEqual([
+        ['KSROOTRACEKEY0000001', 'root-race-secret-0123456789abcdef'],
+      ]);
+    } finally {
+      await m.close();
     }
   });
 });

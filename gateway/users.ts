@@ -3,7 +3,7 @@
 // metadata and opens what comes back; sealStoredKeys re-stores secrets stored in clear.
 import crypto from 'node:crypto';
 import type { Logger } from '../common/log.ts';
-import type { AccessKeyRecord, MetadataStore } from '../directory/model/api.ts';
+import { type AccessKeyRecord, MetadataError, type MetadataStore } from '../directory/model/api.ts';
 import { SecretBox, SecretBoxError } from './secret-box.ts';
 
 export const ROOT_USER = 'root';
@@ -100,8 +100,15 @@ export async function ensureRootCredentials(
   accessKey: string,
   secretKey: string,
 ): Promise<{ accessKey: string; secretKey: string; created: boolean }> {
+  // Gateways starting together on a fresh directory race through these checks: what
+  // another one created meanwhile counts as done (it crashed the losers before).
+  const exists = (e: unknown, code: string) => e instanceof MetadataError && e.code === code;
   if (!(await meta.getUser(ROOT_USER))) {
-    await meta.createUser({ id: ROOT_USER, displayName: ROOT_USER, createdAt: Date.now() });
+    await meta
+      .createUser({ id: ROOT_USER, displayName: ROOT_USER, createdAt: Date.now() })
+      .catch((e: unknown) => {
+        if (!exists(e, 'UserExists')) throw e;
+      });
   }
   if (accessKey && secretKey) {
     const existing = await meta.getKey(accessKey);
@@ -114,7 +121,13 @@ export async function ensureRootCredentials(
     }
     if (existing && !same) await meta.deleteKey(accessKey);
     if (!same) {
-      await meta.addKey({ accessKey, secretKey, userId: ROOT_USER, createdAt: Date.now() });
+      try {
+        await meta.addKey({ accessKey, secretKey, userId: ROOT_USER, createdAt: Date.now() });
+      } catch (e) {
+        if (!exists(e, 'KeyExists') || (await meta.getKey(accessKey))?.secretKey !== secretKey) {
+          throw e;
+        }
+      }
     }
     return { accessKey, secretKey, created: false };
   }

@@ -7,8 +7,9 @@
 //  - what the manifests must mean: probes, resources, security contexts, selectors that
 //    select, references that resolve, the Raft quorum kept by the PDB, stores spread over
 //    zones, no secret values outside dev, the directory topology consistent with the
-//    replica count, and container commands that the kubestorage CLI accepts (the
-//    directory's and the zone wrapper's sh scripts are run with a stand-in CLI);
+//    replica count, and container arguments (no shell wrappers) that the kubestorage CLI
+//    accepts and resolves as intended: each directory pod's id, bootstrap group and join,
+//    each store's id, address and zone (the node-zone-lookup file included);
 //  - the zone lookup script against a stand-in API server (HTTPS, self-signed);
 //  - the Dockerfile's shape, and that it copies everything `kubestorage` imports.
 // Docker itself is not run: there is no engine on these machines.
@@ -20,9 +21,9 @@ import path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { main as directoryMain, parsePeers } from '../cli/directory.ts';
+import { main as directoryMain, topologyOf } from '../cli/directory.ts';
 import { main as gatewayMain, parseDirectory } from '../cli/gateway.ts';
-import { main as storeMain } from '../cli/store.ts';
+import { main as storeMain, storeZone } from '../cli/store.ts';
 import { DEFAULT_CONFIG, loadConfig } from '../common/config.ts';
 import { importGraph } from '../scripts/check-imports.ts';
 import { tempDir } from './kit/temp-dirs.ts';
@@ -192,27 +193,6 @@ function containerEnv(objs: Obj[], c: Obj, podName: string): Map<string, string>
   return env;
 }
 
-/** Runs an sh -c command line with `kubestorage` standing for a CLI that prints its args. */
-function runWrapper(
-  argv: string[],
-  env: Map<string, string>,
-  replace?: [string, string],
-): string[] {
-  expect(argv.slice(0, 2)).toEqual(['/bin/sh', '-c']);
-  const bin = tempDir('ks-k8s-bin-');
-  fs.writeFileSync(path.join(bin, 'kubestorage'), '#!/bin/sh\nprintf "%s\\n" "$@"\n', {
-    mode: 0o755,
-  });
-  const script = replace ? argv[2]!.replaceAll(replace[0], replace[1]) : argv[2]!;
-  const r = spawnSync('/bin/sh', ['-c', script, ...argv.slice(3)], {
-    encoding: 'utf8',
-    env: { ...Object.fromEntries(env), PATH: `${bin}:/usr/bin:/bin` },
-  });
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  return r.stdout.split('\n').slice(0, -1);
-}
-
 /** The CLI's own flag parsing, stopped at --help: throws on a flag it does not know. */
 async function cliAccepts(argv: string[]): Promise<void> {
   const mains: Record<string, (a: string[]) => Promise<void>> = {
@@ -232,17 +212,21 @@ async function cliAccepts(argv: string[]): Promise<void> {
   }
 }
 
-/** The arguments a container's process gets, wrappers run, in pod `podName`. */
-function processArgs(objs: Obj[], w: Obj, c: Obj, podName: string, zoneFile?: string): string[] {
+/**
+ * The arguments a container's process gets in pod `podName`: its args, $(VAR) expanded,
+ * after the image's ENTRYPOINT ["kubestorage"] (no container replaces it: no shell wrappers).
+ */
+function processArgs(objs: Obj[], c: Obj, podName: string): string[] {
+  expect(c.command, `${c.name}: runs the image's kubestorage entrypoint`).toBeUndefined();
   const env = containerEnv(objs, c, podName);
-  const command = (c.command ?? []).map((s: string) => expand(s, env));
-  const args = (c.args ?? []).map((s: string) => expand(s, env));
-  if (command.length === 0) return args; // ENTRYPOINT ["kubestorage"]
-  const argv = [...command, ...args];
-  const mount = c.volumeMounts?.find((m: Obj) => m.mountPath === '/run/kubestorage');
-  if (mount && zoneFile) return runWrapper(argv, env, ['/run/kubestorage/zone', zoneFile]);
-  expect(w.kind).toBe('StatefulSet');
-  return runWrapper(argv, env);
+  return (c.args ?? []).map((s: string) => expand(s, env));
+}
+
+/** The value of a --name=value argument (the manifests' form); undefined when absent. */
+function flagValue(argv: string[], name: string): string | undefined {
+  const found = argv.filter((a) => a.startsWith(`--${name}=`));
+  expect(found.length, `--${name} given more than once`).toBeLessThanOrEqual(1);
+  return found[0]?.slice(name.length + 3);
 }
 
 interface Expect {
@@ -388,7 +372,21 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
           seccompProfile: { type: 'RuntimeDefault' },
         });
         if (w.spec.volumeClaimTemplates) expect(spec.securityContext.fsGroup).toBe(1000);
-        expect(spec.automountServiceAccountToken, id(w)).toBe(false);
+        // Only the directory with the kube-api component talks to the API, and it has a Role.
+        const kubeApi = (w.spec.template.spec.containers as Obj[]).some((c) =>
+          (c.env ?? []).some((e: Obj) => e.name === 'KUBESTORAGE_KUBE' && e.value === '1'),
+        );
+        expect(spec.automountServiceAccountToken, id(w)).toBe(kubeApi);
+        if (kubeApi) {
+          const binding = objs().find(
+            (o) =>
+              o.kind === 'RoleBinding' &&
+              o.subjects?.some((s: Obj) => s.name === spec.serviceAccountName),
+          );
+          expect(binding, `${id(w)}: a RoleBinding for its service account`).toBeDefined();
+          expect(binding!.subjects[0].namespace).toBe(w.metadata.namespace);
+          find(objs(), 'Role', binding!.roleRef.name);
+        }
         expect(spec.serviceAccountName, id(w)).toBe(w.metadata.name);
         find(objs(), 'ServiceAccount', spec.serviceAccountName);
         const volumes = new Set([
@@ -551,43 +549,66 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
     });
 
     it('names the directory replicas consistently with their count', () => {
-      const n = find(objs(), 'StatefulSet', 'ks-directory').spec.replicas;
-      const svc = find(objs(), 'Service', 'ks-directory');
+      const w = find(objs(), 'StatefulSet', 'ks-directory');
+      const n = w.spec.replicas;
+      const svc = find(objs(), 'Service', w.spec.serviceName);
       const port = svc.spec.ports[0].port;
-      const ids = Array.from({ length: n }, (_, i) => `ks-directory-${i}`);
+      const ids = Array.from({ length: n }, (_, i) => `${w.metadata.name}-${i}`);
       const urls = ids.map((d) => `http://${d}.${svc.metadata.name}:${port}`);
       const data = config().data;
-      expect([...parsePeers(data['directory-peers'])]).toEqual(ids.map((d, i) => [d, urls[i]]));
+      expect(data).not.toHaveProperty('directory-peers'); // derived by the CLI now
+      // The bootstrap group every pod derives (--peers-dns, --replicas) is the pods there are.
+      for (const pod of ids) {
+        const argv = processArgs(objs(), podSpec(w).containers[0], pod).slice(1);
+        expect([...topologyOf(argv, () => pod).bootstrap]).toEqual(ids.map((d, i) => [d, urls[i]]));
+      }
       expect(parseDirectory(data['directory-urls'])).toEqual(urls);
       expect(Number(data['directory-bootstrap-replicas'])).toBe(n);
     });
 
     it('starts each server with flags the CLI accepts', async () => {
-      const zoneDir = tempDir('ks-k8s-zone-');
-      const zoneFile = path.join(zoneDir, 'zone');
-      fs.writeFileSync(zoneFile, 'zone-from-node');
+      const zoneFile = path.join(tempDir('ks-k8s-zone-'), 'zone');
+      fs.writeFileSync(zoneFile, 'zone-from-node\n');
       for (const w of workloads()) {
         const c = podSpec(w).containers[0];
         const pod = w.kind === 'StatefulSet' ? `${w.metadata.name}-0` : `${w.metadata.name}-abc`;
-        const argv = processArgs(objs(), w, c, pod, zoneFile);
+        const argv = processArgs(objs(), c, pod);
         expect(argv.join(' ')).not.toMatch(/\$\(/); // every reference resolved
         await cliAccepts(argv);
         if (w.metadata.name === 'ks-directory') {
-          expect(argv).toContain('--id=ks-directory-0');
-          expect(argv).not.toContain('--join');
-          // A replica past the bootstrap ones, added by scaling up, joins the group.
+          // The id is the pod's host name, which is its name in a StatefulSet.
+          const svc = find(objs(), 'Service', w.spec.serviceName);
+          const url = (p: string) => `http://${p}.${svc.metadata.name}:${svc.spec.ports[0].port}`;
+          const first = topologyOf(argv.slice(1), () => pod);
+          expect(first).toMatchObject({ id: pod, join: false, selfAdd: false, url: url(pod) });
+          // The last bootstrap pod bootstraps too, with an empty disk at first start.
           const n = w.spec.replicas;
-          const added = processArgs(objs(), w, c, `ks-directory-${n}`);
-          expect(added).toContain(`--id=ks-directory-${n}`);
-          expect(added).toContain('--join');
+          const last = `${w.metadata.name}-${n - 1}`;
+          expect(topologyOf(argv.slice(1), () => last)).toMatchObject({ id: last, join: false });
+          // A replica past the bootstrap ones, added by scaling up, joins the group.
+          const added = `${w.metadata.name}-${n}`;
+          const argvAdded = processArgs(objs(), c, added);
+          expect(topologyOf(argvAdded.slice(1), () => added)).toMatchObject({
+            id: added,
+            join: true,
+            selfAdd: true,
+            url: url(added),
+          });
         }
         if (w.metadata.name === 'ks-store') {
           const svc = find(objs(), 'Service', w.spec.serviceName);
-          expect(argv).toContain('--id=ks-store-0');
-          expect(argv).toContain(`--advertise=http://ks-store-0.${svc.metadata.name}:8080`);
-          const zones = argv.filter((a) => a.startsWith('--zone='));
+          expect(flagValue(argv, 'id')).toBe('ks-store-0');
+          expect(flagValue(argv, 'advertise')).toBe(`http://ks-store-0.${svc.metadata.name}:8080`);
+          // The zone the store ends up with: the node-zone-lookup file's where there is one
+          // (here standing in for the init container's), else the pod label.
           const lookup = (podSpec(w).initContainers ?? []).length > 0;
-          expect(zones).toEqual([`--zone=${lookup ? 'zone-from-node' : FAKE_ZONE}`]);
+          const file = flagValue(argv, 'zone-file');
+          expect(file !== undefined).toBe(lookup);
+          const zone = storeZone(
+            flagValue(argv, 'zone'),
+            file === undefined ? undefined : zoneFile,
+          );
+          expect(zone).toBe(lookup ? 'zone-from-node' : FAKE_ZONE);
         }
       }
     });
@@ -646,10 +667,11 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
     // The zone comes from the Node where pods do not carry its label.
     const init = podSpec(find(objs, 'StatefulSet', 'ks-store')).initContainers;
     expect(init.map((c: Obj) => c.name)).toEqual(['node-zone']);
-    // It writes the file that the store's wrapper reads, on a volume both mount.
+    // It writes the file that the store reads (--zone-file), on a volume both mount.
     const out = init[0].command.at(-1);
     const store = podSpec(find(objs, 'StatefulSet', 'ks-store')).containers[0];
-    expect(store.command.join('\n')).toContain(`< ${out}`);
+    expect(store.command).toBeUndefined();
+    expect(store.args).toContain(`--zone-file=${out}`);
     const volumeAt = (c: Obj, file: string) =>
       c.volumeMounts.find((m: Obj) => file.startsWith(`${m.mountPath}/`))?.name;
     expect(volumeAt(init[0], out)).toBeDefined();
