@@ -5,7 +5,7 @@ import { signRequest, uriEncode } from '../gateway/auth/sigv4.ts';
 
 const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint URL]
        kubestorage admin raft <status|add|remove|transfer> ...   (admin raft --help)
-       kubestorage admin store <list|volumes|remove ID> ...       (admin store --help)
+       kubestorage admin store <list|volumes|remove ID|drain ID|wait-drained> ...  (admin store --help)
 
   user add NAME          create a user with a first access key (prints the secret once)
   user list              users and their access keys

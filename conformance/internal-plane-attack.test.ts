@@ -180,6 +180,9 @@ describe.skipIf(!RUN)('the internal plane against someone without the cluster se
     }
     await new Promise((r) => setTimeout(r, 300));
     const grown = rss(target.pid) - before;
+    console.log(
+      `[attack] directory replica RSS ${(before / MiB).toFixed(1)} MiB before, grew ${(grown / MiB).toFixed(1)} MiB over 3 forged 48 MiB requests`,
+    );
     expect(grown, `RSS grew by ${(grown / MiB).toFixed(1)} MiB`).toBeLessThan(20 * MiB);
     // Still a working cluster: an object in and out through both gateways.
     const data = crypto.randomBytes(20_000);

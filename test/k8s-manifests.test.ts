@@ -21,6 +21,7 @@ import path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { main as adminStoreMain } from '../cli/admin-store.ts';
 import { main as directoryMain, topologyOf } from '../cli/directory.ts';
 import { main as gatewayMain, parseDirectory } from '../cli/gateway.ts';
 import { main as storeMain, storeZone } from '../cli/store.ts';
@@ -625,6 +626,30 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
         expect(ports.map((p: Obj) => String(p.containerPort))).toContain(a['prometheus.io/port']);
       }
     });
+  });
+
+  it('stores: a scaled-down store is drained before it goes (preStop wait-drained)', async () => {
+    for (const [name, objs] of Object.entries(rendered)) {
+      const sts = find(objs, 'StatefulSet', 'ks-store');
+      const store = podSpec(sts).containers.find((c: Obj) => c.name === 'store');
+      const cmd: string[] = store.lifecycle?.preStop?.exec?.command ?? [];
+      expect(cmd.slice(0, 4), name).toEqual(['kubestorage', 'admin', 'store', 'wait-drained']);
+      // It reads the node id, the directory and the secret from the container's env (an
+      // exec hook gets no $(VAR) expansion).
+      const env = new Set(store.env.map((e: Obj) => e.name));
+      for (const v of ['POD_NAME', 'KS_DIRECTORY_URLS', 'KUBESTORAGE_CLUSTER_SECRET'])
+        expect(env.has(v), `${name}: ${v}`).toBe(true);
+      const timeout = Number(cmd.find((a) => a.startsWith('--timeout='))?.slice(10));
+      expect(timeout, name).toBeGreaterThan(0);
+      expect(podSpec(sts).terminationGracePeriodSeconds, name).toBeGreaterThan(timeout);
+      // The CLI takes every flag of the hook.
+      const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+      try {
+        await adminStoreMain([...cmd.slice(3), '--help']);
+      } finally {
+        write.mockRestore();
+      }
+    }
   });
 
   it('dev: one of each, small volumes, generated secrets', () => {

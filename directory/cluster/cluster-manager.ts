@@ -12,7 +12,12 @@
 //     after the copy started), copied from a survivor onto a new node chosen by placement,
 //     and recorded with its new replica list (a compare-and-set on the volume's version, so
 //     a new leader racing an old one cannot both win). New writes go to fresh volumes.
-//  4. Every `sweepIntervalMs`, orphan needles (no record points at them) are reclaimed
+//  4. A draining store (`admin store drain`, or a StatefulSet scale-down seen by the pod
+//     watch) is emptied the same way while it is still up: each volume listing it gets its
+//     replica count on other nodes — copied from a healthy replica, or from the draining
+//     store itself when it holds the only copy — and is recorded without it; once no volume
+//     lists it, it is marked removed.
+//  5. Every `sweepIntervalMs`, orphan needles (no record points at them) are reclaimed
 //     after a grace period (orphan-sweep.ts).
 //
 // Every step is idempotent and re-derived from the records each round, so a leader change
@@ -50,7 +55,14 @@ export class ClusterManager {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private leaderSince = 0;
-  readonly stats = { offlined: 0, reconciled: 0, rehomed: 0, errors: 0, orphansRemoved: 0 };
+  readonly stats = {
+    offlined: 0,
+    reconciled: 0,
+    rehomed: 0,
+    drained: 0,
+    errors: 0,
+    orphansRemoved: 0,
+  };
   private readonly sweeper: OrphanSweeper;
   private lastSweep = Date.now();
   private readonly clients = new Map<string, StoreClient>();
@@ -92,6 +104,7 @@ export class ClusterManager {
       const byId = new Map((await this.o.meta.listNodes()).map((n) => [n.id, n]));
       await this.reconcileReturning([...byId.values()], volumes, byId);
       await this.rehome(await this.o.meta.listVolumes(), byId);
+      await this.finishDrains();
       const every = this.o.sweepIntervalMs ?? DEFAULT_CONFIG.cluster.orphanSweepMs;
       if (every > 0 && Date.now() - this.lastSweep >= every) {
         this.lastSweep = Date.now();
@@ -166,19 +179,35 @@ export class ClusterManager {
       if (!n || n.state === 'removed') return true;
       return n.state === 'offline' && Date.now() - n.stateSince >= after;
     };
+    // Draining: leaving on purpose. Up, it is a source like a survivor (with one copy it is
+    // the only one); silent, its volumes are copied from the others (or wait for it).
+    const draining = (id: string) => byId.get(id)?.state === 'draining';
+    const drainSource = (id: string) => {
+      const n = byId.get(id);
+      return n !== undefined && n.state === 'draining' && this.alive(n);
+    };
     for (const v of volumes) {
       const survivors = v.replicas.filter(healthy);
       const lost = v.replicas.filter(gone);
+      const leaving = v.replicas.filter(draining);
       // Listed with fewer replicas than its count: trimmed earlier for want of nodes, and
       // topped up here once there are some (unless a listed one is merely offline: wait).
       const trimmed = v.replicas.length < v.replicaCount;
-      if (lost.length === 0 && (!trimmed || survivors.length < v.replicas.length)) continue;
-      if (survivors.length === 0) {
+      if (
+        lost.length === 0 &&
+        leaving.length === 0 &&
+        (!trimmed || survivors.length < v.replicas.length)
+      ) {
+        continue;
+      }
+      // Survivors first: a draining node is copied from only when it holds the only copy.
+      const sources = [...survivors, ...leaving.filter(drainSource)];
+      if (sources.length === 0) {
         this.o.logger.error({ volume: v.id }, 'volume has no live replica left');
         continue;
       }
       try {
-        await this.rehomeOne(v, survivors, byId);
+        await this.rehomeOne(v, survivors, sources, byId);
       } catch (e) {
         this.stats.errors++;
         this.o.logger.warn({ volume: v.id, err: (e as Error).message }, 're-replication failed');
@@ -186,9 +215,15 @@ export class ClusterManager {
     }
   }
 
+  /**
+   * Brings `v` to its replica count on `survivors` plus new nodes, copied from `sources[0]`
+   * (the survivors, then draining nodes that are up), and records the new list without the
+   * lost and draining replicas. With no node to copy to, the volume keeps its sources.
+   */
   private async rehomeOne(
     v: VolumeRecord,
     survivors: string[],
+    sources: string[],
     byId: Map<string, NodeRecord>,
   ): Promise<void> {
     const need = Math.max(0, v.replicaCount - survivors.length);
@@ -202,23 +237,27 @@ export class ClusterManager {
       }));
     const zones = survivors.map((id) => byId.get(id)?.zone ?? '');
     const targets = need === 0 ? [] : chooseReplicas(candidates, need, new Set(v.replicas), zones);
-    // Trimmed already and still no node to copy to: nothing to do until one turns up.
-    if (targets === null && survivors.length === v.replicas.length) return;
+    // Trimmed (or draining) already and still no node to copy to: nothing to do until one
+    // turns up.
+    if (targets === null && sources.length === v.replicas.length && v.state === 'readonly') {
+      return;
+    }
     let cur = v;
     if (cur.state === 'writable')
       cur = await this.o.meta.updateVolume(v.id, v.version, { state: 'readonly' });
-    for (const id of survivors) {
+    for (const id of sources) {
       await this.store((byId.get(id) as NodeRecord).url).seal(v.id);
     }
     if (targets === null) {
       this.o.logger.warn({ volume: v.id, need }, 'not enough store nodes to re-replicate');
-      // Still drop replicas that are gone for good, keeping the survivors.
-      if (survivors.length < v.replicas.length) {
-        await this.o.meta.updateVolume(v.id, cur.version, { replicas: survivors });
+      // Still drop replicas that are gone for good, keeping the survivors (and a draining
+      // node that is up: it leaves once there is somewhere to copy its volumes to).
+      if (sources.length < v.replicas.length) {
+        await this.o.meta.updateVolume(v.id, cur.version, { replicas: sources });
       }
       return;
     }
-    const source = byId.get(survivors[0] as string) as NodeRecord;
+    const source = byId.get(sources[0] as string) as NodeRecord;
     for (const t of targets) {
       await this.store(t.url).syncVolume(v.id, source.url);
     }
@@ -230,6 +269,19 @@ export class ClusterManager {
       { volume: v.id, from: source.id, to: targets.map((t) => t.id) },
       'volume re-replicated',
     );
+  }
+
+  /** A draining node no volume lists any more has been drained: removed for good. */
+  private async finishDrains(): Promise<void> {
+    const nodes = (await this.o.meta.listNodes()).filter((n) => n.state === 'draining');
+    if (nodes.length === 0) return;
+    const volumes = await this.o.meta.listVolumes();
+    for (const n of nodes) {
+      if (volumes.some((v) => v.replicas.includes(n.id))) continue;
+      await this.o.meta.setNodeState(n.id, 'removed', Date.now());
+      this.stats.drained++;
+      this.o.logger.info({ node: n.id }, 'store drained: every volume copied off it; removed');
+    }
   }
 
   /** One orphan pass over the volumes whose replicas are all healthy; for tests too. */

@@ -15,7 +15,14 @@ export type TopologyCommand = Extract<
   { op: 'registerNode' | 'setNodeState' | 'createVolume' | 'updateVolume' }
 >;
 
-const NODE_STATES: readonly NodeState[] = ['online', 'offline', 'removed'];
+// Keyed by NodeState: a state added to the type and not here fails to compile.
+const NODE_STATE_SET: Record<NodeState, true> = {
+  online: true,
+  offline: true,
+  draining: true,
+  removed: true,
+};
+const NODE_STATES = Object.keys(NODE_STATE_SET) as readonly NodeState[];
 const VOLUME_STATES: readonly VolumeState[] = ['writable', 'readonly'];
 
 export function topologyPrefetch(c: TopologyCommand): string[] {

@@ -144,7 +144,7 @@ describe('store pod watch', () => {
     await w.stop();
   });
 
-  it('a pod deleted (not a scale-down): offline, not removed', async () => {
+  it('a pod deleted (not a scale-down, e.g. a rollout): offline, not draining', async () => {
     const { api, dir, w } = setup();
     api.update(NS, 'ks-store-0', terminating);
     await w.settled();
@@ -161,17 +161,50 @@ describe('store pod watch', () => {
     await w.stop();
   });
 
-  it('StatefulSet scale-down: the pod past the new count is drained (removed)', async () => {
+  it('StatefulSet scale-down: the pod past the new count is draining, not removed', async () => {
     const { api, dir, w, lines } = setup({ stores: 3 });
     api.setStatefulSet(NS, 'ks-store', 2); // kubectl scale sts/ks-store --replicas=2
     api.update(NS, 'ks-store-2', terminating);
     await w.settled();
-    expect(dir.state('ks-store-2')).toBe('removed');
+    expect(dir.state('ks-store-2')).toBe('draining');
     expect(w.stats.drained).toBe(1);
-    api.remove(NS, 'ks-store-2');
+    // While its preStop hook waits, the terminating pod keeps sending events and the hold
+    // check keeps running: neither turns the draining store offline.
+    api.update(NS, 'ks-store-2', (p) => {
+      p.metadata.labels = { ...p.metadata.labels, touched: '1' };
+    });
+    await new Promise((r) => setTimeout(r, 80));
     await w.settled();
-    expect(dir.changes).toEqual([{ id: 'ks-store-2', state: 'removed' }]);
+    expect(dir.state('ks-store-2')).toBe('draining');
+    // The manager marks it removed once its volumes are elsewhere; then the pod goes.
+    await dir.setNodeState('ks-store-2', 'removed', Date.now());
+    api.remove(NS, 'ks-store-2');
+    await new Promise((r) => setTimeout(r, 80));
+    await w.settled();
+    expect(dir.changes).toEqual([
+      { id: 'ks-store-2', state: 'draining' },
+      { id: 'ks-store-2', state: 'removed' },
+    ]);
+    expect(dir.state('ks-store-0')).toBe('online');
+    expect(dir.state('ks-store-1')).toBe('online');
     expect(lines.some((l) => /scaled down/.test(l.msg ?? ''))).toBe(true);
+    await w.stop();
+  });
+
+  it('a new leader finds a scaled-down pod already draining and leaves it so', async () => {
+    const { api, dir, w, leader } = setup({ stores: 3, leader: false });
+    api.setStatefulSet(NS, 'ks-store', 2);
+    await dir.setNodeState('ks-store-2', 'draining', Date.now()); // the old leader's doing
+    api.update(NS, 'ks-store-2', terminating);
+    await w.settled();
+    leader.is = true;
+    api.update(NS, 'ks-store-2', (p) => {
+      p.metadata.labels = { ...p.metadata.labels, touched: '1' };
+    });
+    await new Promise((r) => setTimeout(r, 80));
+    await w.settled();
+    expect(dir.state('ks-store-2')).toBe('draining');
+    expect(dir.changes).toEqual([{ id: 'ks-store-2', state: 'draining' }]);
     await w.stop();
   });
 

@@ -12,9 +12,13 @@
 //    terminating may heartbeat a little longer. A pod Ready again needs nothing: its
 //    heartbeats bring it back through reconciliation.
 //  - Scale-down: a pod of a StatefulSet being deleted with an ordinal at or past the set's
-//    new spec.replicas is leaving for good: its node is drained, i.e. marked removed (what
-//    `kubestorage admin store remove` does), and the manager re-replicates its volumes at
-//    once. Never for a scale to 0 (that is a shutdown, not a shrink).
+//    new spec.replicas is leaving for good: its node is marked draining (what
+//    `kubestorage admin store drain` does). The manager copies each of its volumes to
+//    other stores — from the draining store itself when it holds the only copy — and marks
+//    it removed once no volume lists it; meanwhile the pod's preStop hook
+//    (`admin store wait-drained`) keeps it up and serving. Only a scale-down drains: a pod
+//    deleted for a rollout, an eviction or a node drain is only marked offline, and never
+//    for a scale to 0 (that is a shutdown, not a shrink).
 //  - Pods that were never Ready are not judged by readiness (a store starting, or one
 //    without a readiness endpoint): only deletion and failure count for them.
 //
@@ -200,8 +204,9 @@ export class StoreWatcher {
   }
 
   private async drainIfScaledDown(p: Pod, node: NodeRecord): Promise<boolean> {
+    const leaving = node.state === 'draining' || node.state === 'removed';
     const m = statefulSetMember(p);
-    if (!m || node.state === 'removed') return node.state === 'removed';
+    if (!m || leaving) return leaving;
     const replicas = await this.o.api.statefulSetReplicas(this.o.namespace, m.set);
     if (replicas === null || m.ordinal < replicas) return false;
     if (replicas === 0) {
@@ -211,11 +216,11 @@ export class StoreWatcher {
       );
       return false;
     }
-    await this.o.directory.setNodeState(node.id, 'removed', Date.now());
+    await this.o.directory.setNodeState(node.id, 'draining', Date.now());
     this.stats.drained++;
     this.o.logger.warn(
       { node: node.id, set: m.set, ordinal: m.ordinal, replicas },
-      'store StatefulSet scaled down: store removed, its volumes re-replicated',
+      'store StatefulSet scaled down: store draining (its volumes copied elsewhere, then removed)',
     );
     return true;
   }

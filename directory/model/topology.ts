@@ -3,7 +3,13 @@
 // machine (Raft); heartbeats do not — every directory replica keeps the latest heartbeat of
 // each store in memory, so a new leader already knows who is alive.
 
-export type NodeState = 'online' | 'offline' | 'removed';
+/**
+ * online: placement and writes; offline: silent (reads go around it, reconciled on its
+ * return); draining: leaving — up and read from, but no new volumes or writes, and the
+ * leader copies each of its volumes elsewhere (from it or another replica), then drops it
+ * from the volume and, once no volume lists it, marks it removed; removed: gone for good.
+ */
+export type NodeState = 'online' | 'offline' | 'draining' | 'removed';
 
 export interface NodeRecord {
   id: string;
