@@ -89,8 +89,14 @@ export async function sealStoredKeys(
       sealed++;
     }
   }
-  if (sealed > 0)
+  if (sealed > 0) {
     log?.info({ keys: sealed }, 'access-key secrets found in clear: stored again, sealed');
+    // LevelDB keeps a replaced value in its files until compaction: drop them now where the
+    // store can (embedded LevelMetadata). A Raft directory's logs keep the old entries until
+    // they are compacted away after snapshotEvery entries (README, Security).
+    const compact = (meta as { compactAccessKeys?: () => Promise<void> }).compactAccessKeys;
+    if (typeof compact === 'function') await compact.call(meta);
+  }
   return sealed;
 }
 

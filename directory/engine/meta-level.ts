@@ -145,6 +145,15 @@ export class LevelMetadata implements MetadataStore {
     await this.db.compactRange(PAST_ALL_KEYS, PAST_ALL_KEYS);
   }
 
+  /**
+   * Rewrites the table files holding access-key records, so that values they replaced are
+   * gone from disk, not only shadowed: after secrets stored in clear were sealed
+   * (gateway/users.ts sealStoredKeys), a copy of the files no longer holds them.
+   */
+  async compactAccessKeys(): Promise<void> {
+    await this.db.compactRange(K.NS.accessKey, `${K.NS.accessKey}\uffff`);
+  }
+
   /** The replica URLs last recorded by applyReplicated. */
   async raftPeers(): Promise<Array<[string, string]>> {
     const v = await this.db.get(K.NS.raftPeers);
