@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { signRequest } from '../gateway/auth/sign.ts';
+import { filesContaining, openToOthers } from '../test/kit/files-at-rest.ts';
 import { exited, killChildren, startKubestorage } from '../test/kit/processes.ts';
 import { s3Client } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
@@ -129,36 +130,6 @@ async function admin(r: Running, method: string, what: string, query: [string, s
   });
   expect(res.status).toBe(201);
   return (await res.json()) as { accessKey: string; secretKey: string };
-}
-
-/** Every file and folder under `root` with a group or other permission bit. */
-function openToOthers(root: string): string[] {
-  const open: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of fs.readdirSync(dir)) {
-      const p = path.join(dir, name);
-      const st = fs.statSync(p);
-      if ((st.mode & 0o077) !== 0)
-        open.push(`${path.relative(root, p)} ${(st.mode & 0o777).toString(8)}`);
-      if (st.isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return open;
-}
-
-/** Files under `root` whose bytes contain `needle` (grep -r). */
-function filesContaining(root: string, needle: string): string[] {
-  const hits: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && fs.readFileSync(p).includes(needle)) hits.push(path.relative(root, p));
-    }
-  };
-  walk(root);
-  return hits;
 }
 
 describe('data at rest', () => {

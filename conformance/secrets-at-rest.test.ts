@@ -13,6 +13,7 @@ import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sd
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { readClusterFile } from '../cli/cluster.ts';
 import { signRequest } from '../gateway/auth/sign.ts';
+import { filesContaining, openToOthers } from '../test/kit/files-at-rest.ts';
 import { KUBESTORAGE_BIN as BIN, run } from '../test/kit/processes.ts';
 import { s3Client } from '../test/kit/s3-clients.ts';
 import { startCluster, type TestCluster } from './cluster-util.ts';
@@ -20,36 +21,6 @@ import { startCluster, type TestCluster } from './cluster-util.ts';
 const RUN =
   process.env.KUBESTORAGE_TEST_DIRECTORY !== 'raft' &&
   process.env.KUBESTORAGE_TEST_TARGET !== 'cluster';
-
-/** Every file and folder under `root` with a group or other permission bit. */
-function openToOthers(root: string): string[] {
-  const open: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of fs.readdirSync(dir)) {
-      const p = path.join(dir, name);
-      const st = fs.statSync(p);
-      if ((st.mode & 0o077) !== 0)
-        open.push(`${path.relative(root, p)} ${(st.mode & 0o777).toString(8)}`);
-      if (st.isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return open;
-}
-
-/** Files under `root` whose bytes contain `needle` (grep -r). */
-function filesContaining(root: string, needle: string): string[] {
-  const hits: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && fs.readFileSync(p).includes(needle)) hits.push(path.relative(root, p));
-    }
-  };
-  walk(root);
-  return hits;
-}
 
 describe.skipIf(!RUN)('secrets at rest after cluster up', () => {
   let c: TestCluster | undefined;

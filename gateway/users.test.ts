@@ -12,26 +12,13 @@ import { assembleGateway, defaultConfig, type Gateway } from '../compose/gateway
 import { LevelMetadata } from '../directory/engine/meta-level.ts';
 import { LocalNeedleStore } from '../store-node/api.ts';
 import { Store } from '../store-node/store.ts';
+import { filesContaining } from '../test/kit/files-at-rest.ts';
 import { s3Client, s3Error } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer } from '../test/kit/test-server.ts';
 import { signRequest } from './auth/sign.ts';
 import { loadSecretFile, SecretBox } from './secret-box.ts';
 import { ensureRootCredentials, withSealedKeys } from './users.ts';
-
-/** Files under `dir` whose bytes contain `needle`. */
-function filesContaining(dir: string, needle: string): string[] {
-  const hits: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && fs.readFileSync(p).includes(needle)) hits.push(path.relative(dir, p));
-    }
-  };
-  walk(dir);
-  return hits;
-}
 
 async function adminCall(
   endpoint: string,
