@@ -19,7 +19,8 @@ function hold(port: number): Promise<net.Server | null> {
 export async function freePorts(n: number): Promise<number[]> {
   const held: net.Server[] = [];
   for (let tries = 0; held.length < n && tries < 50 * n; tries++) {
-    const s = await hold(10_000 + Math.floor(Math.random() * 22_000));
+    // 10000-19999 here, 20000-32767 for freePortBase: the two never pick the same port.
+    const s = await hold(10_000 + Math.floor(Math.random() * 10_000));
     if (s) held.push(s);
   }
   const ports = held.map((s) => (s.address() as net.AddressInfo).port);
@@ -48,7 +49,7 @@ export async function freePortBase(span = 30): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     // Below Linux's ephemeral range (32768+): outgoing connections take their source
     // port from there, and one of them took a port `cluster up` was about to listen on.
-    const base = 10_000 + Math.floor(Math.random() * 2_200) * 10;
+    const base = 20_000 + Math.floor(Math.random() * 1_200) * 10;
     let ok = true;
     for (let p = base + 1; p <= base + span && ok; p++) ok = await portFree(p);
     if (ok) return base;

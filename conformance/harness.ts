@@ -123,7 +123,17 @@ async function startLocalCluster(
   const s = { pids: new Set<number>(), abandoned: false };
   starting.add(s);
   try {
-    const c = await up(['--data', dir, '--port-base', String(base)], (pid) => s.pids.add(pid));
+    const c = await up(['--data', dir, '--port-base', String(base)], (pid) =>
+      s.pids.add(pid),
+    ).catch((e: unknown) => {
+      // up() has stopped what it started; its logs say why (a port taken, a crash).
+      const logs = path.join(dir, 'logs');
+      let tail = '';
+      for (const f of fs.existsSync(logs) ? fs.readdirSync(logs) : []) {
+        tail += `--- ${f}\n${fs.readFileSync(path.join(logs, f), 'utf8').slice(-1_500)}\n`;
+      }
+      throw new Error(`cluster up failed: ${(e as Error).message}\n${tail}`);
+    });
     if (s.abandoned) {
       await down(['--data', dir]);
       throw new Error('cluster start abandoned: the test gave up waiting');
