@@ -145,21 +145,13 @@ function appOver(services: Services): Hono<{ Bindings: HttpBindings }> {
       }
       const decoded = bodyDecoder(incoming, auth);
       const sha = auth.contentSha256;
-      const req: S3Request = {
-        services,
+      const req = s3Request(services, incoming, t, pairs, auth.userId, {
         requestId,
-        method,
-        bucket: t.bucket,
-        key: t.key,
-        query: new URLSearchParams(pairs),
-        headers: incoming.headers,
-        incoming,
-        userId: auth.userId,
         body: decoded.body,
         trailers: decoded.trailers,
         // Hex in either case is a hash to check (the signature covers the text as sent).
         declaredSha256: /^[0-9a-fA-F]{64}$/.test(sha) ? sha.toLowerCase() : null,
-      };
+      });
       const res = await dispatch(route(req), req, services);
       res.headers.set('x-amz-request-id', requestId);
       return res;
@@ -297,6 +289,28 @@ async function authenticateHead(
 /** Requests whose head checkHead verified, with the identity it found: not verified twice. */
 const headChecked = new WeakMap<IncomingMessage, AuthResult>();
 
+/** The S3Request of a routed, authenticated request; `rest` is what differs by caller. */
+function s3Request(
+  services: Services,
+  incoming: IncomingMessage,
+  t: { bucket: string; key: string },
+  pairs: [string, string][],
+  userId: string,
+  rest: Pick<S3Request, 'requestId' | 'body' | 'trailers' | 'declaredSha256'>,
+): S3Request {
+  return {
+    services,
+    method: incoming.method ?? 'GET',
+    bucket: t.bucket,
+    key: t.key,
+    query: new URLSearchParams(pairs),
+    headers: incoming.headers,
+    incoming,
+    userId,
+    ...rest,
+  };
+}
+
 /**
  * Judges a request that waits for `100 Continue` by its head, before a byte of its body is
  * read: the signature (SigV4 header or query, SigV2; payload modes included), the declared
@@ -330,22 +344,14 @@ async function checkHead(
     );
   }
   if (t.rawPath.startsWith(ADMIN_PREFIX)) return auth;
-  const req: S3Request = {
-    services,
+  const req = s3Request(services, incoming, t, pairs, auth.userId, {
     requestId: '',
-    method,
-    bucket: t.bucket,
-    key: t.key,
-    query: new URLSearchParams(pairs),
-    headers: incoming.headers,
-    incoming,
-    userId: auth.userId,
     body: () => {
       throw new Error('checkHead reads no body');
     },
     trailers: async () => ({}),
     declaredSha256: null,
-  };
+  });
   const r = route(req);
   if (r.access !== 'none' && r.access !== 'create') {
     if (!r.alongside) r.validate?.(req);
