@@ -89,7 +89,7 @@ export async function main(argv: string[]): Promise<void> {
         process.stdout.write(`store ${arg} is removed already\n`);
         return;
       }
-      if (n.state !== 'draining') await dir.setNodeState(arg, 'draining', Date.now());
+      if (n.state !== 'draining') await dir.setNodeState(arg, 'draining', Date.now(), n.state);
       process.stdout.write(
         `store ${arg} draining: its volumes are being copied to other stores, then it is removed\n`,
       );

@@ -27,8 +27,9 @@ import type { InternalAuth } from '../../common/internal-auth.ts';
 import type { Logger } from '../../common/log.ts';
 import { type NeedleList, StoreClient } from '../../store-node/client.ts';
 import { StoreError } from '../../store-node/errors.ts';
+import { MetadataError } from '../model/api.ts';
 import { chooseReplicas } from '../model/placement.ts';
-import type { NodeRecord, VolumeRecord } from '../model/topology.ts';
+import type { NodeRecord, NodeState, VolumeRecord } from '../model/topology.ts';
 import { type RaftMetadata, volumeCounts } from '../replica/raft-metadata.ts';
 import type { Liveness } from './liveness.ts';
 import { type NeedleLister, OrphanSweeper } from './orphan-sweep.ts';
@@ -128,10 +129,24 @@ export class ClusterManager {
     return this.silentMs(n.id) <= (this.o.offlineAfterMs ?? DEFAULT_CONFIG.cluster.offlineAfterMs);
   }
 
+  /**
+   * `from` → `to` unless someone (an operator's remove or drain) changed the node since it
+   * was read: then false, and their word stands.
+   */
+  private async moveState(id: string, from: NodeState, to: NodeState): Promise<boolean> {
+    try {
+      await this.o.meta.setNodeState(id, to, Date.now(), from);
+      return true;
+    } catch (e) {
+      if (e instanceof MetadataError && e.code === 'PreconditionFailed') return false;
+      throw e;
+    }
+  }
+
   private async markOffline(nodes: NodeRecord[]): Promise<void> {
     for (const n of nodes) {
       if (n.state !== 'online' || this.alive(n)) continue;
-      await this.o.meta.setNodeState(n.id, 'offline', Date.now());
+      if (!(await this.moveState(n.id, 'online', 'offline'))) continue;
       this.stats.offlined++;
       this.o.logger.warn({ node: n.id, silentMs: this.silentMs(n.id) }, 'store offline');
     }
@@ -162,7 +177,7 @@ export class ClusterManager {
         }
       }
       if (!ok) continue;
-      await this.o.meta.setNodeState(n.id, 'online', Date.now());
+      if (!(await this.moveState(n.id, 'offline', 'online'))) continue;
       this.stats.reconciled++;
       this.o.logger.info({ node: n.id }, 'store reconciled and back online');
     }
@@ -278,7 +293,7 @@ export class ClusterManager {
     const volumes = await this.o.meta.listVolumes();
     for (const n of nodes) {
       if (volumes.some((v) => v.replicas.includes(n.id))) continue;
-      await this.o.meta.setNodeState(n.id, 'removed', Date.now());
+      if (!(await this.moveState(n.id, 'draining', 'removed'))) continue;
       this.stats.drained++;
       this.o.logger.info({ node: n.id }, 'store drained: every volume copied off it; removed');
     }

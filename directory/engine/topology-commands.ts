@@ -80,11 +80,18 @@ export async function applyTopology(tx: Tx, c: TopologyCommand): Promise<unknown
       return;
     }
     case 'setNodeState': {
-      const [id, state, since] = c.args;
+      const [id, state, since, from] = c.args;
       if (!NODE_STATES.includes(state)) throw new Error(`bad node state ${String(state)}`);
       const k = K.nodeKey(checkId(id));
       const cur = parseNode(await tx.get(k));
       if (!cur) throw precondition(`no node ${id}`);
+      if (from != null && cur.state !== from) {
+        throw precondition(`node ${id} is ${cur.state}, not ${from}`);
+      }
+      // A removed id never comes back: its volumes were re-homed on that understanding.
+      if (cur.state === 'removed' && state !== 'removed') {
+        throw precondition(`node ${id} was removed for good`);
+      }
       tx.put(k, JSON.stringify({ ...cur, state, stateSince: since }));
       return;
     }

@@ -44,7 +44,7 @@ export const STORE_SELECTOR =
 /** What the watcher needs of the directory: RaftMetadata (or a MetadataClient) has it. */
 export interface StoreDirectory {
   listNodes(): Promise<NodeRecord[]>;
-  setNodeState(id: string, state: NodeState, since: number): Promise<void>;
+  setNodeState(id: string, state: NodeState, since: number, from?: NodeState): Promise<void>;
 }
 
 export interface StoreWatcherOptions {
@@ -198,7 +198,13 @@ export class StoreWatcher {
 
   private async markOffline(node: NodeRecord, reason: string): Promise<void> {
     if (node.state !== 'online') return;
-    await this.o.directory.setNodeState(node.id, 'offline', Date.now());
+    try {
+      await this.o.directory.setNodeState(node.id, 'offline', Date.now(), 'online');
+    } catch (e) {
+      // Drained, removed or back in the meantime: that later word stands.
+      if ((e as { code?: string }).code === 'PreconditionFailed') return;
+      throw e;
+    }
     this.stats.offlined++;
     this.o.logger.warn({ node: node.id, reason }, 'store pod down: store marked offline');
   }

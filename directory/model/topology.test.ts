@@ -38,6 +38,25 @@ describe('topology records', () => {
     });
   });
 
+  it('a state change with `from` is a compare-and-set, and removed is final', async () => {
+    await m.registerNode(node('s9', 'a'));
+    // The sweep read "online"; the operator's remove landed first: the sweep's write loses.
+    await m.setNodeState('s9', 'removed', 10);
+    await expect(m.setNodeState('s9', 'offline', 11, 'online')).rejects.toMatchObject({
+      code: 'PreconditionFailed',
+    });
+    await expect(m.setNodeState('s9', 'online', 12)).rejects.toMatchObject({
+      code: 'PreconditionFailed',
+    });
+    expect((await m.listNodes()).find((n) => n.id === 's9')).toMatchObject({
+      state: 'removed',
+      stateSince: 10,
+    });
+    await m.registerNode(node('s8', 'a'));
+    await m.setNodeState('s8', 'offline', 20, 'online');
+    expect((await m.listNodes()).find((n) => n.id === 's8')?.state).toBe('offline');
+  });
+
   it('volumes: create once, compare-and-set updates, distinct replicas', async () => {
     const v = {
       id: 7,

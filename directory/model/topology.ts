@@ -65,7 +65,12 @@ export interface NodeLiveness {
 export interface TopologyStore {
   /** Adds or updates a node (url, zone, capacity); a returning node keeps its state. */
   registerNode(n: NodeRecord): Promise<void>;
-  setNodeState(id: string, state: NodeState, since: number): Promise<void>;
+  /**
+   * With `from`, a compare-and-set: PreconditionFailed unless the node is in that state
+   * (a sweep that read "online" must not overwrite an operator's "removed" landing first).
+   * `removed` is final either way.
+   */
+  setNodeState(id: string, state: NodeState, since: number, from?: NodeState): Promise<void>;
   listNodes(): Promise<NodeRecord[]>;
   /** Throws PreconditionFailed if the id exists. */
   createVolume(v: VolumeRecord): Promise<void>;
