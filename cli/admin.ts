@@ -6,6 +6,7 @@ import { signRequest, uriEncode } from '../gateway/auth/sigv4.ts';
 const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint URL]
        kubestorage admin raft <status|add|remove|transfer> ...   (admin raft --help)
        kubestorage admin store <list|volumes|remove ID|drain ID|wait-drained> ...  (admin store --help)
+       kubestorage admin cache status [--json] ...   hot objects, extra replicas, cache counters
 
   user add NAME          create a user with a first access key (prints the secret once)
   user list              users and their access keys
@@ -22,6 +23,11 @@ export async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'store') {
     const store = await import('./admin-store.ts');
     await store.main(argv.slice(1));
+    return;
+  }
+  if (argv[0] === 'cache') {
+    const cache = await import('./admin-cache.ts');
+    await cache.main(argv.slice(1));
     return;
   }
   if (argv[0] === 'raft') {

@@ -13,8 +13,12 @@ import { preloadPlan } from '../bench/workloads/preload.ts';
 import { readPlan } from '../bench/workloads/read.ts';
 import { writePlan } from '../bench/workloads/write.ts';
 
-const USAGE = `usage: kubestorage bench <preload|read|write|hotspot|faults|all|compare> [options]
+const USAGE = `usage: kubestorage bench <preload|read|write|hotspot|faults|zipf-cache|all|compare> [options]
   (faults: a local cluster, kill -9 mid-run; options in kubestorage bench faults --help)
+  (hotspot --cluster: the hot-spot experiment on local clusters, cache on then off, with
+   replica/cache markers; options in kubestorage bench hotspot --cluster --help)
+  (zipf-cache: Zipf reads on two local clusters, cache on vs off, interleaved; options in
+   kubestorage bench zipf-cache --help)
   --endpoint URL|embedded   target (default embedded: starts kubestorage server on a temp dir)
   --mode s3|http            SigV4 S3 (default) or plain PUT/GET of URL/bucket/key (nginx)
   --access-key K --secret-key S   S3 credentials (embedded: generated)
@@ -49,6 +53,7 @@ export const COMMANDS = [
   'write',
   'hotspot',
   'faults',
+  'zipf-cache',
   'all',
   'compare',
 ] as const;
@@ -455,6 +460,14 @@ export async function main(argv: string[]): Promise<void> {
     // Its own options: it runs a whole cluster rather than one endpoint.
     const { faultsCommand } = await import('../bench/workloads/faults.ts');
     await faultsCommand(argv.slice(1), parseSize);
+    return;
+  }
+  if (argv[0] === 'zipf-cache' || (argv[0] === 'hotspot' && argv.includes('--cluster'))) {
+    // The cache benchmarks (issue 14): local clusters of their own, their own options.
+    const c = await import('../bench/workloads/cache-cluster.ts');
+    const rest = argv.slice(1).filter((x) => x !== '--cluster');
+    if (argv[0] === 'zipf-cache') await c.zipfCacheCommand(rest, parseSize);
+    else await c.hotspotClusterCommand(rest, parseSize);
     return;
   }
   const a0 = parseBenchArgs(argv);

@@ -12,6 +12,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { startRedisServer } from '../cache/redis-process.ts';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
 import { SecretBox } from '../gateway/secret-box.ts';
 import { parseFlags } from './common.ts';
@@ -20,6 +21,8 @@ import { SERVER_NODE_FLAGS } from './node-flags.ts';
 const HELP = `usage: kubestorage cluster up --data DIR [--directories 3] [--stores 4] [--gateways 2]
                                 [--zones 2] [--port-base 9100] [--replicas 2]
                                 [--offline-after-ms N] [--rereplicate-after-ms N]
+                                [--redis auto|URL] [--cache on|off] [--cache-period-ms N]
+                                [--replicate-threshold N] [--cache-threshold N]
        kubestorage cluster down --data DIR
        kubestorage cluster credentials --data DIR
 
@@ -32,6 +35,9 @@ const HELP = `usage: kubestorage cluster up --data DIR [--directories 3] [--stor
         generated once and kept in DIR/cluster.secret and DIR/root.keys (the root secret
         key sealed under the cluster secret). The root secret key is printed only when
         stdout is a terminal.
+        --redis auto starts a redis-server (on port P+0, data-less: a restart is empty)
+        as the gateways' shared cache (L2); --redis URL uses one already running. The
+        cache flags set the cache section of the config for every process (issue 14).
   down  stops every process listed in DIR/cluster.json (SIGTERM, then SIGKILL after 10 s)
   credentials
         prints the root access key and secret key of the cluster in DIR
@@ -45,6 +51,8 @@ export interface ClusterFile {
   directories: Array<{ id: string; url: string; pid: number }>;
   stores: Array<{ id: string; url: string; pid: number; zone: string }>;
   gatewayPids: number[];
+  /** The redis-server `--redis auto` started, and the URL every gateway uses. */
+  redis?: { url: string; pid?: number };
   accessKey: string;
   /** The root secret key, in clear (sealed in the file). */
   secretKey: string;
@@ -53,7 +61,27 @@ export interface ClusterFile {
 }
 
 const UP_FLAGS =
-  'data directories stores gateways zones replicas port-base offline-after-ms rereplicate-after-ms';
+  'data directories stores gateways zones replicas port-base offline-after-ms rereplicate-after-ms ' +
+  'redis cache cache-period-ms replicate-threshold cache-threshold';
+
+/** The cache flags of `up`, as the config's environment variables for every process. */
+function cacheEnv(values: Record<string, string | undefined>): Record<string, string> {
+  const env: Record<string, string> = {};
+  const num = (flag: string, name: string) => {
+    const v = values[flag];
+    if (v === undefined) return;
+    if (!/^\d+$/.test(v)) throw new Error(`--${flag}: a whole number, got ${v}`);
+    env[name] = v;
+  };
+  if (values.cache !== undefined) {
+    if (values.cache !== 'on' && values.cache !== 'off') throw new Error('--cache: on or off');
+    env.KUBESTORAGE_CACHE_ENABLED = String(values.cache === 'on');
+  }
+  num('cache-period-ms', 'KUBESTORAGE_CACHE_PERIOD_MS');
+  num('replicate-threshold', 'KUBESTORAGE_CACHE_REPLICATE_THRESHOLD');
+  num('cache-threshold', 'KUBESTORAGE_CACHE_CACHE_THRESHOLD');
+  return env;
+}
 const CLUSTER_FILE = 'cluster.json';
 const SECRET_FILE = 'cluster.secret';
 const ROOT_KEYS_FILE = 'root.keys';
@@ -206,7 +234,11 @@ export async function up(
   );
   const { accessKey, secretKey } = rootKeys(dir, SecretBox.fromSecret(secret));
   // The root keys reach the gateways only, in their environment (not a file, not a log).
-  const env = { ...process.env, KUBESTORAGE_CLUSTER_SECRET: secret };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    KUBESTORAGE_CLUSTER_SECRET: secret,
+    ...cacheEnv(values),
+  };
   const gatewayEnv = {
     ...env,
     KUBESTORAGE_ROOT_ACCESS_KEY: accessKey,
@@ -228,7 +260,23 @@ export async function up(
     if (c.pid) onStart(c.pid);
     return c.pid ?? 0;
   };
+  let redis: ClusterFile['redis'];
   try {
+    if (values.redis === 'auto') {
+      const r = await startRedisServer({
+        port: portBase,
+        dir: path.join(dir, 'redis'),
+        logFile: path.join(logs, 'redis.log'),
+      });
+      started.push({ pid: r.pid } as ChildProcess);
+      if (r.pid) onStart(r.pid);
+      redis = { url: r.url, pid: r.pid };
+    } else if (values.redis) {
+      if (!/^rediss?:\/\//.test(values.redis))
+        throw new Error('--redis: auto or redis://HOST:PORT');
+      redis = { url: values.redis };
+    }
+    if (redis) env.KUBESTORAGE_CACHE_REDIS_URL = redis.url;
     for (const d of dirs) {
       d.pid = launch(`directory-${d.id}`, [
         'directory',
@@ -271,7 +319,7 @@ export async function up(
             ...['--directory', dirUrls, '--listen', url.slice(7), '--replicas', String(replicas)],
             ...gatewayFlags,
           ],
-          gatewayEnv,
+          { ...gatewayEnv, ...(redis ? { KUBESTORAGE_CACHE_REDIS_URL: redis.url } : {}) },
         ),
       );
       // One at a time: each makes sure the root keys exist in the directory (before it listens).
@@ -283,6 +331,7 @@ export async function up(
       directories: dirs,
       stores,
       gatewayPids,
+      redis,
       accessKey,
       secretKey,
       secret,
@@ -313,6 +362,7 @@ export async function down(argv: string[]): Promise<number> {
     ...c.gatewayPids,
     ...c.stores.map((s) => s.pid),
     ...c.directories.map((d) => d.pid),
+    ...(c.redis?.pid ? [c.redis.pid] : []),
   ];
   for (const pid of pids) killQuietly(pid, 'SIGTERM');
   const end = Date.now() + 10_000;
@@ -338,6 +388,7 @@ export async function main(argv: string[]): Promise<void> {
       [
         `cluster up: ${c.directories.length} directories, ${c.stores.length} stores, ${c.gateways.length} gateways`,
         `  S3 endpoints: ${c.gateways.join(' ')}`,
+        ...(c.redis ? [`  redis (gateways' shared cache): ${c.redis.url}`] : []),
         `  access key: ${c.accessKey}`,
         `  secret key: ${shown}`,
         '',

@@ -382,6 +382,7 @@ export async function main(argv: string[]): Promise<void> {
     snapshotBytes: d.snapshotBytes,
     keepBytes: d.keepBytes,
     waitMs: d.leaderWaitMs,
+    cache: cfg.cache,
     cluster: {
       offlineAfterMs: cl.offlineAfterMs,
       rereplicateAfterMs: cl.rereplicateAfterMs,

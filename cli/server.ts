@@ -19,6 +19,7 @@ import path from 'node:path';
 import type { Config } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger } from '../common/log.ts';
+import { startEmbeddedHotness, withReportReads } from '../compose/embedded-hotness.ts';
 import {
   assembleGateway,
   endpointUrl,
@@ -26,11 +27,13 @@ import {
   openMetadata,
   type RootCreds,
 } from '../compose/gateway.ts';
+import { LevelMetadata } from '../directory/engine/meta-level.ts';
 import { MetadataServer } from '../directory/wire/server.ts';
 import { loadSecretFile, SecretBox } from '../gateway/secret-box.ts';
 import { ensureRootCredentials, sealStoredKeys, withSealedKeys } from '../gateway/users.ts';
 import { LocalNeedleStore } from '../store-node/api.ts';
 import { StoreClient } from '../store-node/client.ts';
+import { needleCacheOptions } from '../store-node/needle-cache.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
 import { onShutdown, parseCommand, parseListen, storeOptions } from './common.ts';
@@ -93,7 +96,10 @@ async function openData(opts: Options): Promise<{ metadata: OpenMetadata; store:
     const auth = new InternalAuth(cfg.clusterSecret);
     metadata = await openMetadata({ directory: opts.directory, auth });
   } else metadata = await openMetadata({ level: path.join(cfg.server.data, 'meta') });
-  const store = await Store.open(path.join(cfg.server.data, 'store'), storeOptions(cfg.store));
+  const store = await Store.open(path.join(cfg.server.data, 'store'), {
+    ...storeOptions(cfg.store),
+    cache: needleCacheOptions(cfg.cache),
+  });
   store.startMaintenance();
   return { metadata, store };
 }
@@ -171,7 +177,17 @@ async function runPrimary(opts: Options): Promise<void> {
   );
   const secret = crypto.randomBytes(32).toString('base64url');
   const auth = new InternalAuth(secret);
-  const metaServer = new MetadataServer({ meta, auth, logger: log });
+  // The workers' gateways report reads here: the hot-object policy runs in this process
+  // (they are several gateways: writes to objects they cache wait out their leases).
+  const hot =
+    opts.cfg.cache.enabled && meta instanceof LevelMetadata
+      ? startEmbeddedHotness(meta, opts.cfg, log)
+      : undefined;
+  const metaServer = new MetadataServer({
+    meta: hot ? withReportReads(meta, hot.source) : meta,
+    auth,
+    logger: log,
+  });
   const storeServer = new StoreServer({
     store,
     auth,
@@ -224,6 +240,7 @@ async function runPrimary(opts: Options): Promise<void> {
     );
     await Promise.all(exits);
     await metaServer.close();
+    hot?.stop();
     await storeServer.close();
     await store.close();
     await metadata.close();

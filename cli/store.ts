@@ -9,6 +9,7 @@ import {
   replicaRepair,
 } from '../store-node/directory-link.ts';
 import { collectHeartbeat, HeartbeatSender } from '../store-node/heartbeat.ts';
+import { needleCacheOptions } from '../store-node/needle-cache.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
 import {
@@ -94,12 +95,17 @@ export async function main(argv: string[]): Promise<void> {
   const { host, port } = parseListen(sc.listen);
   const auth = new InternalAuth(clusterSecret(cfg.clusterSecret, sc.data, log));
   const t0 = performance.now();
-  const store = await Store.open(sc.data, storeOptions(sc));
+  // The store-level cache of hot needles (cache/README.md); none when cache.enabled is off.
+  const store = await Store.open(sc.data, {
+    ...storeOptions(sc),
+    cache: needleCacheOptions(cfg.cache),
+  });
   const status = await store.status();
   log.info(
     {
       volumes: status.volumes.length,
       needles: status.needles,
+      extraCopies: store.extras.count,
       loadMs: Math.round(performance.now() - t0),
     },
     'volumes loaded',

@@ -112,6 +112,40 @@ export interface Config {
     /** … and reclaimed once they have been orphans this long. */
     orphanGraceMs: number;
   };
+  /** The two-level cache and hot-object replicas (cache/README.md, DESIGN §6). */
+  cache: {
+    /** Off: no read counting, no caching, no extra replicas (the bench's "cache off" run). */
+    enabled: boolean;
+    /** In-process LRU of each gateway (directory level), bytes. */
+    gatewayBytes: number;
+    /** In-process LRU of each store node (store level), bytes. */
+    storeBytes: number;
+    /** Objects larger than this are never cached whole nor given extra replicas. */
+    maxObjectBytes: number;
+    /** Past this share of its bytes a level evicts lowest hit counts … */
+    highWatermark: number;
+    /** … until it is under this share. */
+    lowWatermark: number;
+    /** The inspection period: reads are counted per object per period. */
+    periodMs: number;
+    /** Reads in a period past which an object gets extra replicas … */
+    replicateThreshold: number;
+    /** … and past which it is cached at store level, then promoted to gateways. */
+    cacheThreshold: number;
+    /** Extra replicas of one hot object at most (on stores without its volume). */
+    maxExtraReplicas: number;
+    /**
+     * How long a gateway may answer a hot object's GET from its own copy of the metadata;
+     * a write to a hot object is acknowledged only once every such copy has expired.
+     */
+    leaseMs: number;
+    /** Gateways report read counts to the directory and refresh the hot table this often. */
+    reportMs: number;
+    /** Shared L2 of the gateways (redis://host:port); empty = none. */
+    redisUrl: string;
+    /** Bound on one Redis call; past it the read goes to the stores. */
+    redisTimeoutMs: number;
+  };
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -172,6 +206,22 @@ export const DEFAULT_CONFIG: Config = {
     syncTimeoutMs: 120_000,
     orphanSweepMs: 3_600_000,
     orphanGraceMs: 24 * 3_600_000,
+  },
+  cache: {
+    enabled: true,
+    gatewayBytes: 256 * 1024 ** 2,
+    storeBytes: 256 * 1024 ** 2,
+    maxObjectBytes: 1024 ** 2,
+    highWatermark: 0.95,
+    lowWatermark: 0.8,
+    periodMs: 600_000,
+    replicateThreshold: 500,
+    cacheThreshold: 1_000,
+    maxExtraReplicas: 2,
+    leaseMs: 1_000,
+    reportMs: 500,
+    redisUrl: '',
+    redisTimeoutMs: 50,
   },
 };
 

@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import type { Server } from 'node:http';
 import path from 'node:path';
+import type { HotSource } from '../cache/hot-view.ts';
 import { type Config, DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
 import * as httpServer from '../common/internal-http.ts';
@@ -24,6 +25,8 @@ import { MultipartExpiry } from '../gateway/multipart-expiry.ts';
 import { loadSecretFile, SecretBox } from '../gateway/secret-box.ts';
 import { ensureRootCredentials, sealStoredKeys, withSealedKeys } from '../gateway/users.ts';
 import type { NeedleStore } from '../store-node/api.ts';
+import { assembleCache, type GatewayCache } from './cache.ts';
+import { type EmbeddedHotness, startEmbeddedHotness } from './embedded-hotness.ts';
 
 /** A copy of the defaults to adjust (tests, and callers that apply flags). */
 export function defaultConfig(): Config {
@@ -145,6 +148,8 @@ export interface Gateway {
   /** The cluster's needle store and placement (cluster wiring only). */
   cluster?: ClusterDataPath;
   creds?: RootCreds;
+  /** The two-level cache's gateway side (cache.enabled), compose/cache.ts. */
+  cache?: GatewayCache;
   /** Aborts abandoned multipart uploads (gateway.multipartExpiryMs); started here. */
   multipartExpiry: MultipartExpiry;
   /** Listens; resolves to the S3 endpoint URL. */
@@ -170,28 +175,61 @@ export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
   const metadata = await openMetadata(spec.meta);
   const meta = withSealedKeys(metadata.meta, box);
   let cluster: ClusterDataPath | undefined;
+  let cache: GatewayCache | undefined;
+  let hotness: EmbeddedHotness | undefined;
   const closeData = async () => {
+    await cache?.close();
+    hotness?.stop();
     await cluster?.close();
     await metadata.close();
   };
   try {
     let data: DataPath;
-    if ('needles' in spec.data) data = embeddedDataPath(cfg, meta, spec.data.needles, log);
-    else {
+    let needles: NeedleStore;
+    if ('needles' in spec.data) {
+      needles = spec.data.needles;
+      data = embeddedDataPath(cfg, meta, needles, log);
+    } else {
       if (!(metadata.meta instanceof MetadataClient)) {
         throw new Error('the cluster data path needs its metadata from a directory');
       }
       cluster = clusterDataPath(cfg, metadata.meta, spec.data.cluster, log);
       data = cluster.data;
+      needles = cluster.store;
+    }
+    let gatewayMeta = meta;
+    if (cfg.cache.enabled) {
+      // Embedded over LevelDB: the policy runs here and this is the only gateway. Over a
+      // directory: its leader decides, and other gateways may hold copies.
+      let source: HotSource | undefined;
+      if (metadata.meta instanceof LevelMetadata) {
+        hotness = startEmbeddedHotness(metadata.meta, cfg, log);
+        source = hotness.source;
+      } else if (metadata.meta instanceof MetadataClient) source = metadata.meta;
+      if (source) {
+        cache = await assembleCache({
+          cfg,
+          log,
+          source,
+          exclusive: metadata.meta instanceof LevelMetadata,
+          inner: data,
+          needles,
+          cluster: cluster?.store,
+        });
+        data = cache.data;
+        gatewayMeta = cache.meta(meta);
+      }
     }
     if (spec.root) await sealStoredKeys(metadata.meta, box, log);
     const creds = spec.root
       ? await ensureRootCredentials(meta, spec.root.accessKey, spec.root.secretKey)
       : undefined;
+    const registry = cache?.registry;
     const server = createGatewayServer({
-      meta: spec.wrapMeta ? spec.wrapMeta(meta) : meta,
+      meta: spec.wrapMeta ? spec.wrapMeta(gatewayMeta) : gatewayMeta,
       data,
       log,
+      metrics: registry && (() => registry.metrics()),
       config: {
         region: cfg.gateway.region,
         domain: cfg.gateway.domain || undefined,
@@ -217,6 +255,7 @@ export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
       meta,
       data,
       cluster,
+      cache,
       creds,
       multipartExpiry,
       async listen(host, port) {

@@ -9,7 +9,13 @@
 import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
-import type { GetResult, NeedleRef, NeedleStore, PutResult } from '../store-node/api.ts';
+import type {
+  GetOptions,
+  GetResult,
+  NeedleRef,
+  NeedleStore,
+  PutResult,
+} from '../store-node/api.ts';
 import { type PutOptions, StoreClient } from '../store-node/client.ts';
 import { StoreError } from '../store-node/errors.ts';
 import type { StoreStatus } from '../store-node/store.ts';
@@ -18,7 +24,11 @@ import { ClusterView, type NodeView, type ViewDirectory, type VolumeView } from 
 /** The part of StoreClient this file uses (a seam for tests). */
 export interface NodeClient {
   put(ref: NeedleRef, data: Buffer, contentType?: string, opts?: PutOptions): Promise<PutResult>;
-  get(ref: NeedleRef, range?: { start: number; end: number }): Promise<GetResult>;
+  get(
+    ref: NeedleRef,
+    range?: { start: number; end: number },
+    opts?: GetOptions,
+  ): Promise<GetResult>;
   head(ref: NeedleRef): Promise<{ size: number }>;
   delete(ref: NeedleRef): Promise<void>;
   createVolume(volumeId: number, opts?: { ifMissing?: boolean }): Promise<void>;
@@ -173,8 +183,18 @@ export class ClusterNeedleStore implements NeedleStore {
     }
   }
 
-  get(ref: NeedleRef, range?: { start: number; end: number }): Promise<GetResult> {
-    return this.read('get', ref, (c) => c.get(ref, range));
+  /**
+   * Stores holding an extra copy of a hot needle (the directory's hot table): reads spread
+   * over them and the volume's replicas alike. Set by the cache wiring.
+   */
+  extraReplicas?: (volumeId: number, needleId: string) => string[] | undefined;
+
+  get(
+    ref: NeedleRef,
+    range?: { start: number; end: number },
+    opts?: GetOptions,
+  ): Promise<GetResult> {
+    return this.read('get', ref, (c) => c.get(ref, range, opts));
   }
 
   head(ref: NeedleRef): Promise<{ size: number }> {
@@ -191,6 +211,16 @@ export class ClusterNeedleStore implements NeedleStore {
     return ranked.map((r) => r.n);
   }
 
+  private withExtra(nodes: NodeView[], ref: NeedleRef): NodeView[] {
+    const extra = this.extraReplicas?.(ref.volumeId, ref.needleId.toString());
+    if (!extra || extra.length === 0) return nodes;
+    const more = extra
+      .filter((id) => !nodes.some((n) => n.id === id))
+      .map((id) => this.view.node(id))
+      .filter((n): n is NodeView => n !== undefined && n.state === 'online');
+    return more.length === 0 ? nodes : [...nodes, ...more];
+  }
+
   private async read<T>(
     kind: 'get' | 'head',
     ref: NeedleRef,
@@ -200,7 +230,8 @@ export class ClusterNeedleStore implements NeedleStore {
     let vol = await this.view.volume(ref.volumeId);
     for (let round = 0; ; round++) {
       try {
-        return await this.race(kind, vol, this.readOrder(await this.view.replicaNodes(vol)), fn);
+        const nodes = await this.view.replicaNodes(vol);
+        return await this.race(kind, vol, this.readOrder(this.withExtra(nodes, ref)), fn);
       } catch (e) {
         void this.view.refreshNodes().catch(() => {});
         if (round > 0 || definitive(e)) throw e;

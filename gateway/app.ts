@@ -206,16 +206,23 @@ function bodyDecoder(
 type Target = ReturnType<typeof splitTarget>;
 
 /**
- * Kubernetes' probes, the gateway's only anonymous routes, under /_ks/ (no bucket can be
- * named "_ks"): GET /_ks/healthz (liveness: it serves HTTP) and GET /_ks/readyz (readiness:
- * the directory answers too). One word each, nothing else.
+ * Kubernetes' probes and Prometheus' scrape, the gateway's only anonymous routes, under
+ * /_ks/ (no bucket can be named "_ks"): GET /_ks/healthz (liveness: it serves HTTP),
+ * GET /_ks/readyz (readiness: the directory answers too), one word each, and
+ * GET /_ks/metrics (counters only: the cache levels).
  */
 const isProbe = (t: Target, method: string): boolean =>
   t.bucket === '_ks' &&
-  (t.key === 'healthz' || t.key === 'readyz') &&
+  (t.key === 'healthz' || t.key === 'readyz' || t.key === 'metrics') &&
   (method === 'GET' || method === 'HEAD');
 
 async function probeAnswer(services: Services, which: string): Promise<Response> {
+  if (which === 'metrics') {
+    const text = (await services.metrics?.()) ?? '';
+    return new Response(text, {
+      headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
+    });
+  }
   let ok = true;
   if (which === 'readyz') {
     // A read the directory answers only with a leader; never cached when there is no such bucket.

@@ -23,6 +23,8 @@ export interface Services {
   log: Logger;
   /** The cap on bodies received at once; createApp makes one per gateway (limits.ts). */
   uploads?: UploadLimit;
+  /** Prometheus text for GET /_ks/metrics (the cache levels, issue 14). */
+  metrics?: () => Promise<string>;
 }
 
 /** Writes into a bucket: a handler makes them only through a BucketRequest (access.ts). */

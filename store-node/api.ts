@@ -1,12 +1,9 @@
 // The interface the rest of the system uses to reach a store node, with two wirings:
 // LocalNeedleStore (in-process, embedded server and tests) and StoreClient (HTTP).
+import { type CacheHint, CRC_HEADER, type NeedleRef } from './needle-ref.ts';
 import type { Store, StoreStatus } from './store.ts';
 
-/**
- * CRC32C (decimal) of a needle body on the wire: required on PUTs (the token covers it),
- * returned with GETs.
- */
-export const CRC_HEADER = 'x-ks-crc32c';
+export { type CacheHint, CRC_HEADER, type NeedleRef };
 /** A needle PUT's other replicas (`URL,URL`): the receiving store forwards the needle there. */
 export const REPLICAS_HEADER = 'x-ks-replicas';
 /** Copies (the receiving store included) that must be durable before a replicated PUT answers. */
@@ -27,10 +24,22 @@ export const NEEDLE_PUT_COVERED: readonly string[] = [
   QUORUM_HEADER,
 ];
 
-export interface NeedleRef {
-  volumeId: number;
-  needleId: bigint;
-  cookie: number;
+/**
+ * The directory's word on a hot object, sent with a needle GET (cache/README.md): `fill` =
+ * keep it in the store's cache after reading it, `drop` = it went up to the gateways, drop
+ * the store's copy. A hint only: it is not covered by the token.
+ */
+export const CACHE_HEADER = 'x-ks-cache';
+
+/**
+ * What an extra-replica PUT's token covers (PUT /extra/<vid>/<nid>): as for a needle, the
+ * CRC binds it to the bytes, and the content type is kept with the copy.
+ */
+export const EXTRA_PUT_COVERED: readonly string[] = [CRC_HEADER, 'content-type'];
+
+export interface GetOptions {
+  /** Admission hint for the store's needle cache (x-ks-cache). */
+  cache?: CacheHint;
 }
 
 export interface PutResult {
@@ -55,7 +64,11 @@ export interface SyncResult {
 
 export interface NeedleStore {
   put(ref: NeedleRef, data: Buffer, contentType?: string): Promise<PutResult>;
-  get(ref: NeedleRef, range?: { start: number; end: number }): Promise<GetResult>;
+  get(
+    ref: NeedleRef,
+    range?: { start: number; end: number },
+    opts?: GetOptions,
+  ): Promise<GetResult>;
   head(ref: NeedleRef): Promise<{ size: number }>;
   delete(ref: NeedleRef): Promise<void>;
   createVolume(volumeId: number): Promise<void>;
@@ -70,8 +83,12 @@ export class LocalNeedleStore implements NeedleStore {
     return { size: data.length, storedSize: w.storedLength, compressed: w.compressed };
   }
 
-  async get(ref: NeedleRef, range?: { start: number; end: number }): Promise<GetResult> {
-    const r = await this.store.read(ref.volumeId, ref.needleId, ref.cookie, range);
+  async get(
+    ref: NeedleRef,
+    range?: { start: number; end: number },
+    opts: GetOptions = {},
+  ): Promise<GetResult> {
+    const r = await this.store.read(ref.volumeId, ref.needleId, ref.cookie, range, opts);
     return { data: r.data, size: r.size };
   }
 

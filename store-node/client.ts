@@ -6,7 +6,10 @@ import { crc32c } from '@node-rs/crc32';
 import { Pool } from 'undici';
 import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import {
+  CACHE_HEADER,
   CRC_HEADER,
+  EXTRA_PUT_COVERED,
+  type GetOptions,
   type GetResult,
   NEEDLE_PUT_COVERED,
   type NeedleRef,
@@ -17,6 +20,7 @@ import {
   type SyncResult,
 } from './api.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
+import type { NeedleCacheStats } from './needle-cache.ts';
 import type { StoreStatus } from './store.ts';
 
 export interface PutOptions {
@@ -38,6 +42,39 @@ export interface NeedleList {
   next?: bigint;
   readOnly: boolean;
 }
+
+/** An extra copy of a needle held by a store (GET /extra, GET /cache). */
+export interface ExtraNeedleInfo {
+  volumeId: number;
+  needleId: bigint;
+  cookie: number;
+  size: number;
+  contentType?: string;
+}
+
+export interface ExtraListing {
+  count: number;
+  bytes: number;
+  needles: ExtraNeedleInfo[];
+}
+
+/** GET /cache: the store cache's counters (null: no cache) and the extra copies held. */
+export interface StoreCacheStatus {
+  cache: NeedleCacheStats | null;
+  extra: ExtraListing;
+}
+
+interface WireListing {
+  count: number;
+  bytes: number;
+  needles: Array<Omit<ExtraNeedleInfo, 'needleId'> & { needleId: string }>;
+}
+
+const fromWire = (l: WireListing): ExtraListing => ({
+  count: l.count,
+  bytes: l.bytes,
+  needles: l.needles.map((n) => ({ ...n, needleId: BigInt(n.needleId) })),
+});
 
 interface CallOptions {
   body?: Buffer;
@@ -222,10 +259,15 @@ export class StoreClient implements NeedleStore {
     return JSON.parse(res.body.toString()) as SyncResult;
   }
 
-  async get(ref: NeedleRef, range?: { start: number; end: number }): Promise<GetResult> {
+  async get(
+    ref: NeedleRef,
+    range?: { start: number; end: number },
+    opts: GetOptions = {},
+  ): Promise<GetResult> {
     const headers: Record<string, string> = range
       ? { range: `bytes=${range.start}-${range.end}` }
       : {};
+    if (opts.cache) headers[CACHE_HEADER] = opts.cache;
     const res = await this.call('GET', StoreClient.needlePath(ref), { headers });
     const sent = res.headers[CRC_HEADER];
     if (sent !== undefined && String(sent) !== String(crc32c(res.body))) {
@@ -241,6 +283,47 @@ export class StoreClient implements NeedleStore {
 
   async delete(ref: NeedleRef): Promise<void> {
     await this.call('DELETE', StoreClient.needlePath(ref));
+  }
+
+  /**
+   * Places an extra copy of a hot needle on this node, which need not hold its volume
+   * (PUT /extra). Idempotent: `created` false when these bytes were already there;
+   * NeedleExists (409) when other bytes are.
+   */
+  async putExtra(
+    ref: NeedleRef,
+    data: Buffer,
+    contentType?: string,
+  ): Promise<{ created: boolean; size: number }> {
+    const headers: Record<string, string> = { [CRC_HEADER]: String(crc32c(data)) };
+    if (contentType) headers['content-type'] = contentType;
+    const res = await this.call(
+      'PUT',
+      `/extra/${ref.volumeId}/${ref.needleId}?cookie=${ref.cookie}`,
+      {
+        body: data,
+        headers,
+        covered: EXTRA_PUT_COVERED,
+      },
+    );
+    return JSON.parse(res.body.toString()) as { created: boolean; size: number };
+  }
+
+  /** Removes an extra copy (NoSuchNeedle when the node has none). */
+  async deleteExtra(ref: Pick<NeedleRef, 'volumeId' | 'needleId'>): Promise<void> {
+    await this.call('DELETE', `/extra/${ref.volumeId}/${ref.needleId}`);
+  }
+
+  async listExtra(): Promise<ExtraListing> {
+    return fromWire(JSON.parse((await this.call('GET', '/extra')).body.toString()) as WireListing);
+  }
+
+  async cacheStatus(): Promise<StoreCacheStatus> {
+    const j = JSON.parse((await this.call('GET', '/cache')).body.toString()) as {
+      cache: NeedleCacheStats | null;
+      extra: WireListing;
+    };
+    return { cache: j.cache, extra: fromWire(j.extra) };
   }
 
   /** With `ifMissing`, a volume that already exists counts as created (retries, re-runs). */

@@ -1,6 +1,7 @@
 // Prometheus metrics of one store node. A registry per server (not the global one) so
 // several nodes can live in one process (embedded mode, tests).
 import client from 'prom-client';
+import { registerCacheMetrics } from '../cache/metrics.ts';
 import type { Store } from './store.ts';
 
 export class StoreMetrics {
@@ -77,6 +78,24 @@ export class StoreMetrics {
       'Corrupt needles rewritten from another replica since start',
       () => store.repairedNeedles,
     );
+    gauge(
+      'kubestorage_store_extra_needles',
+      'Extra copies of hot needles held for volumes elsewhere',
+      () => store.extras.count,
+    );
+    gauge(
+      'kubestorage_store_extra_bytes',
+      'Bytes of extra copies of hot needles',
+      () => store.extras.bytes,
+    );
+    const cache = store.cache;
+    if (cache) {
+      // A needle admitted on a 'fill' hint is an object promoted to the store level.
+      registerCacheMetrics(this.registry, 'store', () => {
+        const s = cache.stats;
+        return { ...s, promotions: s.fills };
+      });
+    }
     gauge('kubestorage_store_corrupt_needles', 'Corrupt needles found by the last scrub', () =>
       store.lastScrub ? store.lastScrub.results.reduce((a, r) => a + r.corrupt.length, 0) : 0,
     );

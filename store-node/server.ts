@@ -7,6 +7,8 @@
 //   POST /volumes/:vid/compact    compact    POST /scrub[?volume=N]      scrub
 //   GET  /status                  JSON       GET  /metrics               Prometheus
 //   cluster routes (listing, raw copy, sync): see server-cluster.ts
+//   PUT|DELETE /extra/:vid/:nid, GET /extra, GET /cache: extra replicas and the needle
+//   cache of hot objects, see extra-replicas.ts; a needle GET takes `x-ks-cache: fill|drop`
 // A needle PUT with `x-ks-replicas: <url>,<url>` [and `x-ks-write-quorum: N`] is also
 // forwarded to those replicas (replication.ts); 502 ReplicaWriteFailed when too few made it.
 // Every request must carry a valid x-ks-auth token (InternalAuth), checked before any body
@@ -31,9 +33,12 @@ import {
   splitUrl,
 } from '../common/internal-http.ts';
 import type { Logger } from '../common/log.ts';
-import { CRC_HEADER, NEEDLE_PUT_COVERED } from './api.ts';
+import { CACHE_HEADER, CRC_HEADER, EXTRA_PUT_COVERED, NEEDLE_PUT_COVERED } from './api.ts';
 import { StoreError } from './errors.ts';
+import { EXTRA_RE } from './extra-replicas.ts';
+import { type ExtraRouteContext, extraRoute } from './extra-routes.ts';
 import { StoreMetrics } from './metrics.ts';
+import { parseCacheHint } from './needle-cache.ts';
 import {
   parseQuorum,
   parseReplicas,
@@ -124,6 +129,7 @@ export class StoreServer {
   readonly metrics: StoreMetrics;
   readonly replicator: Replicator;
   private readonly cluster: ClusterRouteContext;
+  private readonly extra: ExtraRouteContext;
 
   constructor(readonly opts: StoreServerOptions) {
     this.metrics = new StoreMetrics(opts.store);
@@ -140,6 +146,14 @@ export class StoreServer {
       parseNeedleId,
       syncing: new Set(),
       checkKnown: (origins) => this.checkKnown(origins),
+    };
+    this.extra = {
+      store: opts.store,
+      maxNeedleSize: opts.maxNeedleSize,
+      parseVolumeId,
+      parseNeedleId,
+      parseCookie,
+      onBytesIn: (n) => this.metrics.bytesIn.inc(n),
     };
     this.server = createServer((req, res) => {
       void this.handle(req, res);
@@ -185,7 +199,14 @@ export class StoreServer {
       const scrape =
         pathname === '/metrics' && this.opts.auth.verifyMetricsBearer(req.headers.authorization);
       // A needle PUT's token covers more of its head than other routes' (NEEDLE_PUT_COVERED).
-      const covered = method === 'PUT' && NEEDLE_RE.test(pathname) ? NEEDLE_PUT_COVERED : [];
+      const covered =
+        method !== 'PUT'
+          ? []
+          : NEEDLE_RE.test(pathname)
+            ? NEEDLE_PUT_COVERED
+            : EXTRA_RE.test(pathname)
+              ? EXTRA_PUT_COVERED
+              : [];
       if (!scrape) authorizeHead(req, this.opts.auth, covered);
       op = await this.route(req, res, method, pathname, new URLSearchParams(query));
     } catch (e) {
@@ -233,6 +254,8 @@ export class StoreServer {
     }
     const clusterOp = await clusterRoute(this.cluster, res, method, pathname, query);
     if (clusterOp !== null) return clusterOp;
+    const extraOp = await extraRoute(this.extra, req, res, method, pathname, query);
+    if (extraOp !== null) return extraOp;
     const v = VOLUME_RE.exec(pathname);
     if (v) {
       if (method !== 'POST') throw new StoreError('MethodNotAllowed', `${method} not allowed here`);
@@ -375,7 +398,8 @@ export class StoreServer {
         res.end();
         return 'head';
       }
-      const r = await this.opts.store.read(vid, nid, cookie);
+      const hint = parseCacheHint(req.headers[CACHE_HEADER]);
+      const r = await this.opts.store.read(vid, nid, cookie, undefined, { cache: hint });
       const range = parseRange(req.headers.range, r.size);
       const body = range ? r.data.subarray(range.start, range.end + 1) : r.data;
       const headers: http.OutgoingHttpHeaders = {

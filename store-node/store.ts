@@ -4,6 +4,14 @@ import fs from 'node:fs/promises';
 import * as fsx from '../common/fsx.ts';
 import { type CompactResult, compactVolume } from './compaction.ts';
 import { StoreError } from './errors.ts';
+import { ExtraReplicas } from './extra-replicas.ts';
+import {
+  type CacheHint,
+  NeedleCache,
+  type NeedleCacheOptions,
+  sliceRange,
+} from './needle-cache.ts';
+import type { NeedleRef } from './needle-ref.ts';
 import { type ScrubResult, scrubVolume } from './scrub.ts';
 import {
   DEFAULT_VOLUME_OPTIONS,
@@ -25,6 +33,8 @@ export interface StoreOptions extends VolumeOptions {
   compactCheckMs: number;
   /** How often to scrub every volume; 0 disables. */
   scrubIntervalMs: number;
+  /** The store-level needle cache (needle-cache.ts); none when absent. */
+  cache?: NeedleCacheOptions;
 }
 
 export const DEFAULT_STORE_OPTIONS: StoreOptions = {
@@ -69,11 +79,19 @@ export class Store {
   repairHook: RepairHook | null = null;
   /** Needles rewritten from another replica since start. */
   repairedNeedles = 0;
+  /** Hot needles kept in memory on the directory's hint; null without opts.cache. */
+  readonly cache: NeedleCache | null;
+  /** Copies of hot needles of volumes this node does not hold (extra-replicas.ts). */
+  extras!: ExtraReplicas;
 
   private constructor(
     readonly dir: string,
     readonly opts: StoreOptions,
-  ) {}
+  ) {
+    this.cache = opts.cache
+      ? new NeedleCache(opts.cache, (r) => this.isLive(r.volumeId, r.needleId))
+      : null;
+  }
 
   static async open(dir: string, opts: Partial<StoreOptions> = {}): Promise<Store> {
     const s = new Store(dir, { ...DEFAULT_STORE_OPTIONS, ...opts });
@@ -88,6 +106,7 @@ export class Store {
     ids.sort((a, b) => a - b);
     try {
       for (const id of ids) s.vols.set(id, await openVolume(dir, id, s.opts));
+      s.extras = await ExtraReplicas.open(dir);
     } catch (e) {
       await s.close();
       throw e;
@@ -155,21 +174,93 @@ export class Store {
     return this.volume(vid).write(id, cookie, data, ct, wo);
   }
 
+  /**
+   * A needle's bytes: from the cache when it holds them (the hint says whether to keep or
+   * drop them there), else from its volume, else from an extra copy.
+   */
   read(
     vid: number,
     id: bigint,
     cookie: number,
     range?: { start: number; end: number },
+    opts: { cache?: CacheHint } = {},
   ): Promise<ReadResult> {
-    return this.volume(vid).read(id, cookie, range);
+    const load = (r?: { start: number; end: number }) => this.readStored(vid, id, cookie, r);
+    if (!this.cache) return load(range);
+    return this.cache.read({ volumeId: vid, needleId: id, cookie }, range, opts.cache, load);
   }
 
-  head(vid: number, id: bigint, cookie: number): Promise<{ size: number; compressed: boolean }> {
-    return this.volume(vid).head(id, cookie);
+  private async readStored(
+    vid: number,
+    id: bigint,
+    cookie: number,
+    range?: { start: number; end: number },
+  ): Promise<ReadResult> {
+    try {
+      return await this.volume(vid).read(id, cookie, range);
+    } catch (e) {
+      if (!this.extraFallback(e, vid, id)) throw e;
+    }
+    const data = await this.extras.read({ volumeId: vid, needleId: id, cookie });
+    return sliceRange({ data, size: data.length, compressed: false }, range);
   }
 
-  delete(vid: number, id: bigint, cookie?: number): Promise<void> {
-    return this.volume(vid).delete(id, cookie);
+  /** Whether a failed volume read may be answered by an extra copy held here. */
+  private extraFallback(e: unknown, vid: number, id: bigint): boolean {
+    return (
+      e instanceof StoreError &&
+      (e.code === 'NoSuchVolume' || e.code === 'NoSuchNeedle') &&
+      this.extras.has(vid, id)
+    );
+  }
+
+  async head(
+    vid: number,
+    id: bigint,
+    cookie: number,
+  ): Promise<{ size: number; compressed: boolean }> {
+    try {
+      return await this.volume(vid).head(id, cookie);
+    } catch (e) {
+      if (!this.extraFallback(e, vid, id)) throw e;
+    }
+    return { ...this.extras.head({ volumeId: vid, needleId: id, cookie }), compressed: false };
+  }
+
+  /** Whether the needle is live here, in its volume or as an extra copy. */
+  isLive(vid: number, id: bigint): boolean {
+    return (this.vols.get(vid)?.has(id) ?? false) || this.extras.has(vid, id);
+  }
+
+  /**
+   * Tombstones a needle, and drops its cached and extra copies here. A node holding only an
+   * extra copy deletes that.
+   */
+  async delete(vid: number, id: bigint, cookie?: number): Promise<void> {
+    let volumeError: unknown = null;
+    try {
+      await this.volume(vid).delete(id, cookie);
+    } catch (e) {
+      if (!this.extraFallback(e, vid, id)) throw e;
+      volumeError = e;
+    }
+    this.cache?.dropNeedle(vid, id);
+    const dropped = await this.extras.delete(vid, id, cookie);
+    if (volumeError && !dropped) throw volumeError;
+    this.extras.noteDeleted(vid, id);
+  }
+
+  /** Stores an extra copy of a needle (placed here by the directory for a hot object). */
+  putExtra(ref: NeedleRef, data: Buffer, contentType?: string): Promise<{ created: boolean }> {
+    return this.extras.put(ref, data, contentType);
+  }
+
+  /** Removes an extra copy and any cached copy of it; false when there was none. */
+  async deleteExtra(vid: number, id: bigint): Promise<boolean> {
+    const dropped = await this.extras.delete(vid, id);
+    // A needle still live in a volume here keeps its cached copy.
+    if (dropped && !this.vols.get(vid)?.has(id)) this.cache?.dropNeedle(vid, id);
+    return dropped;
   }
 
   /**
@@ -308,6 +399,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    this.cache?.close();
     for (const t of this.timers) clearInterval(t);
     await this.maintenance;
     for (const v of this.vols.values()) await v.close();

@@ -14,6 +14,13 @@ export interface ChartSpec {
   logY?: boolean;
   width?: number;
   height?: number;
+  /** Vertical dashed lines at x, labelled at the top (events: "replicas added" …). */
+  markers?: Marker[];
+}
+
+export interface Marker {
+  x: number;
+  label: string;
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#17becf'];
@@ -57,9 +64,12 @@ export function lineChart(spec: ChartSpec): string {
     Number.isFinite(x) && Number.isFinite(y) && (!spec.logX || x > 0) && (!spec.logY || y > 0);
   const series = spec.series.map((s) => ({ ...s, points: s.points.filter(ok) }));
   const all = series.flatMap((s) => s.points);
+  const markers = (spec.markers ?? []).filter(
+    (mk) => Number.isFinite(mk.x) && (!spec.logX || mk.x > 0),
+  );
   let [x0, x1, y0, y1] = [0, 1, 0, 1];
   if (all.length > 0) {
-    const xs = all.map((p) => tx(p[0]));
+    const xs = [...all.map((p) => tx(p[0])), ...markers.map((mk) => tx(mk.x))];
     const ys = all.map((p) => ty(p[1]));
     x0 = Math.min(...xs);
     x1 = Math.max(...xs);
@@ -101,6 +111,15 @@ export function lineChart(spec: ChartSpec): string {
     `<text x="${m.l + pw / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(spec.xLabel)}</text>`,
     `<text x="16" y="${m.t + ph / 2}" text-anchor="middle" transform="rotate(-90 16 ${m.t + ph / 2})">${escapeXml(spec.yLabel)}</text>`,
   );
+  markers.forEach((mk, i) => {
+    const x = px(mk.x).toFixed(1);
+    // Labels step down so that markers close together stay readable.
+    const ly = m.t + 12 + (i % 4) * 13;
+    out.push(
+      `<line x1="${x}" y1="${m.t}" x2="${x}" y2="${m.t + ph}" stroke="#555" stroke-dasharray="4 3"/>`,
+      `<text x="${(px(mk.x) + 3).toFixed(1)}" y="${ly}" font-size="10" fill="#333">${escapeXml(mk.label)}</text>`,
+    );
+  });
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length];
     if (s.points.length > 0) {

@@ -20,6 +20,7 @@ import {
 } from '../model/api.ts';
 import { type Command, WRITE_METHODS, type WriteMethod } from '../model/methods.ts';
 import { decodeObjectOrNull, encodeObject } from '../model/object-codec.ts';
+import { applyHot, hotPrefetch } from './hot-commands.ts';
 import * as K from './keys.ts';
 import { applyTopology, topologyPrefetch } from './topology-commands.ts';
 import type { Tx } from './tx.ts';
@@ -132,6 +133,10 @@ export function prefetchKeys(cmd: Command): string[] {
       return [NEEDLE_COUNTER];
     case 'allocateVolumeId':
       return [VOLUME_COUNTER];
+    case 'putHotObject':
+    case 'deleteHotObject':
+    case 'setExtraReplicas':
+      return hotPrefetch(cmd);
     default:
       return topologyPrefetch(cmd);
   }
@@ -204,6 +209,10 @@ export async function applyCommand(tx: Tx, cmd: Command): Promise<unknown> {
       return allocateNeedleIds(tx, ...cmd.args);
     case 'allocateVolumeId':
       return allocateVolumeId(tx);
+    case 'putHotObject':
+    case 'deleteHotObject':
+    case 'setExtraReplicas':
+      return applyHot(tx, cmd);
     default:
       return applyTopology(tx, cmd);
   }

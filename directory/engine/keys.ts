@@ -16,6 +16,8 @@
 //   V                                                → format marker
 //   N <nodeId>                                       → NodeRecord (topology.ts)
 //   Y <volumeId, 10 digits>                          → VolumeRecord
+//   "hot/" <bucket> 00 <key>                         → HotObjectRecord (model/hot.ts)
+//   "xrep/" <volumeId, 10 digits> "/" <needleId, 20 digits> → ExtraReplicaRecord
 //   00 "raft-applied"                                → last Raft log index applied, decimal
 //   00 "raft-peers"                                  → Raft replica id → URL pairs (JSON)
 //
@@ -38,6 +40,10 @@ export const NS = {
   format: 'V',
   node: 'N',
   volume: 'Y',
+  // Words, not letters: the hot tables are read by people walking the database too
+  // (issue 14). No other namespace starts with 'h' or 'x'.
+  hot: 'hot/',
+  xrep: 'xrep/',
   // Sorts before every other key, so a snapshot stream states its applied index first.
   raftApplied: '\x00raft-applied',
   /** Replica id → base URL of the Raft group, replicated with the state (JSON). */
@@ -167,4 +173,16 @@ export function nodeKey(id: string): string {
 
 export function volumeKey(id: number): string {
   return NS.volume + String(id).padStart(10, '0');
+}
+
+export function hotKey(bucket: string, key: string): string {
+  return `${NS.hot}${checkBucket(bucket)}\x00${checkObjectKey(key)}`;
+}
+
+/** Needle ids are u64 decimals: padded to 20 digits, key order is numeric order. */
+export function xrepKey(volumeId: number, needleId: string): string {
+  if (!/^\d{1,20}$/.test(needleId) || BigInt(needleId) > 0xffff_ffff_ffff_ffffn) {
+    throw new Error(`needle id must be a u64 decimal, got ${JSON.stringify(needleId)}`);
+  }
+  return `${NS.xrep}${String(volumeId).padStart(10, '0')}/${needleId.padStart(20, '0')}`;
 }

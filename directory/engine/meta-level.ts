@@ -25,6 +25,7 @@ import type {
   UploadRecord,
   UserRecord,
 } from '../model/api.ts';
+import type { ExtraReplicaRecord, HotObjectRecord } from '../model/hot.ts';
 import {
   type Command,
   type CommandResult,
@@ -353,6 +354,18 @@ export class LevelMetadata implements MetadataStore {
   async listVolumes(): Promise<VolumeRecord[]> {
     const vs = await this.db.values({ gte: K.NS.volume, lt: K.successor(K.NS.volume) }).all();
     return vs.map((v) => JSON.parse(v) as VolumeRecord);
+  }
+
+  // ---- Hot objects and their extra replicas (model/hot.ts) ----
+
+  async listHotObjects(): Promise<HotObjectRecord[]> {
+    const vs = await this.db.values({ gte: K.NS.hot, lt: K.successor(K.NS.hot) }).all();
+    return vs.map((v) => JSON.parse(v) as HotObjectRecord);
+  }
+
+  async listExtraReplicas(): Promise<ExtraReplicaRecord[]> {
+    const vs = await this.db.values({ gte: K.NS.xrep, lt: K.successor(K.NS.xrep) }).all();
+    return vs.map((v) => JSON.parse(v) as ExtraReplicaRecord);
   }
 
   // ---- Users and keys ----

@@ -74,6 +74,23 @@ const SAMPLE: { [M in WriteMethod]?: Parameters<MetaApi[M]> } = {
       stateSince: 1,
     },
   ],
+  putHotObject: [
+    {
+      bucket: 'b',
+      key: 'k',
+      volumeId: 3,
+      needleId: '9',
+      cookie: 1,
+      size: 1,
+      level: 'replicas',
+      since: 1,
+      reads: 1,
+    },
+  ],
+  deleteHotObject: ['b', 'k'],
+  setExtraReplicas: [
+    { volumeId: 3, needleId: '9', cookie: 1, stores: ['n1'], bucket: 'b', key: 'k' },
+  ],
   setNodeState: ['n1', 'offline', 2],
   createVolume: [
     { id: 3, replicas: ['n1'], replicaCount: 1, state: 'writable', createdAt: 1, version: 1 },

@@ -55,9 +55,15 @@ export const META_METHODS = {
   getVolume: 'read',
   listVolumes: 'read',
   updateVolume: 'write',
+  putHotObject: 'write',
+  deleteHotObject: 'write',
+  listHotObjects: 'read',
+  setExtraReplicas: 'write',
+  listExtraReplicas: 'read',
   heartbeat: 'replica-write',
   liveness: 'replica-read',
   allocateVolume: 'replica-write',
+  reportReads: 'replica-write',
 } as const satisfies Record<Exclude<keyof MetaApi, 'close'>, MethodKind>;
 
 export type MetaMethod = keyof typeof META_METHODS;

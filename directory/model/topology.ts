@@ -1,7 +1,9 @@
 // The cluster's shape as the directory records it: store nodes and volumes (which nodes
 // hold a replica of which volume). Node and volume records live in the replicated state
 // machine (Raft); heartbeats do not — every directory replica keeps the latest heartbeat of
-// each store in memory, so a new leader already knows who is alive.
+// each store in memory, so a new leader already knows who is alive. The hot-object tables
+// (hot.ts) live next to them: records of the cluster's state, written by the leader.
+import type { ExtraReplicaRecord, HotObjectRecord, HotSnapshot, ReadReport } from './hot.ts';
 
 /**
  * online: placement and writes; offline: silent (reads go around it, reconciled on its
@@ -82,6 +84,16 @@ export interface TopologyStore {
     expectVersion: number,
     patch: { replicas?: string[]; state?: VolumeState },
   ): Promise<VolumeRecord>;
+  /** Adds or replaces the hot-table entry of (rec.bucket, rec.key). */
+  putHotObject(rec: HotObjectRecord): Promise<void>;
+  /** Removes it; nothing when there is none. */
+  deleteHotObject(bucket: string, key: string): Promise<void>;
+  /** The hot table, by bucket then key. */
+  listHotObjects(): Promise<HotObjectRecord[]>;
+  /** Adds or replaces the entry of (volumeId, needleId); empty `stores` deletes it. */
+  setExtraReplicas(rec: ExtraReplicaRecord): Promise<void>;
+  /** Every needle's extra replicas, by volume then needle id. */
+  listExtraReplicas(): Promise<ExtraReplicaRecord[]>;
 }
 
 /** Directory-side services on top of the records (leader logic, in-memory liveness). */
@@ -98,4 +110,10 @@ export interface ClusterDirectory extends TopologyStore {
     replicaCount: number,
     avoid?: string[],
   ): Promise<VolumeRecord & { urls: string[] }>;
+  /**
+   * A gateway's read counts, added up on the leader (in memory: not one proposal per read);
+   * answers the hot table with every change committed before the call arrived included
+   * (the metadata leases of cache/README.md rely on it).
+   */
+  reportReads(report: ReadReport): Promise<HotSnapshot>;
 }

@@ -12,11 +12,13 @@
 
 import { DEFAULT_CONFIG, MAX_REPLICAS } from '../../common/config.ts';
 import type { InternalAuth } from '../../common/internal-auth.ts';
+import type { Hotness } from '../cluster/hotness.ts';
 import type { Liveness } from '../cluster/liveness.ts';
 import { checkCommand, proposedForm } from '../engine/commands.ts';
 import type { LevelMetadata } from '../engine/meta-level.ts';
 import type { MetadataStore, ObjectRecord, PutCondition } from '../model/api.ts';
 import { MetadataError } from '../model/api.ts';
+import type { HotSnapshot, ReadReport } from '../model/hot.ts';
 import {
   type Command,
   type CommandResult,
@@ -49,6 +51,8 @@ export interface RaftMetadataOptions {
   queueLimit?: number;
   /** True for the instance serving calls another replica forwarded. */
   forwarded?: boolean;
+  /** The read counts' aggregator (cluster/hotness.ts), acting while this replica leads. */
+  hotness?: () => Hotness | undefined;
 }
 
 // The reads and writes are generated (the static block): a write is proposed as its command,
@@ -253,12 +257,7 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
       throw new Error(`replicaCount must be an integer from 1 to ${MAX_REPLICAS}`);
     }
     if (!this.host.isLeader) {
-      const lead = this.host.leaderId;
-      const url = lead === null ? undefined : this.host.peerUrl(lead);
-      if (this.o.forwarded || !url) {
-        throw new MetadataError('Unavailable', 'no directory leader to place a volume');
-      }
-      return this.client(url).allocateVolume(replicaCount, avoid);
+      return this.leaderClient('place a volume').allocateVolume(replicaCount, avoid);
     }
     const aliveMs = this.o.aliveMs ?? DEFAULT_CONFIG.cluster.offlineAfterMs;
     const nodes = (await this.listNodes()).filter(
@@ -291,6 +290,28 @@ export class RaftMetadata implements MetadataStore, ClusterDirectory {
     };
     await this.createVolume(v);
     return { ...v, urls: chosen.map((n) => n.url) };
+  }
+
+  /**
+   * Runs on the leader (forwarded there otherwise): the counts live in its memory, added up
+   * by its Hotness, which answers from the hot table through this replica's linearizable
+   * reads (see Hotness.report).
+   */
+  async reportReads(report: ReadReport): Promise<HotSnapshot> {
+    if (!this.host.isLeader) return this.leaderClient('count reads').reportReads(report);
+    const hotness = this.o.hotness?.();
+    if (!hotness) throw new MetadataError('Unavailable', 'this replica counts no reads');
+    return hotness.report(report);
+  }
+
+  /** The leader's client for a leader-only call this follower passes on (one hop at most). */
+  private leaderClient(what: string): MetadataClient {
+    const lead = this.host.leaderId;
+    const url = lead === null ? undefined : this.host.peerUrl(lead);
+    if (this.o.forwarded || !url) {
+      throw new MetadataError('Unavailable', `no directory leader to ${what}`);
+    }
+    return this.client(url);
   }
 
   async close(): Promise<void> {

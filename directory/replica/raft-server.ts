@@ -7,9 +7,11 @@
 // is 200 `ok` once this replica knows a leader and has applied nearly all it knows to be
 // committed, else 503 `no-leader` / `catching-up`. No ids, URLs or indexes. Everything
 // else carries the cluster secret's HMAC (x-ks-auth), /status (role, peers and their URLs)
-// and /cluster/liveness (the stores this replica hears from) included (issue 12 item 9).
+// and /cluster/liveness (the stores this replica hears from) included (issue 12 item 9),
+// and GET /cluster/cache (the hot-object table and counts, issue 14).
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type Config, DEFAULT_CONFIG } from '../../common/config.ts';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import {
   authorizeHead,
@@ -24,6 +26,8 @@ import {
 } from '../../common/internal-http.ts';
 import type { Logger } from '../../common/log.ts';
 import { ClusterManager, type ClusterManagerOptions } from '../cluster/cluster-manager.ts';
+import { type ExtraReplicaOps, storeExtraOps } from '../cluster/hot-extras.ts';
+import { Hotness } from '../cluster/hotness.ts';
 import { Liveness } from '../cluster/liveness.ts';
 import { MetadataError } from '../model/api.ts';
 import type { Heartbeat } from '../model/topology.ts';
@@ -39,6 +43,8 @@ export interface DirectoryServerOptions extends RaftHostOptions {
   waitMs?: number;
   /** Store failure handling (cluster-manager.ts): its timings, the rest is wired here. */
   cluster?: Omit<ClusterManagerOptions, 'meta' | 'isLeader' | 'liveness' | 'auth' | 'logger'>;
+  /** The hot-object policy's settings (config `cache`; default DEFAULT_CONFIG.cache). */
+  cache?: Config['cache'];
 }
 
 // Admin calls and heartbeats (a store with thousands of volumes sends a few hundred KiB).
@@ -53,6 +59,9 @@ export class DirectoryServer {
   private readonly direct: MetadataServer;
   private readonly forwarded: MetadataServer;
   readonly manager: ClusterManager;
+  /** Read counts and the hot-object policy: ticks on every replica, acts on the leader. */
+  readonly hotness: Hotness;
+  private readonly extraOps: ExtraReplicaOps;
   private readonly raft: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 
   private constructor(
@@ -61,13 +70,16 @@ export class DirectoryServer {
     log: Logger,
     waitMs: number | undefined,
     cluster: DirectoryServerOptions['cluster'],
+    cache: Config['cache'],
   ) {
+    let hotness: Hotness | undefined;
     // One "down" for placement and for the manager: the same silence threshold.
     this.meta = new RaftMetadata(host, {
       auth,
       waitMs,
       liveness: this.liveness,
       aliveMs: cluster?.offlineAfterMs,
+      hotness: () => hotness,
     });
     this.direct = new MetadataServer({ meta: this.meta, auth, logger: log });
     this.forwarded = new MetadataServer({ meta: this.meta.forwardedView(), auth, logger: log });
@@ -80,6 +92,20 @@ export class DirectoryServer {
       ...cluster,
     });
     this.manager.start();
+    this.extraOps = storeExtraOps({
+      auth,
+      liveness: this.liveness,
+      aliveMs: cluster?.offlineAfterMs ?? DEFAULT_CONFIG.cluster.offlineAfterMs,
+    });
+    // Its tick does nothing on a follower, and starts from empty counts on a new leader.
+    hotness = this.hotness = new Hotness({
+      meta: this.meta,
+      cache,
+      extra: this.extraOps,
+      log,
+      isLeader: () => host.isLeader,
+    });
+    this.hotness.start();
     this.raft = raftRoutes({
       auth,
       onMessages: (msgs) => host.deliver(msgs),
@@ -99,13 +125,22 @@ export class DirectoryServer {
     o: DirectoryServerOptions,
   ): Promise<{ dir: DirectoryServer; addr: AddressInfo }> {
     const host = await RaftHost.open(o, { machines: levelMachines(o.dataDir) });
-    const dir = new DirectoryServer(host, o.auth, o.logger, o.waitMs, o.cluster);
+    const dir = new DirectoryServer(
+      host,
+      o.auth,
+      o.logger,
+      o.waitMs,
+      o.cluster,
+      o.cache ?? DEFAULT_CONFIG.cache,
+    );
     const addr = await listen(dir.server, o.listenHost, o.listenPort);
     return { dir, addr };
   }
 
   async close(): Promise<void> {
     this.manager.stop();
+    this.hotness.stop();
+    await this.extraOps.close?.();
     await close(this.server);
     this.server.closeAllConnections();
     await this.meta.close();
@@ -140,6 +175,11 @@ export class DirectoryServer {
       sendJson(res, 200, this.liveness.list());
       return;
     }
+    if (req.method === 'GET' && url === '/cluster/cache') {
+      authorizeHead(req, this.auth);
+      sendJson(res, 200, await this.cacheStatus());
+      return;
+    }
     if (req.method === 'GET' && url === '/status') {
       authorizeHead(req, this.auth);
       const s = this.host.status();
@@ -167,6 +207,25 @@ export class DirectoryServer {
       return;
     }
     throw new InternalError(404, 'NotFound', `no route for ${req.method} ${url}`);
+  }
+
+  /**
+   * GET /cluster/cache: the hot table and extra replicas (linearizable reads, the same on
+   * every replica) and the counts, stats and gateways' reports, which only the leader has:
+   * `leader.here` says whether these are its.
+   */
+  private async cacheStatus() {
+    const [objects, extra] = await Promise.all([
+      this.meta.listHotObjects(),
+      this.meta.listExtraReplicas(),
+    ]);
+    const id = this.host.leaderId;
+    return {
+      leader: { id, url: id ? (this.host.peerUrl(id) ?? null) : null, here: this.host.isLeader },
+      ...this.hotness.status(),
+      objects,
+      extra,
+    };
   }
 
   /** /readyz's word: `ok` once a leader is known and this replica has nearly caught up. */

@@ -1,6 +1,7 @@
 // A Raft directory of N replicas inside this process, each with its own data directory and
 // loopback HTTP server, for tests: the same code as `kubestorage directory` processes.
 import path from 'node:path';
+import { type Config, DEFAULT_CONFIG } from '../../common/config.ts';
 import { InternalAuth } from '../../common/internal-auth.ts';
 import { createLogger } from '../../common/log.ts';
 import { freePorts } from '../../common/ports.ts';
@@ -35,6 +36,8 @@ export async function startTestDirectory(
     keepBytes?: number;
     tickMs?: number;
     waitMs?: number;
+    /** Cache and hot-object policy settings over the defaults (issue 14). */
+    cache?: Partial<Config['cache']>;
     /** Waits for a leader and creates this bucket (owner root) before returning. */
     bucket?: string;
   } = {},
@@ -60,6 +63,7 @@ export async function startTestDirectory(
       keepBytes: opts.keepBytes,
       tickMs: opts.tickMs,
       waitMs: opts.waitMs,
+      cache: { ...DEFAULT_CONFIG.cache, ...opts.cache },
     });
     replicas[i] = d;
   };

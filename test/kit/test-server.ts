@@ -3,10 +3,12 @@
 // `integration-raft` vitest project) the metadata is a 3-replica Raft directory instead, on
 // loopback HTTP, and the gateway reaches it through MetadataClient like a real deployment.
 import path from 'node:path';
+import type { Config } from '../../common/config.ts';
 import { createLogger } from '../../common/log.ts';
 import { assembleGateway, defaultConfig } from '../../compose/gateway.ts';
 import type { MetadataStore } from '../../directory/model/api.ts';
 import { LocalNeedleStore } from '../../store-node/api.ts';
+import { needleCacheOptions } from '../../store-node/needle-cache.ts';
 import { Store } from '../../store-node/store.ts';
 import { startTestDirectory } from './test-directory.ts';
 
@@ -26,23 +28,27 @@ export async function startTestServer(
     maxObjectSize?: number;
     maxVolumeSize?: number;
     domain?: string;
+    /** Cache settings over the defaults (issue 14). */
+    cache?: Partial<Config['cache']>;
     /** Lets a test interpose on metadata reads (e.g. to inject a race). */
     wrapMeta?: (m: MetadataStore) => MetadataStore;
   } = {},
 ): Promise<TestServer> {
   const raft =
     process.env.KUBESTORAGE_TEST_DIRECTORY === 'raft'
-      ? await startTestDirectory(path.join(dir, 'directory'), 3)
+      ? await startTestDirectory(path.join(dir, 'directory'), 3, { cache: opts.cache })
       : null;
   const store = await Store.open(path.join(dir, 'store'), {
     compactCheckMs: 0,
     scrubIntervalMs: 0,
     maxSize: opts.maxVolumeSize ?? 256 * 1024 * 1024,
+    cache: opts.cache ? needleCacheOptions({ ...defaultConfig().cache, ...opts.cache }) : undefined,
   });
   const cfg = defaultConfig();
   if (opts.chunkSize !== undefined) cfg.gateway.chunkSize = opts.chunkSize;
   if (opts.domain !== undefined) cfg.gateway.domain = opts.domain;
   if (opts.maxObjectSize !== undefined) cfg.gateway.maxObjectSize = opts.maxObjectSize;
+  Object.assign(cfg.cache, opts.cache);
   const gw = await assembleGateway({
     cfg,
     log: createLogger('test-gateway', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent'),

@@ -1,0 +1,185 @@
+// A gateway's view of the directory's hot table, and its read counts on the way there.
+// Every `reportMs` it sends the counts gathered since the last report and gets the table
+// back (reportReads, answered by the directory leader). The lease rules of cache/README.md
+// live here: which objects this gateway may answer from its own record copy, and which
+// writes must wait for every other gateway's copy to expire.
+import type { Logger } from '../common/log.ts';
+import type {
+  ExtraReplicaRecord,
+  HotObjectRecord,
+  HotSnapshot,
+  ReadReport,
+} from '../directory/model/hot.ts';
+
+export interface HotSource {
+  reportReads(r: ReadReport): Promise<HotSnapshot>;
+}
+
+export interface HotViewOptions {
+  source: HotSource;
+  gateway: string;
+  reportMs: number;
+  leaseMs: number;
+  log?: Logger;
+  /**
+   * This gateway is the only one (embedded): its own writes drop its copies, so it caches
+   * at once and never waits.
+   */
+  exclusive?: boolean;
+  /** Extra numbers sent with each report (the gateway's cache stats). */
+  stats?: () => Record<string, number>;
+  now?: () => number;
+}
+
+export const objectKey = (bucket: string, key: string): string => `${bucket}\n${key}`;
+export const needleKey = (volumeId: number, needleId: string): string => `${volumeId}/${needleId}`;
+
+/** Most counted objects sent in one report; the long tail of single reads is not news. */
+const MAX_REPORTED = 20_000;
+
+export class HotView {
+  /** Send time of the request whose answer `objects` is: freshness counts from there. */
+  private fetchedAt = Number.NEGATIVE_INFINITY;
+  private objects = new Map<string, HotObjectRecord>();
+  private byNeedle = new Map<string, HotObjectRecord>();
+  private extra = new Map<string, ExtraReplicaRecord>();
+  /** When this gateway first received each object at gateway level (receipt time). */
+  private gatewaySince = new Map<string, number>();
+  private counts = new Map<string, number>();
+  private timer?: NodeJS.Timeout;
+  private inFlight?: Promise<void>;
+  private readonly now: () => number;
+  private readonly listeners: (() => void)[] = [];
+  readonly stats = { reports: 0, reportErrors: 0 };
+
+  constructor(private readonly o: HotViewOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  /** A table answer older than this is no guide: 4 missed reports (README "S"). */
+  get staleMs(): number {
+    return 4 * this.o.reportMs;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.refresh().catch(() => {}), this.o.reportMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  count(bucket: string, key: string): void {
+    const k = objectKey(bucket, key);
+    this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
+  }
+
+  /** One report and table refresh (one at a time). */
+  refresh(): Promise<void> {
+    this.inFlight ??= this.report().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async report(): Promise<void> {
+    const taken = this.counts;
+    this.counts = new Map();
+    let entries = [...taken];
+    if (entries.length > MAX_REPORTED) {
+      entries = entries.sort((a, b) => b[1] - a[1]).slice(0, MAX_REPORTED);
+    }
+    const counts: ReadReport['counts'] = entries.map(([k, n]) => {
+      const i = k.indexOf('\n');
+      return [k.slice(0, i), k.slice(i + 1), n];
+    });
+    const sentAt = this.now();
+    let snap: HotSnapshot;
+    try {
+      snap = await this.o.source.reportReads({
+        gateway: this.o.gateway,
+        counts,
+        stats: this.o.stats?.(),
+      });
+    } catch (e) {
+      // The counts go back: the next report carries them.
+      for (const [k, n] of taken) this.counts.set(k, (this.counts.get(k) ?? 0) + n);
+      this.stats.reportErrors++;
+      this.o.log?.debug({ err: (e as Error).message }, 'read report failed');
+      throw e;
+    }
+    this.stats.reports++;
+    this.install(snap, sentAt);
+  }
+
+  private install(snap: HotSnapshot, sentAt: number): void {
+    const got = this.now();
+    const objects = new Map<string, HotObjectRecord>();
+    const byNeedle = new Map<string, HotObjectRecord>();
+    const since = new Map<string, number>();
+    for (const r of snap.objects) {
+      const k = objectKey(r.bucket, r.key);
+      objects.set(k, r);
+      byNeedle.set(needleKey(r.volumeId, r.needleId), r);
+      if (r.level === 'gateway') since.set(k, this.gatewaySince.get(k) ?? got);
+    }
+    this.objects = objects;
+    this.byNeedle = byNeedle;
+    this.gatewaySince = since;
+    this.extra = new Map(snap.extra.map((x) => [needleKey(x.volumeId, x.needleId), x]));
+    this.fetchedAt = Math.max(this.fetchedAt, sentAt);
+    for (const f of this.listeners) f();
+  }
+
+  /** Called after each new table (the levels drop what cooled). */
+  onTable(f: () => void): void {
+    this.listeners.push(f);
+  }
+
+  fresh(now = this.now()): boolean {
+    return now - this.fetchedAt < this.staleMs;
+  }
+
+  /**
+   * Whether this gateway may answer `bucket/key` from its own record copy now: at gateway
+   * level in a fresh table, and for at least `staleMs` in this gateway's tables, so every
+   * other gateway's fresh table shows it too (a writer anywhere then waits).
+   */
+  mayCache(bucket: string, key: string, now = this.now()): boolean {
+    const since = this.gatewaySince.get(objectKey(bucket, key));
+    if (this.o.exclusive) return since !== undefined;
+    return since !== undefined && now - since >= this.staleMs && this.fresh(now);
+  }
+
+  /** Whether a write to `bucket/key` must wait out the other gateways' leases. */
+  mustWait(bucket: string, key: string, now = this.now()): boolean {
+    if (this.o.exclusive) return false;
+    if (!this.fresh(now)) return true;
+    const level = this.objects.get(objectKey(bucket, key))?.level;
+    return level === 'gateway' || level === 'cooling';
+  }
+
+  /** The hot record of a needle (its level says how to read it), if any. */
+  byNeedleId(volumeId: number, needleId: string): HotObjectRecord | undefined {
+    return this.byNeedle.get(needleKey(volumeId, needleId));
+  }
+
+  /** Stores holding an extra copy of the needle. */
+  extraReplicas(volumeId: number, needleId: string): string[] | undefined {
+    return this.extra.get(needleKey(volumeId, needleId))?.stores;
+  }
+
+  get leaseMs(): number {
+    return this.o.leaseMs;
+  }
+
+  /** The table as last received (admin, tests). */
+  table(): { objects: HotObjectRecord[]; extra: ExtraReplicaRecord[]; fetchedAt: number } {
+    return {
+      objects: [...this.objects.values()],
+      extra: [...this.extra.values()],
+      fetchedAt: this.fetchedAt,
+    };
+  }
+}
