@@ -43,7 +43,14 @@ export type HotMeta = Pick<
 >;
 
 export interface HotnessOptions {
+  /**
+   * The policy's reads and writes. On a Raft leader its reads may come straight from the
+   * leader's applied state (no read-index round each): the leader wrote every hot-table
+   * change itself, and a moment's lag behind object writes only delays a re-pointing.
+   */
   meta: HotMeta;
+  /** Linearizable reads for the answers to reports (the lease protocol needs them); default meta. */
+  reportMeta?: Pick<HotMeta, 'listHotObjects' | 'listExtraReplicas'>;
   cache: Config['cache'];
   /** Absent in the embedded server: no other stores, no extra replicas. */
   extra?: ExtraReplicaOps;
@@ -183,10 +190,8 @@ export class Hotness {
       this.stats.trackedObjects = this.counts.size;
       this.stats.reports++;
     }
-    const [objects, extra] = await Promise.all([
-      this.o.meta.listHotObjects(),
-      this.o.meta.listExtraReplicas(),
-    ]);
+    const m = this.o.reportMeta ?? this.o.meta;
+    const [objects, extra] = await Promise.all([m.listHotObjects(), m.listExtraReplicas()]);
     return { objects, extra, periodMs: this.o.cache.periodMs, leaseMs: this.o.cache.leaseMs };
   }
 

@@ -27,8 +27,9 @@ import {
 import type { Logger } from '../../common/log.ts';
 import { ClusterManager, type ClusterManagerOptions } from '../cluster/cluster-manager.ts';
 import { type ExtraReplicaOps, storeExtraOps } from '../cluster/hot-extras.ts';
-import { Hotness } from '../cluster/hotness.ts';
+import { type HotMeta, Hotness } from '../cluster/hotness.ts';
 import { Liveness } from '../cluster/liveness.ts';
+import type { LevelMetadata } from '../engine/meta-level.ts';
 import { MetadataError } from '../model/api.ts';
 import type { Heartbeat } from '../model/topology.ts';
 import { RaftHost, type RaftHostOptions } from '../raft/host.ts';
@@ -99,7 +100,8 @@ export class DirectoryServer {
     });
     // Its tick does nothing on a follower, and starts from empty counts on a new leader.
     hotness = this.hotness = new Hotness({
-      meta: this.meta,
+      meta: leaderLocalReads(this.meta, () => host.stateMachine.db),
+      reportMeta: this.meta,
       cache,
       extra: this.extraOps,
       log,
@@ -289,4 +291,18 @@ function heartbeatError(e: unknown): unknown {
   if (e.code === 'Unavailable') return new InternalError(503, 'Unavailable', e.message);
   if (e.code === 'PreconditionFailed') return invalid(e.message);
   return e;
+}
+
+/** `meta` with the hot-object policy's reads served by this replica's applied state. */
+function leaderLocalReads(meta: RaftMetadata, db: () => LevelMetadata): HotMeta {
+  return {
+    getObject: (b, k) => db().getObject(b, k),
+    getVolume: (id) => db().getVolume(id),
+    listNodes: () => db().listNodes(),
+    listHotObjects: () => db().listHotObjects(),
+    listExtraReplicas: () => db().listExtraReplicas(),
+    putHotObject: (r) => meta.putHotObject(r),
+    deleteHotObject: (b, k) => meta.deleteHotObject(b, k),
+    setExtraReplicas: (r) => meta.setExtraReplicas(r),
+  };
 }
