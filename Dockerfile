@@ -27,6 +27,7 @@ COPY package.json package-lock.json tsconfig.json ./
 # What `kubestorage` imports (test/k8s-manifests.test.ts checks the list against the imports
 # of cli/main.ts); tests are left out by .dockerignore.
 COPY bin ./bin
+COPY cache ./cache
 COPY cli ./cli
 COPY common ./common
 COPY compose ./compose
