@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { sha256Hex, signRequest, UNSIGNED_PAYLOAD } from '../gateway/auth/sigv4.ts';
 import { loadAvg, machineInfo } from './lib/machine.ts';
-import { type S3Server, startEmbedded, startNullServer } from './lib/proc.ts';
+import { cpuSecondsOf, type S3Server, startEmbedded, startNullServer } from './lib/proc.ts';
 import {
   type Counts,
   fmtInt,
@@ -48,6 +48,8 @@ interface PhaseResult extends Counts {
   op: string;
   latencyMs: Percentiles;
   generatorCpuSeconds: number;
+  /** CPU (user + system) of the started server per request, µs; absent for --endpoint. */
+  serverCpuMicrosPerRequest?: number;
   capped: boolean;
 }
 
@@ -158,7 +160,9 @@ async function phase(
   a: Args,
   total: number,
   op: (i: number) => Promise<void>,
+  serverPid?: number,
 ): Promise<PhaseResult> {
+  const cpu0 = cpuSecondsOf(serverPid);
   const latencies = new Float64Array(total);
   const { run, counts } = await runCounting({
     label,
@@ -176,10 +180,15 @@ async function phase(
     generatorCpuSeconds: run.cpuSeconds,
     capped: run.capped,
   };
+  const cpu1 = cpuSecondsOf(serverPid);
+  if (cpu0 !== null && cpu1 !== null && run.done > 0) {
+    res.serverCpuMicrosPerRequest = Math.round(((cpu1 - cpu0) * 1e6) / run.done);
+  }
   const l = res.latencyMs;
   progress(
     `${label}: ${fmtInt(res.reqPerSec)} req/s, p50 ${l.p50.toFixed(2)} ms, p90 ${l.p90.toFixed(2)} ms, ` +
       `p99 ${l.p99.toFixed(2)} ms, max ${l.max.toFixed(1)} ms, errors ${res.errors}` +
+      `${res.serverCpuMicrosPerRequest === undefined ? '' : `, server CPU ${res.serverCpuMicrosPerRequest} µs/req`}` +
       `${res.firstError ? ` (first: ${res.firstError})` : ''}, generator CPU ${(
         (100 * run.cpuSeconds) / run.seconds
       ).toFixed(0)}%${run.capped ? ' [time cap]' : ''}`,
@@ -252,13 +261,27 @@ async function main(): Promise<void> {
     } catch (e) {
       if (!/BucketAlreadyOwnedByYou/.test((e as Error).message)) throw e;
     }
-    const put = await phase('PUT', a, a.objects, async (i) => {
-      await load.request('PUT', keyPath(i), payload);
-    });
-    const get = await phase('GET', a, put.requests, async (i) => {
-      const data = await load.request('GET', keyPath(i));
-      if (data.length !== a.size) throw new Error(`GET ${i}: ${data.length} bytes`);
-    });
+    // Server CPU is read from /proc for the single-process server (--workers 1) only.
+    const pid = server && a.workers === '1' ? server.child.pid : undefined;
+    const put = await phase(
+      'PUT',
+      a,
+      a.objects,
+      async (i) => {
+        await load.request('PUT', keyPath(i), payload);
+      },
+      pid,
+    );
+    const get = await phase(
+      'GET',
+      a,
+      put.requests,
+      async (i) => {
+        const data = await load.request('GET', keyPath(i));
+        if (data.length !== a.size) throw new Error(`GET ${i}: ${data.length} bytes`);
+      },
+      pid,
+    );
     await load.close();
     results.put = put;
     results.get = get;

@@ -46,6 +46,9 @@ export class HotView {
   /** When this gateway first received each object at gateway level (receipt time). */
   private gatewaySince = new Map<string, number>();
   private counts = new Map<string, number>();
+  private written = new Map<string, [string, string]>();
+  /** The version of the table held, sent with each report (an unchanged one is not resent). */
+  private version: string | undefined;
   private timer?: NodeJS.Timeout;
   private inFlight?: Promise<void>;
   private readonly now: () => number;
@@ -75,6 +78,11 @@ export class HotView {
     this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
   }
 
+  /** An object this gateway wrote: the directory re-reads it at its next round. */
+  wrote(bucket: string, key: string): void {
+    this.written.set(objectKey(bucket, key), [bucket, key]);
+  }
+
   /** One report and table refresh (one at a time). */
   refresh(): Promise<void> {
     this.inFlight ??= this.report().finally(() => {
@@ -86,6 +94,8 @@ export class HotView {
   private async report(): Promise<void> {
     const taken = this.counts;
     this.counts = new Map();
+    const written = this.written;
+    this.written = new Map();
     let entries = [...taken];
     if (entries.length > MAX_REPORTED) {
       entries = entries.sort((a, b) => b[1] - a[1]).slice(0, MAX_REPORTED);
@@ -101,10 +111,13 @@ export class HotView {
         gateway: this.o.gateway,
         counts,
         stats: this.o.stats?.(),
+        ...(written.size > 0 ? { written: [...written.values()] } : {}),
+        ...(this.version ? { have: this.version } : {}),
       });
     } catch (e) {
       // The counts go back: the next report carries them.
       for (const [k, n] of taken) this.counts.set(k, (this.counts.get(k) ?? 0) + n);
+      for (const [k, w] of written) this.written.set(k, w);
       this.stats.reportErrors++;
       this.o.log?.debug({ err: (e as Error).message }, 'read report failed');
       throw e;
@@ -114,6 +127,11 @@ export class HotView {
   }
 
   private install(snap: HotSnapshot, sentAt: number): void {
+    if (snap.unchanged && snap.version === this.version) {
+      this.fetchedAt = Math.max(this.fetchedAt, sentAt);
+      return;
+    }
+    this.version = snap.version;
     const got = this.now();
     const objects = new Map<string, HotObjectRecord>();
     const byNeedle = new Map<string, HotObjectRecord>();

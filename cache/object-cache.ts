@@ -88,6 +88,7 @@ export class ObjectCache {
   async write<T>(bucket: string, key: string, run: () => Promise<T>): Promise<T> {
     const k = objectKey(bucket, key);
     this.mark(k);
+    this.o.view.wrote(bucket, key);
     try {
       const out = await run();
       if (this.o.view.mustWait(bucket, key)) {

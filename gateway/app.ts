@@ -19,6 +19,23 @@ import { serverLimits, uploadLimitFor } from './limits.ts';
 import { withLookupCache } from './lookup-cache.ts';
 import { type Route, receivesBody, route } from './router.ts';
 
+/**
+ * A request id: 16 upper-case hex digits, unique per process (a counter) and across
+ * processes (a random prefix, drawn again when the counter wraps). Cheaper than 8 random
+ * bytes per request.
+ */
+let idPrefix = '';
+let idCounter = 0x100000000;
+
+export function newRequestId(): string {
+  if (idCounter >= 0x100000000) {
+    idPrefix = crypto.randomBytes(4).toString('hex').toUpperCase();
+    idCounter = 0;
+  }
+  const n = (idCounter++).toString(16).toUpperCase();
+  return idPrefix + '00000000'.slice(n.length) + n;
+}
+
 export function splitTarget(
   rawUrl: string,
   host: string | undefined,
@@ -33,9 +50,16 @@ export function splitTarget(
   } catch {
     throw new S3Error('InvalidURI', 'Could not parse the specified URI.', { status: 400 });
   }
-  const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
-  if (domain && hostname.endsWith(`.${domain}`)) {
-    return { rawPath, rawQuery, bucket: hostname.slice(0, -domain.length - 1), key: path.slice(1) };
+  if (domain) {
+    const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+    if (hostname.endsWith(`.${domain}`)) {
+      return {
+        rawPath,
+        rawQuery,
+        bucket: hostname.slice(0, -domain.length - 1),
+        key: path.slice(1),
+      };
+    }
   }
   const rest = path.slice(1);
   const slash = rest.indexOf('/');
@@ -118,9 +142,15 @@ export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> 
 
 function appOver(services: Services): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
-  app.all('*', async (c) => {
-    const incoming = c.env.incoming;
-    const requestId = crypto.randomBytes(8).toString('hex').toUpperCase();
+  const handle = handlerOver(services);
+  app.all('*', (c) => handle(c.env.incoming));
+  return app;
+}
+
+/** The gateway's whole request pipeline: a node request in, a Response out, never throwing. */
+function handlerOver(services: Services): (incoming: IncomingMessage) => Promise<Response> {
+  return async (incoming) => {
+    const requestId = newRequestId();
     const method = incoming.method ?? 'GET';
     let resource = '/';
     try {
@@ -140,7 +170,7 @@ function appOver(services: Services): Hono<{ Bindings: HttpBindings }> {
           t.rawPath,
           new URLSearchParams(pairs),
         );
-        res.headers.set('x-amz-request-id', requestId);
+        setRequestId(res, requestId);
         return res;
       }
       const decoded = bodyDecoder(incoming, auth);
@@ -153,13 +183,90 @@ function appOver(services: Services): Hono<{ Bindings: HttpBindings }> {
         declaredSha256: /^[0-9a-fA-F]{64}$/.test(sha) ? sha.toLowerCase() : null,
       });
       const res = await dispatch(route(req), req, services);
-      res.headers.set('x-amz-request-id', requestId);
+      setRequestId(res, requestId);
       return res;
     } catch (e) {
       return errorResponse(toS3Error(e, services), requestId, resource, method);
     }
-  });
-  return app;
+  };
+}
+
+/**
+ * @hono/node-server's Response keeps what it was built from, [status, body, headers], under
+ * a private symbol, and hands a plain headers object straight to writeHead; reading
+ * `res.headers` would convert the object to a Headers and back, a fair share of a small
+ * GET's CPU. So the request id goes into that object — rebuilt as the Headers round trip
+ * would have left it: lower-case names, values trimmed of HTTP whitespace, NUL/CR/LF
+ * refused with Headers' TypeError, the default content type for a body that names none.
+ * Any other Response (Headers already made, another runtime) gets it through `res.headers`.
+ */
+let responseStateKey: symbol | undefined;
+let probedResponse: unknown;
+
+function stateKey(): symbol | undefined {
+  if (probedResponse !== globalThis.Response) {
+    probedResponse = globalThis.Response;
+    responseStateKey = Object.getOwnPropertySymbols(new Response(null, { headers: {} })).find(
+      (s) => s.description === 'cache',
+    );
+  }
+  return responseStateKey;
+}
+
+const DEFAULT_CONTENT_TYPE = 'text/plain; charset=UTF-8';
+const HEADER_VALUE_INVALID = /[\0\r\n]/;
+
+function isHttpWhitespace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+}
+
+/** A header value as Headers keeps it: HTTP whitespace (tab, LF, CR, space) trimmed. */
+function normalizeHeaderValue(v: string): string {
+  const first = v.charCodeAt(0);
+  const last = v.charCodeAt(v.length - 1);
+  const out =
+    isHttpWhitespace(first) || isHttpWhitespace(last)
+      ? v.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '')
+      : v;
+  if (HEADER_VALUE_INVALID.test(out)) {
+    throw new TypeError(`Headers.append: "${out}" is an invalid header value.`);
+  }
+  return out;
+}
+
+export function setRequestId(res: Response, requestId: string): void {
+  const key = stateKey();
+  const state = key === undefined ? undefined : (res as unknown as Record<symbol, unknown>)[key];
+  if (Array.isArray(state) && state.length === 3) {
+    const given = state[2] as unknown;
+    if (
+      given === undefined ||
+      (given !== null &&
+        typeof given === 'object' &&
+        !Array.isArray(given) &&
+        !(given instanceof Headers))
+    ) {
+      const headers: Record<string, string> = {};
+      if (given !== undefined) {
+        const plain = given as Record<string, unknown>;
+        for (const k in plain) {
+          if (!Object.hasOwn(plain, k)) continue;
+          const raw = plain[k];
+          const name = k.toLowerCase();
+          const value = normalizeHeaderValue(typeof raw === 'string' ? raw : String(raw));
+          const had = headers[name];
+          headers[name] = had === undefined ? value : `${had}, ${value}`;
+        }
+      }
+      headers['x-amz-request-id'] = requestId;
+      if (state[1] !== null && headers['content-type'] === undefined) {
+        headers['content-type'] = DEFAULT_CONTENT_TYPE;
+      }
+      state[2] = headers;
+      return;
+    }
+  }
+  res.headers.set('x-amz-request-id', requestId);
 }
 
 /**
@@ -187,12 +294,21 @@ async function dispatch(r: Route, req: S3Request, services: Services): Promise<R
   return r.handler(Object.assign(req, { bucketRecord, services }));
 }
 
+function returnThis<T>(this: T): T {
+  return this;
+}
+
+async function noTrailers(): Promise<Record<string, string>> {
+  return {};
+}
+
 function bodyDecoder(
   incoming: IncomingMessage,
   auth: AuthResult,
 ): Pick<S3Request, 'body' | 'trailers'> {
   if (auth.streaming === 'none') {
-    return { body: () => incoming, trailers: async () => ({}) };
+    // No closures made per request (the build names each one, which costs too).
+    return { body: returnThis.bind(incoming), trailers: noTrailers };
   }
   // destroyOnReturn false: a decoder that stops early must not destroy the request,
   // or the error response could not be sent on it.
@@ -385,10 +501,26 @@ async function refuseHead(res: ServerResponse, answer: Response): Promise<void> 
 /** An http.Server running the gateway (not yet listening). */
 export function createGatewayServer(uncached: Services): Server {
   const services = gatewayServices(uncached);
-  const app = appOver(services);
+  const handle = handlerOver(services);
   const limits = serverLimits(services.config);
   const server = createAdaptorServer({
-    fetch: app.fetch,
+    // Straight to the pipeline: Hono's routing and context would add nothing to app.all('*').
+    // What Hono's fetch did besides stays: HEAD answered without a body, a throw as a 500.
+    fetch: (_req, env) => {
+      // An HTTP/1 server: the incoming request is node's IncomingMessage.
+      const incoming = (env as HttpBindings).incoming;
+      return (
+        incoming.method === 'HEAD'
+          ? handle(incoming).then((res) => new Response(null, res))
+          : handle(incoming)
+      ).catch((e: unknown) => {
+        console.error(e);
+        return new Response('Internal Server Error', {
+          status: 500,
+          headers: { 'content-type': DEFAULT_CONTENT_TYPE },
+        });
+      });
+    },
     autoCleanupIncoming: true,
     serverOptions: limits.options,
   }) as Server;
@@ -411,7 +543,7 @@ export function createGatewayServer(uncached: Services): Server {
         server.emit('request', req, res);
       },
       (e: unknown) => {
-        const requestId = crypto.randomBytes(8).toString('hex').toUpperCase();
+        const requestId = newRequestId();
         const err = toS3Error(e, services);
         const answer = errorResponse(err, requestId, head.resource, req.method ?? 'GET');
         refuseHead(res, answer).catch((e2: unknown) => services.log.warn({ err: e2 }, 'refusal'));

@@ -9,8 +9,18 @@ import { empty, xmlResponse } from './response.ts';
 import { headerBytes } from './upload.ts';
 import type { XmlNode } from './xml.ts';
 
+// Every GET formats its object's Last-Modified: hot objects keep theirs.
+const HTTP_DATE_CACHE_SIZE = 1024;
+const httpDates = new Map<number, string>();
+
 export function httpDate(ms: number): string {
-  return new Date(ms).toUTCString();
+  let s = httpDates.get(ms);
+  if (s === undefined) {
+    s = new Date(ms).toUTCString();
+    if (httpDates.size >= HTTP_DATE_CACHE_SIZE) httpDates.clear();
+    httpDates.set(ms, s);
+  }
+  return s;
 }
 
 function parseHttpDate(s: string | undefined): number | null {
@@ -24,6 +34,14 @@ function etagMatches(list: string, etag: string): boolean {
     const v = t.trim().replace(/^W\//, '');
     return v === '*' || v === `"${etag}"` || v === etag;
   });
+}
+
+function preconditionFailed(prefix: string): S3Error {
+  return new S3Error(
+    'PreconditionFailed',
+    'At least one of the pre-conditions you specified did not hold',
+    { extra: { Condition: prefix ? 'x-amz-copy-source-If-Match' : 'If-Match' } },
+  );
 }
 
 /**
@@ -41,20 +59,14 @@ export function checkConditions(
   const ifUnmodifiedSince = parseHttpDate(header(req, `${prefix}if-unmodified-since`));
   // HTTP dates have second precision: compare on whole seconds.
   const mtime = Math.floor(obj.lastModified / 1000) * 1000;
-  const failed = () =>
-    new S3Error(
-      'PreconditionFailed',
-      'At least one of the pre-conditions you specified did not hold',
-      { extra: { Condition: prefix ? 'x-amz-copy-source-If-Match' : 'If-Match' } },
-    );
   if (ifMatch !== undefined) {
-    if (!etagMatches(ifMatch, obj.etag)) throw failed();
+    if (!etagMatches(ifMatch, obj.etag)) throw preconditionFailed(prefix);
   } else if (ifUnmodifiedSince !== null && mtime > ifUnmodifiedSince) {
-    throw failed();
+    throw preconditionFailed(prefix);
   }
   if (ifNoneMatch !== undefined) {
     if (etagMatches(ifNoneMatch, obj.etag)) {
-      if (prefix) throw failed();
+      if (prefix) throw preconditionFailed(prefix);
       return 'not-modified';
     }
   } else if (
@@ -62,7 +74,7 @@ export function checkConditions(
     mtime <= ifModifiedSince &&
     ifModifiedSince <= Date.now()
   ) {
-    if (prefix) throw failed();
+    if (prefix) throw preconditionFailed(prefix);
     return 'not-modified';
   }
   return 'ok';
@@ -99,6 +111,15 @@ function rangeError(size: number): S3Error {
   });
 }
 
+const OVERRIDES: readonly [query: string, header: string][] = [
+  ['response-content-type', 'content-type'],
+  ['response-content-language', 'content-language'],
+  ['response-expires', 'expires'],
+  ['response-cache-control', 'cache-control'],
+  ['response-content-disposition', 'content-disposition'],
+  ['response-content-encoding', 'content-encoding'],
+];
+
 export function objectHeaders(obj: ObjectRecord, req: S3Request): Record<string, string> {
   const h: Record<string, string> = {
     etag: `"${obj.etag}"`,
@@ -118,17 +139,11 @@ export function objectHeaders(obj: ObjectRecord, req: S3Request): Record<string,
   if (!ranged && header(req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && obj.checksums) {
     for (const [algo, v] of Object.entries(obj.checksums)) h[`x-amz-checksum-${algo}`] = v;
   }
-  const overrides: [string, string][] = [
-    ['response-content-type', 'content-type'],
-    ['response-content-language', 'content-language'],
-    ['response-expires', 'expires'],
-    ['response-cache-control', 'cache-control'],
-    ['response-content-disposition', 'content-disposition'],
-    ['response-content-encoding', 'content-encoding'],
-  ];
-  for (const [q, name] of overrides) {
-    const v = req.query.get(q);
-    if (v !== null) h[name] = v;
+  if (req.query.size > 0) {
+    for (const [q, name] of OVERRIDES) {
+      const v = req.query.get(q);
+      if (v !== null) h[name] = v;
+    }
   }
   return h;
 }

@@ -47,49 +47,52 @@ class TtlCache<V> {
 export function withLookupCache(meta: MetadataStore): MetadataStore {
   const keys = new TtlCache<AccessKeyRecord>();
   const buckets = new TtlCache<BucketRecord>();
+  const target = meta;
+  // Made once, not on every property read: every request reads a few of these.
+  const own: Record<string, unknown> = {
+    async getKey(accessKey: string) {
+      const now = Date.now();
+      const hit = keys.get(accessKey, now);
+      if (hit) return hit;
+      const k = await target.getKey(accessKey);
+      if (k) keys.set(accessKey, k, now);
+      return k;
+    },
+    async deleteKey(accessKey: string) {
+      keys.delete(accessKey);
+      await target.deleteKey(accessKey);
+      keys.delete(accessKey);
+    },
+    async deleteUser(id: string) {
+      await target.deleteUser(id);
+      keys.clear();
+    },
+    async getBucket(name: string) {
+      const now = Date.now();
+      const hit = buckets.get(name, now);
+      if (hit) return hit;
+      const b = await target.getBucket(name);
+      if (b) buckets.set(name, b, now);
+      return b;
+    },
+    async deleteBucket(name: string, guard?: BucketGuard) {
+      buckets.delete(name);
+      await target.deleteBucket(name, guard);
+      buckets.delete(name);
+    },
+  };
+  // The target's other methods, bound to it: one bound function per method as it is now.
+  const bound = new Map<string | symbol, { fn: (...a: unknown[]) => unknown; bound: unknown }>();
   return new Proxy(meta, {
-    get(target, prop, receiver) {
-      switch (prop) {
-        case 'getKey':
-          return async (accessKey: string) => {
-            const now = Date.now();
-            const hit = keys.get(accessKey, now);
-            if (hit) return hit;
-            const k = await target.getKey(accessKey);
-            if (k) keys.set(accessKey, k, now);
-            return k;
-          };
-        case 'deleteKey':
-          return async (accessKey: string) => {
-            keys.delete(accessKey);
-            await target.deleteKey(accessKey);
-            keys.delete(accessKey);
-          };
-        case 'deleteUser':
-          return async (id: string) => {
-            await target.deleteUser(id);
-            keys.clear();
-          };
-        case 'getBucket':
-          return async (name: string) => {
-            const now = Date.now();
-            const hit = buckets.get(name, now);
-            if (hit) return hit;
-            const b = await target.getBucket(name);
-            if (b) buckets.set(name, b, now);
-            return b;
-          };
-        case 'deleteBucket':
-          return async (name: string, guard?: BucketGuard) => {
-            buckets.delete(name);
-            await target.deleteBucket(name, guard);
-            buckets.delete(name);
-          };
-        default: {
-          const v = Reflect.get(target, prop, receiver);
-          return typeof v === 'function' ? v.bind(target) : v;
-        }
-      }
+    get(t, prop, receiver) {
+      if (typeof prop === 'string' && Object.hasOwn(own, prop)) return own[prop];
+      const v = Reflect.get(t, prop, receiver);
+      if (typeof v !== 'function') return v;
+      const b = bound.get(prop);
+      if (b !== undefined && b.fn === v) return b.bound;
+      const fresh = v.bind(t);
+      bound.set(prop, { fn: v, bound: fresh });
+      return fresh;
     },
   });
 }

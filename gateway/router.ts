@@ -138,8 +138,10 @@ export const receivesBody = (r: Route): boolean => r === PUT_OBJECT || r === UPL
 export function route(req: S3Request): Route {
   const q = req.query;
   const m = req.method;
-  for (const sub of UNSUPPORTED) {
-    if (q.has(sub)) return notImplemented(`The ${sub} sub-resource is not implemented.`);
+  if (q.size > 0) {
+    for (const sub of UNSUPPORTED) {
+      if (q.has(sub)) return notImplemented(`The ${sub} sub-resource is not implemented.`);
+    }
   }
   if (!req.bucket) {
     if (m === 'GET') return LIST_BUCKETS;

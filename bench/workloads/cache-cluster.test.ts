@@ -163,7 +163,14 @@ describe('cache bench helpers', () => {
     });
     const z = parseZipfCacheArgs(['--objects', '200', '--phase', '2s', '--warmup', '0'], parseSize);
     expect(z.opts).toMatchObject({ objects: 200, phaseS: 2, warmupS: 0, zipf: 1.1 });
+    expect(parseHotspotClusterArgs(['--warmup', '0s'], parseSize).opts.warmupS).toBe(0);
+    // Thresholds default to the paper's share of the reads per object (5 % and 10 %).
+    expect(parseHotspotClusterArgs(['--reads-per-object', '1000'], parseSize).opts).toMatchObject({
+      replicateThreshold: 50,
+      cacheThreshold: 100,
+    });
     expect(() => parseHotspotClusterArgs(['--runs', 'maybe'], parseSize)).toThrow();
+    expect(() => parseZipfCacheArgs(['--bogus'], parseSize)).toThrow();
   });
 });
 

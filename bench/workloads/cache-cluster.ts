@@ -122,6 +122,9 @@ const num = (name: string, v: string | undefined, dflt: number, min = 0): number
 };
 const dur = (v: string | undefined, dflt: number): number =>
   v === undefined ? dflt : parseDuration(v);
+/** A duration that may be 0 (none): "0", "0s", … */
+const durOrZero = (v: string | undefined, dflt: number): number =>
+  v !== undefined && /^0+(\.0+)?\s*(ms|s|m)?$/i.test(v.trim()) ? 0 : dur(v, dflt);
 const redisOf = (v: string | undefined, dflt: string): string => {
   const r = v ?? dflt;
   if (r === 'none' || r === '') return '';
@@ -189,7 +192,7 @@ export function parseHotspotClusterArgs(argv: string[], parseSize: (s: string) =
     reportMs: v['report-ms'] === undefined ? undefined : int('report-ms', v['report-ms'], 0, 10),
     windowS: num('window', v.window, H.windowS, 0.05),
     ordinalBucket: int('ordinal-bucket', v['ordinal-bucket'], H.ordinalBucket, 0),
-    warmupS: v.warmup === '0' ? 0 : dur(v.warmup, H.warmupS),
+    warmupS: durOrZero(v.warmup, H.warmupS),
     warmupObjects: int('warmup-objects', v['warmup-objects'], H.warmupObjects, 1),
     pollMs: int('poll-ms', v['poll-ms'], H.pollMs, 50),
     capS: dur(v['duration-cap'], H.capS),
@@ -217,7 +220,6 @@ export function parseZipfCacheArgs(argv: string[], parseSize: (s: string) => num
       'preload-concurrency': { type: 'string' },
     },
   });
-  const zeroOr = (x: string | undefined, dflt: number) => (x === '0' ? 0 : dur(x, dflt));
   const o: ZipfCacheOptions = {
     ...Z,
     directories: int('directories', v.directories, Z.directories, 1),
@@ -230,8 +232,8 @@ export function parseZipfCacheArgs(argv: string[], parseSize: (s: string) => num
     concurrency: int('concurrency', v.concurrency, Z.concurrency, 1),
     rounds: int('rounds', v.rounds, Z.rounds, 1),
     phaseS: dur(v.phase, Z.phaseS),
-    warmupS: zeroOr(v.warmup, Z.warmupS),
-    warmupOffS: zeroOr(v['warmup-off'], Z.warmupOffS),
+    warmupS: durOrZero(v.warmup, Z.warmupS),
+    warmupOffS: durOrZero(v['warmup-off'], Z.warmupOffS),
     periodMs: Math.round(1000 * dur(v.period, Z.periodMs / 1000)),
     replicateThreshold: int(
       'replicate-threshold',

@@ -294,9 +294,42 @@ export function clusterPids(c: ClusterFile): number[] {
   ].filter((p) => p > 0);
 }
 
+/** CPU seconds so far by kind of process (a process gone counts 0). */
+export interface CpuByRole {
+  directories: number;
+  stores: number;
+  gateways: number;
+  redis: number;
+}
+
+export function clusterCpu(c: ClusterFile): CpuByRole {
+  const sum = (pids: number[]) => pids.reduce((s, pid) => s + (cpuSecondsOf(pid) ?? 0), 0);
+  return {
+    directories: sum(c.directories.map((d) => d.pid)),
+    stores: sum(c.stores.map((s) => s.pid)),
+    gateways: sum(c.gatewayPids),
+    redis: sum(c.redis?.pid ? [c.redis.pid] : []),
+  };
+}
+
+/** ms of CPU per request by kind of process between two readings. */
+export function cpuMsPerRequest(before: CpuByRole, after: CpuByRole, requests: number): CpuByRole {
+  const per = (k: keyof CpuByRole) =>
+    requests > 0 ? (1000 * (after[k] - before[k])) / requests : 0;
+  return {
+    directories: per('directories'),
+    stores: per('stores'),
+    gateways: per('gateways'),
+    redis: per('redis'),
+  };
+}
+
 /** user+sys CPU seconds of all of them so far (a process gone counts 0). */
 export function clusterCpuSeconds(c: ClusterFile): number {
-  let s = 0;
-  for (const pid of clusterPids(c)) s += cpuSecondsOf(pid) ?? 0;
-  return s;
+  const r = clusterCpu(c);
+  return r.directories + r.stores + r.gateways + r.redis;
+}
+
+export function describeRoles(r: CpuByRole): string {
+  return `directories ${r.directories.toFixed(3)}, stores ${r.stores.toFixed(3)}, gateways ${r.gateways.toFixed(3)}, redis ${r.redis.toFixed(3)}`;
 }

@@ -11,8 +11,11 @@ import { progress } from '../lib/stats.ts';
 import { type LatencySummary, latencyWindows, summarize, type WindowStat } from '../lib/summary.ts';
 import {
   type CacheMarkers,
+  type CpuByRole,
+  clusterCpu,
   clusterCpuSeconds,
   counterDelta,
+  cpuMsPerRequest,
   DirectoryProbe,
   type HotSample,
   HotTablePoller,
@@ -153,6 +156,8 @@ export interface HotspotRun {
   served: Served;
   serverCpuSeconds: number;
   serverCpuMsPerRead: number;
+  /** The same by kind of process. */
+  serverCpuMsPerReadByRole: CpuByRole;
   first: WindowPick | null;
   last: WindowPick | null;
   /** When the last read was sent (s): windows after it (the drain) are not compared. */
@@ -321,6 +326,7 @@ export async function runHotspotOn(
     const probe = new DirectoryProbe(c);
     const before = await readLevelCounters(c);
     const cpu0 = clusterCpuSeconds(c);
+    const roles0 = clusterCpu(c);
     const t0 = performance.now();
     const poller = new HotTablePoller(
       probe,
@@ -346,6 +352,7 @@ export async function runHotspotOn(
       table = await poller.stop();
     }
     const cpu = clusterCpuSeconds(c) - cpu0;
+    const cpuByRole = cpuMsPerRequest(roles0, clusterCpu(c), run.sent);
     // The gateways' counters lag nothing (in-process), stores' neither: read them now.
     const after = await readLevelCounters(c);
     const served = servedBy(run.ok, counterDelta(before, after));
@@ -386,6 +393,7 @@ export async function runHotspotOn(
       served,
       serverCpuSeconds: cpu,
       serverCpuMsPerRead: run.sent > 0 ? (1000 * cpu) / run.sent : 0,
+      serverCpuMsPerReadByRole: cpuByRole,
       first,
       last,
       lastSentS: lastSentMs / 1000,

@@ -3,7 +3,7 @@
 // ordinal, hot-table levels over time); the Zipf run's table and two charts.
 import { fmtInt } from '../lib/stats.ts';
 import { lineChart, type Marker, type Series } from '../lib/svg.ts';
-import type { Served } from './cache-events.ts';
+import { describeRoles, type Served } from './cache-events.ts';
 import type { HotspotResult, HotspotRun } from './cache-hotspot.ts';
 import type { ZipfCacheResult } from './cache-zipf.ts';
 
@@ -35,7 +35,7 @@ function describeRun(r: HotspotRun): string[] {
         ]
       : []),
     `  latency mean ${f2(l.mean)} p50 ${f2(l.p50)} p99 ${f2(l.p99)} max ${f1(l.max)} ms; ` +
-      `server CPU ${r.serverCpuMsPerRead.toFixed(3)} ms/read; generator CPU ${r.reads.generatorCpuPercent.toFixed(0)}%`,
+      `server CPU ${r.serverCpuMsPerRead.toFixed(3)} ms/read (${describeRoles(r.serverCpuMsPerReadByRole)}); generator CPU ${r.reads.generatorCpuPercent.toFixed(0)}%`,
     r.first && r.last
       ? `  p99 first window (t=${r.first.t} s, ${r.first.count} reads) ${f2(r.first.p99)} ms → last window ` +
         `(t=${r.last.t} s, ${r.last.count} reads) ${f2(r.last.p99)} ms: ${f2(r.p99Ratio ?? 0)}×`

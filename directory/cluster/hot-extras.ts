@@ -57,6 +57,8 @@ export interface HotExtrasOptions {
   maxJobs?: number;
   /** Whether the policy still wants extra replicas of this record's needle, now. */
   wanted(rec: HotObjectRecord): boolean;
+  /** Told of every table write in flight (reports wait for them before answering). */
+  track?: <T>(p: Promise<T>) => Promise<T>;
 }
 
 const refOf = (r: { volumeId: number; needleId: string; cookie: number }): NeedleRef => ({
@@ -83,7 +85,7 @@ export class HotExtras {
 
   /** Replaces the table with the committed one, keeping entries this leader wrote since. */
   async load(): Promise<void> {
-    const mark = this.seq;
+    const mark = this.seq++;
     const rows = await this.o.meta.listExtraReplicas();
     const next = new Map(rows.map((r) => [hotNeedleKey(r.volumeId, r.needleId), r]));
     for (const [k, s] of this.writes) {
@@ -125,10 +127,22 @@ export class HotExtras {
 
   private async write(rec: ExtraReplicaRecord): Promise<void> {
     const k = hotNeedleKey(rec.volumeId, rec.needleId);
-    await this.o.meta.setExtraReplicas(rec);
-    this.writes.set(k, ++this.seq);
-    if (rec.stores.length === 0) this.table.delete(k);
-    else this.table.set(k, rec);
+    const p = this.o.meta.setExtraReplicas(rec).then(() => {
+      this.writes.set(k, ++this.seq);
+      if (rec.stores.length === 0) this.table.delete(k);
+      else this.table.set(k, rec);
+    });
+    await (this.o.track ? this.o.track(p) : p);
+  }
+
+  /** Changes with every write and load: part of the hot table's version. */
+  get version(): number {
+    return this.seq;
+  }
+
+  /** The table as this leader knows it. */
+  rows(): ExtraReplicaRecord[] {
+    return [...this.table.values()];
   }
 
   /**

@@ -274,7 +274,19 @@ describe('Hotness: writes to hot objects', () => {
     await report(h, { a: 25 });
     await h.tick();
     await put('a', '50', 300);
+    // The gateway that wrote it says so with its next report.
+    await h.report({ gateway: 'g1', counts: [], written: [['b', 'a']] });
     await h.tick();
+    expect(await rec('a')).toMatchObject({ level: 'store', needleId: '50', size: 300 });
+  });
+
+  it('catches a write no gateway reported on its next full pass', async () => {
+    const h = await setup();
+    await put('a', '1');
+    await report(h, { a: 25 });
+    await h.tick();
+    await put('a', '50', 300);
+    for (let i = 0; i < 25 && (await rec('a'))?.needleId !== '50'; i++) await h.tick();
     expect(await rec('a')).toMatchObject({ level: 'store', needleId: '50', size: 300 });
   });
 
@@ -291,6 +303,15 @@ describe('Hotness: writes to hot objects', () => {
     await meta.deleteObject('b', 'gw');
     await put('st', '60', 200, 2); // now two chunks
     await put('rp', '70', 5000); // now too large
+    await h.report({
+      gateway: 'g1',
+      counts: [],
+      written: [
+        ['b', 'gw'],
+        ['b', 'st'],
+        ['b', 'rp'],
+      ],
+    });
     await h.tick();
     expect(await table()).toEqual({ gw: 'cooling>off' });
     t += COOLING;

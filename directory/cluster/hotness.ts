@@ -51,6 +51,12 @@ export interface HotnessOptions {
   meta: HotMeta;
   /** Linearizable reads for the answers to reports (the lease protocol needs them); default meta. */
   reportMeta?: Pick<HotMeta, 'listHotObjects' | 'listExtraReplicas'>;
+  /**
+   * Resolves once this replica has confirmed its leadership with a quorum and applied what
+   * was committed before the call (a Raft read-index barrier). With it, reports are answered
+   * from the leader's own copy of the table, which it alone writes.
+   */
+  barrier?: () => Promise<void>;
   cache: Config['cache'];
   /** Absent in the embedded server: no other stores, no extra replicas. */
   extra?: ExtraReplicaOps;
@@ -93,6 +99,8 @@ export interface HotStatus {
 const UNFIT_RECHECK_MS = 60_000;
 /** Concurrent hot-table reads of one tick (one per hot object to follow its writes). */
 const READ_CONCURRENCY = 8;
+/** Every this many ticks the policy re-reads the whole table and every hot object. */
+const FULL_EVERY = 20;
 
 export class Hotness {
   readonly stats: HotStats = {
@@ -114,6 +122,15 @@ export class Hotness {
   private readonly extras: HotExtras | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastSweep = 0;
+  /** This leadership's name; `recs` and the extras' table are this leadership's once loaded. */
+  private epoch = '';
+  private loadedEpoch = '';
+  /** Hot-table writes proposed and not yet reflected in `recs` (a report waits for them). */
+  private readonly inflight = new Set<Promise<unknown>>();
+  private changes = 0;
+  /** Objects gateways reported writing: the next tick re-reads them. */
+  private written = new Map<string, [string, string]>();
+  private ticks = 0;
 
   constructor(private readonly o: HotnessOptions) {
     this.now = o.now ?? Date.now;
@@ -127,6 +144,7 @@ export class Hotness {
         stats: this.stats,
         maxExtraReplicas: o.cache.maxExtraReplicas,
         graceMs: this.staleMs,
+        track: (p) => this.track(p),
         wanted: (r) => {
           const cur = this.recs.get(hotObjectKey(r.bucket, r.key));
           return cur !== undefined && keepsExtras(cur) && cur.needleId === r.needleId;
@@ -165,6 +183,9 @@ export class Hotness {
   private checkLeadership(): boolean {
     const lead = this.o.isLeader?.() ?? true;
     if (lead !== this.leading) {
+      this.epoch = lead ? Math.random().toString(36).slice(2, 10) : '';
+      this.loadedEpoch = '';
+      this.written.clear();
       this.counts.reset();
       this.unfit.clear();
       this.extras?.reset();
@@ -185,14 +206,41 @@ export class Hotness {
    */
   async report(r: ReadReport): Promise<HotSnapshot> {
     checkReport(r);
+    const timing = { periodMs: this.o.cache.periodMs, leaseMs: this.o.cache.leaseMs };
     if (this.o.cache.enabled && this.checkLeadership()) {
       this.counts.add(r);
+      for (const [b, k] of r.written ?? []) this.written.set(hotObjectKey(b, k), [b, k]);
       this.stats.trackedObjects = this.counts.size;
       this.stats.reports++;
+      // From memory: every write committed before this call is a promise in `inflight`
+      // or already in `recs`; the barrier proves this replica still led after the call came.
+      const epoch = this.epoch;
+      if (this.loadedEpoch === epoch && this.o.barrier) {
+        await Promise.all([...this.inflight]);
+        await this.o.barrier();
+        if (this.epoch === epoch && this.loadedEpoch === epoch && this.checkLeadership()) {
+          const version = `${epoch}:${this.changes}:${this.extras?.version ?? 0}`;
+          if (r.have === version)
+            return { objects: [], extra: [], ...timing, version, unchanged: true };
+          return {
+            objects: [...this.recs.values()],
+            extra: this.extras?.rows() ?? [],
+            ...timing,
+            version,
+          };
+        }
+      }
     }
     const m = this.o.reportMeta ?? this.o.meta;
     const [objects, extra] = await Promise.all([m.listHotObjects(), m.listExtraReplicas()]);
-    return { objects, extra, periodMs: this.o.cache.periodMs, leaseMs: this.o.cache.leaseMs };
+    return { objects, extra, ...timing };
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    const done = () => this.inflight.delete(p);
+    p.then(done, done);
+    return p;
   }
 
   /** One round of decisions; never throws (a failure is logged, the next tick retries). */
@@ -202,17 +250,27 @@ export class Hotness {
     try {
       this.counts.roll();
       this.stats.trackedObjects = this.counts.size;
-      this.recs = new Map(
-        (await this.o.meta.listHotObjects()).map((r) => [hotObjectKey(r.bucket, r.key), r]),
-      );
-      await this.extras?.load();
+      // The whole table is (re)read at the start of a leadership, after a barrier (so it
+      // holds what former leaders committed), and every FULL_EVERY ticks; in between the
+      // leader's copy is kept up by its own writes, the only ones the table gets.
+      const full = this.loadedEpoch !== this.epoch || this.ticks++ % FULL_EVERY === 0;
+      if (full) {
+        const epoch = this.epoch;
+        await this.o.barrier?.();
+        this.recs = new Map(
+          (await this.o.meta.listHotObjects()).map((r) => [hotObjectKey(r.bucket, r.key), r]),
+        );
+        await this.extras?.load();
+        this.changes++;
+        if (this.epoch === epoch) this.loadedEpoch = epoch;
+      }
       const nodes = this.extras ? await this.o.meta.listNodes() : [];
       const urlOf = (id: string) => nodes.find((n) => n.id === id)?.url;
       const dropExtras = async (r: { volumeId: number; needleId: string }) =>
         this.extras?.drop(r.volumeId, r.needleId, urlOf);
       for (const e of this.counts.takeEnded()) await this.endPeriod(e, dropExtras);
       await this.endCooling();
-      await this.followWrites(dropExtras);
+      await this.followWrites(dropExtras, full);
       await this.decide();
       if (this.extras) {
         await this.extras.tend([...this.recs.values()].filter(keepsExtras), nodes);
@@ -230,13 +288,21 @@ export class Hotness {
   }
 
   private async put(r: HotObjectRecord): Promise<void> {
-    await this.o.meta.putHotObject(r);
-    this.recs.set(hotObjectKey(r.bucket, r.key), r);
+    await this.track(
+      this.o.meta.putHotObject(r).then(() => {
+        this.recs.set(hotObjectKey(r.bucket, r.key), r);
+        this.changes++;
+      }),
+    );
   }
 
   private async remove(r: HotObjectRecord): Promise<void> {
-    await this.o.meta.deleteHotObject(r.bucket, r.key);
-    this.recs.delete(hotObjectKey(r.bucket, r.key));
+    await this.track(
+      this.o.meta.deleteHotObject(r.bucket, r.key).then(() => {
+        this.recs.delete(hotObjectKey(r.bucket, r.key));
+        this.changes++;
+      }),
+    );
   }
 
   /** Leaving gateway level: cooling first (see the header), `next` after it. */
@@ -295,8 +361,20 @@ export class Hotness {
    * (the old needle's extra copies removed), or leaves the table — through cooling if
    * gateways may hold its record.
    */
-  private async followWrites(dropExtras: (r: HotObjectRecord) => Promise<void>): Promise<void> {
-    const recs = [...this.recs.values()];
+  private async followWrites(
+    dropExtras: (r: HotObjectRecord) => Promise<void>,
+    all: boolean,
+  ): Promise<void> {
+    // The objects gateways reported writing; all of them now and then (a gateway that died
+    // between its write and its next report).
+    const written = this.written;
+    this.written = new Map();
+    const recs = all
+      ? [...this.recs.values()]
+      : [...written.keys()].flatMap((k) => {
+          const r = this.recs.get(k);
+          return r ? [r] : [];
+        });
     const objs = await mapBounded(recs, READ_CONCURRENCY, (r) =>
       this.o.meta.getObject(r.bucket, r.key),
     );

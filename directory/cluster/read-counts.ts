@@ -131,6 +131,12 @@ export function checkReport(r: ReadReport): void {
     (r.stats == null ||
       (typeof r.stats === 'object' &&
         Object.keys(r.stats).length <= 64 &&
-        Object.values(r.stats).every((v) => typeof v === 'number')));
+        Object.values(r.stats).every((v) => typeof v === 'number'))) &&
+    (r.written == null ||
+      (Array.isArray(r.written) &&
+        r.written.every(
+          (w) => Array.isArray(w) && typeof w[0] === 'string' && typeof w[1] === 'string',
+        ))) &&
+    (r.have == null || (typeof r.have === 'string' && r.have.length <= 64));
   if (!ok) throw new MetadataError('PreconditionFailed', 'malformed read report');
 }

@@ -45,6 +45,10 @@ export interface ReadReport {
   counts: [bucket: string, key: string, reads: number][];
   /** The gateway's own cache counters (hits, misses, bytes, …), shown by admin cache status. */
   stats?: Record<string, number>;
+  /** Objects this gateway wrote since its last report: the policy re-reads just those. */
+  written?: [bucket: string, key: string][];
+  /** The table version the gateway holds: an unchanged table is not sent again. */
+  have?: string;
 }
 
 /** The answer to a report: the hot table as committed, and the timings gateways need. */
@@ -53,6 +57,9 @@ export interface HotSnapshot {
   extra: ExtraReplicaRecord[];
   periodMs: number;
   leaseMs: number;
+  /** Names this table's content; a report that has it gets `unchanged` and empty lists. */
+  version?: string;
+  unchanged?: boolean;
 }
 
 export const HOT_LEVELS: readonly HotLevel[] = ['replicas', 'store', 'gateway', 'cooling'];

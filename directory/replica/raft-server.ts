@@ -102,6 +102,7 @@ export class DirectoryServer {
     hotness = this.hotness = new Hotness({
       meta: leaderLocalReads(this.meta, () => host.stateMachine.db),
       reportMeta: this.meta,
+      barrier: () => host.readBarrier(),
       cache,
       extra: this.extraOps,
       log,

@@ -1,6 +1,6 @@
 // SigV4 building blocks shared by the verifier and the signers: canonical request parts,
 // RFC 3986 encoding, query parsing, signing-key derivation (cached) and date formats.
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, hash } from 'node:crypto';
 
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
@@ -29,7 +29,14 @@ export function canonicalHeaders(headers: Headers, signed: readonly string[]): s
   let out = '';
   for (const name of signed) {
     const v = headers[name];
-    const value = v === undefined ? '' : Array.isArray(v) ? v.map(trimAll).join(',') : trimAll(v);
+    const value =
+      v === undefined
+        ? ''
+        : Array.isArray(v)
+          ? v.length === 1
+            ? trimAll(v[0]!)
+            : v.map(trimAll).join(',')
+          : trimAll(v);
     out += `${name}:${value}\n`;
   }
   return out;
@@ -38,6 +45,15 @@ export function canonicalHeaders(headers: Headers, signed: readonly string[]): s
 // Only ASCII blanks: node hands header bytes over as latin1, so a UTF-8 byte 0xA0 arrives
 // as U+00A0, which JavaScript's \s would wrongly fold into a space.
 export function trimAll(v: string): string {
+  // Most values have nothing to fold: no tab, no double space, no space at either end.
+  if (
+    v.charCodeAt(0) !== 0x20 &&
+    v.charCodeAt(v.length - 1) !== 0x20 &&
+    !v.includes('\t') &&
+    !v.includes('  ')
+  ) {
+    return v;
+  }
   return v.replace(/^[ \t]+|[ \t]+$/g, '').replace(/[ \t]+/g, ' ');
 }
 
@@ -48,6 +64,7 @@ export function trimAll(v: string): string {
  */
 export function canonicalUri(rawPath: string): string {
   if (rawPath === '') return '/';
+  if (isCanonicalPath(rawPath)) return rawPath;
   return rawPath
     .split('/')
     .map((seg) => encodeBytes(percentDecodeBytes(seg)))
@@ -120,6 +137,15 @@ function percentDecodeBytes(s: string): Buffer {
   return Buffer.from(bytes);
 }
 
+/** Only unreserved characters and slashes: the path is its own canonical form. */
+function isCanonicalPath(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || (UNRESERVED[c] !== 1 && c !== 0x2f)) return false;
+  }
+  return true;
+}
+
 function isHex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 }
@@ -160,14 +186,49 @@ export function wireBytes(s: string): Buffer {
   return /[^\u0000-\u00ff]/.test(s) ? Buffer.from(s, 'utf8') : Buffer.from(s, 'latin1');
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the range test is the point
+const NON_ASCII = /[^\u0000-\u007f]/;
+
 export function sha256Hex(data: string | Uint8Array): string {
+  // ASCII (the usual canonical request) is the same bytes in every encoding: one-shot hash.
+  if (typeof data === 'string' && !NON_ASCII.test(data)) return hash('sha256', data, 'hex');
   return createHash('sha256')
     .update(typeof data === 'string' ? wireBytes(data) : data)
     .digest('hex');
 }
 
+// HMAC-SHA256 by its definition (RFC 2104) over two one-shot hashes: for the short strings
+// signed here, createHmac's object setup costs more than the hashing. The key's two padded
+// blocks (ipad then opad, 128 bytes) are kept per key object: the cached signing keys.
+const hmacPads = new WeakMap<Uint8Array, Buffer>();
+
+function padsOf(key: Uint8Array): Buffer {
+  let p = hmacPads.get(key);
+  if (p === undefined) {
+    p = Buffer.alloc(128);
+    p.fill(0x36, 0, 64);
+    p.fill(0x5c, 64, 128);
+    for (let i = 0; i < key.length; i++) {
+      p[i]! ^= key[i]!;
+      p[64 + i]! ^= key[i]!;
+    }
+    hmacPads.set(key, p);
+  }
+  return p;
+}
+
 export function hmac(key: Uint8Array | string, data: string): Buffer {
-  return createHmac('sha256', key).update(data, 'utf8').digest();
+  if (typeof key === 'string' || key.length > 64) {
+    return createHmac('sha256', key).update(data, 'utf8').digest();
+  }
+  const pads = padsOf(key);
+  const inner = Buffer.allocUnsafe(64 + Buffer.byteLength(data, 'utf8'));
+  pads.copy(inner, 0, 0, 64);
+  inner.write(data, 64, 'utf8');
+  const outer = Buffer.allocUnsafe(96);
+  pads.copy(outer, 0, 64, 128);
+  hash('sha256', inner, 'buffer').copy(outer, 64);
+  return hash('sha256', outer, 'buffer');
 }
 
 // Deriving a key costs four HMACs; a client reuses one per day and region, so keep a few.
@@ -180,6 +241,32 @@ export function deriveSigningKey(
   date: string,
   region: string,
   service = SERVICE,
+): Buffer {
+  const last = lastKey;
+  if (
+    last !== undefined &&
+    last.secretKey === secretKey &&
+    last.date === date &&
+    last.region === region &&
+    last.service === service
+  ) {
+    return last.key;
+  }
+  const key = deriveSigningKeyCached(secretKey, date, region, service);
+  lastKey = { secretKey, date, region, service, key };
+  return key;
+}
+
+// The last key derived or found, checked first (no string building, no LRU reshuffle).
+let lastKey:
+  | { secretKey: string; date: string; region: string; service: string; key: Buffer }
+  | undefined;
+
+function deriveSigningKeyCached(
+  secretKey: string,
+  date: string,
+  region: string,
+  service: string,
 ): Buffer {
   const id = `${date}\n${region}\n${service}\n${secretKey}`;
   const hit = keyCache.get(id);
@@ -202,8 +289,23 @@ export function signingKeyCacheSize(): number {
   return keyCache.size;
 }
 
+// Requests signed in the same second carry the same x-amz-date: remember recent parses.
+const AMZ_DATE_CACHE_SIZE = 256;
+const amzDateCache = new Map<string, number | null>();
+
 /** yyyymmddThhmmssZ, validated as a real instant. */
 export function parseAmzDate(s: string): Date | null {
+  if (s.length !== 16) return null; // yyyymmddThhmmssZ; also keeps junk out of the cache
+  let t = amzDateCache.get(s);
+  if (t === undefined) {
+    t = parseAmzDateUncached(s);
+    if (amzDateCache.size >= AMZ_DATE_CACHE_SIZE) amzDateCache.clear();
+    amzDateCache.set(s, t);
+  }
+  return t === null ? null : new Date(t);
+}
+
+function parseAmzDateUncached(s: string): number | null {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s);
   if (!m) return null;
   const [y, mo, d, h, mi, se] = m.slice(1).map(Number) as [
@@ -215,8 +317,7 @@ export function parseAmzDate(s: string): Date | null {
     number,
   ];
   const t = Date.UTC(y, mo - 1, d, h, mi, se);
-  const date = new Date(t);
-  return formatAmzDate(date) === s ? date : null;
+  return formatAmzDate(new Date(t)) === s ? t : null;
 }
 
 export function formatAmzDate(d: Date): string {
@@ -236,5 +337,6 @@ export function parseHttpDate(s: string): Date | null {
 export function headerValue(headers: Headers, name: string): string | undefined {
   const v = headers[name];
   if (v === undefined) return undefined;
-  return Array.isArray(v) ? v.map((x) => x.trim()).join(',') : v;
+  if (!Array.isArray(v)) return v;
+  return v.length === 1 ? v[0]!.trim() : v.map((x) => x.trim()).join(',');
 }

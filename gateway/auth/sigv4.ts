@@ -123,9 +123,68 @@ export interface ParsedAuthorizationV4 extends Credential {
   signature: string;
 }
 
+// A client sends the same header up to its signature for a whole day: what was parsed of
+// that prefix is kept (a few, by prefix) and only the signature is new.
+const AUTH_PREFIX_CACHE_SIZE = 256;
+const SIGNATURE_TOKEN = /^[0-9A-Za-z]+$/;
+type ParsedPrefix = Omit<ParsedAuthorizationV4, 'signature'>;
+const authPrefixCache = new Map<string, ParsedPrefix>();
+// The most recent one, checked first: a string comparison, no slicing or hashing.
+let lastPrefix = '';
+let lastParsed: ParsedPrefix | undefined;
+
+function withSignature(p: ParsedPrefix, signature: string): ParsedAuthorizationV4 {
+  return {
+    accessKey: p.accessKey,
+    date: p.date,
+    region: p.region,
+    service: p.service,
+    signedHeaders: p.signedHeaders,
+    signedHeadersRaw: p.signedHeadersRaw,
+    signature,
+  };
+}
+
 /** Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…` in any of the
  *  spacings SDKs send. Throws AuthorizationHeaderMalformed. */
 export function parseAuthorizationV4(header: string): ParsedAuthorizationV4 {
+  // The cache holds only prefixes whose full parse ended with `Signature=<token>` taken
+  // verbatim: any other alphanumeric signature after them parses the same way.
+  if (
+    lastParsed !== undefined &&
+    header.length > lastPrefix.length + 10 &&
+    header.startsWith(lastPrefix) &&
+    header.startsWith('Signature=', lastPrefix.length)
+  ) {
+    const signature = header.slice(lastPrefix.length + 10);
+    if (SIGNATURE_TOKEN.test(signature)) return withSignature(lastParsed, signature);
+  }
+  const at = header.lastIndexOf('Signature=');
+  if (at > 0) {
+    const signature = header.slice(at + 10);
+    if (SIGNATURE_TOKEN.test(signature)) {
+      const prefix = header.slice(0, at);
+      const hit = authPrefixCache.get(prefix);
+      if (hit !== undefined) {
+        lastPrefix = prefix;
+        lastParsed = hit;
+        return withSignature(hit, signature);
+      }
+      const parsed = parseAuthorizationV4Full(header);
+      if (parsed.signature === signature) {
+        if (authPrefixCache.size >= AUTH_PREFIX_CACHE_SIZE) authPrefixCache.clear();
+        const { signature: _, ...rest } = parsed;
+        authPrefixCache.set(prefix, rest);
+        lastPrefix = prefix;
+        lastParsed = rest;
+      }
+      return parsed;
+    }
+  }
+  return parseAuthorizationV4Full(header);
+}
+
+function parseAuthorizationV4Full(header: string): ParsedAuthorizationV4 {
   const malformed = (why: string) =>
     new S3Error('AuthorizationHeaderMalformed', `The authorization header is malformed; ${why}`);
   const h = header.trim();
@@ -419,10 +478,13 @@ async function finishV4(
 // S3 refuses x-amz-* headers outside the signature: otherwise anyone replaying a signed
 // request could add x-amz-copy-source, x-amz-acl or metadata to it.
 function checkAmzHeadersSigned(headers: Headers, covered: Set<string>): void {
-  const unsigned = Object.keys(headers).filter(
-    (n) => n.startsWith('x-amz-') && headers[n] !== undefined && !covered.has(n),
-  );
-  if (unsigned.length > 0) {
+  let unsigned: string[] | undefined;
+  for (const n in headers) {
+    if (n.startsWith('x-amz-') && headers[n] !== undefined && !covered.has(n)) {
+      (unsigned ??= []).push(n);
+    }
+  }
+  if (unsigned !== undefined) {
     throw new S3Error(
       'AccessDenied',
       'There were headers present in the request which were not signed',
