@@ -117,6 +117,8 @@ describe('extra replicas of a hot object', () => {
     // old needle's copies are removed from the table and then from the stores.
     const body2 = Buffer.from('the new photo '.repeat(90));
     const ch2 = await putObject('cat.jpg', body2);
+    // The writing gateway says so with its next report (the policy re-reads just those).
+    await c.dir.client.reportReads({ gateway: 'g1', counts: [], written: [['hot', 'cat.jpg']] });
     const moved = await until('the new needle with its extra replicas', async () => {
       const s = await report('cat.jpg', 0);
       const rec = s.objects.find((r) => r.key === 'cat.jpg');
@@ -153,7 +155,7 @@ describe('extra replicas of a hot object', () => {
     });
     expect(left.stores).not.toContain(gone);
     await c.startNode(index(gone));
-  });
+  }, 90_000);
 });
 
 interface CacheStatus {
