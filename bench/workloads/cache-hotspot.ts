@@ -24,7 +24,7 @@ import {
   servedBy,
 } from './cache-events.ts';
 import { closeTargets, gatewayTargets, getFrom, type LoadRun, runLoad } from './cache-load.ts';
-import { type ClusterSpec, startCacheCluster } from './cache-own.ts';
+import { clusterSpec, startCacheCluster } from './cache-own.ts';
 import { objectKey, Payloads } from './common.ts';
 
 export interface HotspotOptions {
@@ -256,25 +256,6 @@ function ordinalAt(run: LoadRun, hot: number, t: number | null): number | null {
   return null;
 }
 
-/** The cluster of one run, as the options say. */
-export function hotspotClusterSpec(o: HotspotOptions, cache: 'on' | 'off'): ClusterSpec {
-  return {
-    name: `hotspot-${cache}`,
-    dir: o.data ? `${o.data}/hotspot-${cache}` : undefined,
-    keep: o.keep,
-    portBase: o.portBase,
-    directories: o.directories,
-    stores: o.stores,
-    gateways: o.gateways,
-    cache: cache === 'on',
-    redis: cache === 'on' && o.redis ? o.redis : undefined,
-    periodMs: o.periodMs,
-    replicateThreshold: o.replicateThreshold,
-    cacheThreshold: o.cacheThreshold,
-    env: o.reportMs ? { KUBESTORAGE_CACHE_REPORT_MS: String(o.reportMs) } : {},
-  };
-}
-
 /** Preloads the hot objects into `c` and reads them; the cluster is the caller's. */
 export async function runHotspotOn(
   c: ClusterFile,
@@ -424,7 +405,7 @@ export async function runHotspot(
 ): Promise<HotspotResult> {
   const runs: HotspotRun[] = [];
   for (const cache of o.runs) {
-    const own = await startCacheCluster(hotspotClusterSpec(o, cache));
+    const own = await startCacheCluster(clusterSpec('hotspot', o, cache));
     try {
       runs.push(await runHotspotOn(own.cluster, o, cache, { dir: own.dir, argv: own.argv }, log));
     } finally {

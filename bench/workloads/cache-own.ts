@@ -29,6 +29,40 @@ export interface ClusterSpec {
   env?: Record<string, string>;
 }
 
+/** What both cache benches' options say about their clusters. */
+export interface ClusterOptions {
+  data?: string;
+  keep?: boolean;
+  portBase?: number;
+  directories: number;
+  stores: number;
+  gateways: number;
+  redis?: string;
+  periodMs: number;
+  replicateThreshold: number;
+  cacheThreshold: number;
+  reportMs?: number;
+}
+
+/** The cluster `<bench>-on` or `<bench>-off` of a run, as its options say. */
+export function clusterSpec(bench: string, o: ClusterOptions, cache: 'on' | 'off'): ClusterSpec {
+  return {
+    name: `${bench}-${cache}`,
+    dir: o.data ? `${o.data}/${bench}-${cache}` : undefined,
+    keep: o.keep,
+    portBase: o.portBase,
+    directories: o.directories,
+    stores: o.stores,
+    gateways: o.gateways,
+    cache: cache === 'on',
+    redis: cache === 'on' && o.redis ? o.redis : undefined,
+    periodMs: o.periodMs,
+    replicateThreshold: o.replicateThreshold,
+    cacheThreshold: o.cacheThreshold,
+    env: o.reportMs ? { KUBESTORAGE_CACHE_REPORT_MS: String(o.reportMs) } : {},
+  };
+}
+
 export interface OwnCacheCluster {
   name: string;
   cluster: ClusterFile;

@@ -28,7 +28,7 @@ import {
   summarizeHotTable,
 } from './cache-events.ts';
 import { closeTargets, gatewayTargets, getFrom, runLoad } from './cache-load.ts';
-import { type OwnCacheCluster, startCacheCluster } from './cache-own.ts';
+import { clusterSpec, type OwnCacheCluster, startCacheCluster } from './cache-own.ts';
 import { objectKey, Payloads } from './common.ts';
 
 export interface ZipfCacheOptions {
@@ -275,20 +275,7 @@ export async function runZipfCache(
     for (const cache of ['on', 'off'] as const) {
       // Started one after the other: the second one's free ports are looked for with the
       // first one's already taken.
-      owns[cache] = await startCacheCluster({
-        name: `zipf-${cache}`,
-        dir: o.data ? `${o.data}/zipf-${cache}` : undefined,
-        keep: o.keep,
-        directories: o.directories,
-        stores: o.stores,
-        gateways: o.gateways,
-        cache: cache === 'on',
-        redis: cache === 'on' && o.redis ? o.redis : undefined,
-        periodMs: o.periodMs,
-        replicateThreshold: o.replicateThreshold,
-        cacheThreshold: o.cacheThreshold,
-        env: o.reportMs ? { KUBESTORAGE_CACHE_REPORT_MS: String(o.reportMs) } : {},
-      });
+      owns[cache] = await startCacheCluster(clusterSpec('zipf', o, cache));
     }
     const on = owns.on!;
     const off = owns.off!;
