@@ -31,6 +31,19 @@ export interface HotViewOptions {
   now?: () => number;
 }
 
+/**
+ * Whoever holds record copies under leases (the ObjectCache): asked at each report which
+ * copies to renew, told which the directory confirmed.
+ */
+export interface LeaseRenewer {
+  collect(now: number): RenewBatch | undefined;
+  renewed(batch: RenewBatch, flags: boolean[], sentAt: number): void;
+}
+
+export interface RenewBatch {
+  renew: NonNullable<ReadReport['renew']>;
+}
+
 export const objectKey = (bucket: string, key: string): string => `${bucket}\n${key}`;
 export const needleKey = (volumeId: number, needleId: string): string => `${volumeId}/${needleId}`;
 
@@ -53,6 +66,7 @@ export class HotView {
   private inFlight?: Promise<void>;
   private readonly now: () => number;
   private readonly listeners: (() => void)[] = [];
+  private renewer?: LeaseRenewer;
   readonly stats = { reports: 0, reportErrors: 0 };
 
   constructor(private readonly o: HotViewOptions) {
@@ -83,6 +97,11 @@ export class HotView {
     this.written.set(objectKey(bucket, key), [bucket, key]);
   }
 
+  /** Who gets its record leases renewed by the reports (one). */
+  setRenewer(r: LeaseRenewer): void {
+    this.renewer = r;
+  }
+
   /** One report and table refresh (one at a time). */
   refresh(): Promise<void> {
     this.inFlight ??= this.report().finally(() => {
@@ -105,6 +124,7 @@ export class HotView {
       return [k.slice(0, i), k.slice(i + 1), n];
     });
     const sentAt = this.now();
+    const batch = this.renewer?.collect(sentAt);
     let snap: HotSnapshot;
     try {
       snap = await this.o.source.reportReads({
@@ -113,6 +133,7 @@ export class HotView {
         stats: this.o.stats?.(),
         ...(written.size > 0 ? { written: [...written.values()] } : {}),
         ...(this.version ? { have: this.version } : {}),
+        ...(batch ? { renew: batch.renew } : {}),
       });
     } catch (e) {
       // The counts go back: the next report carries them.
@@ -124,6 +145,9 @@ export class HotView {
     }
     this.stats.reports++;
     this.install(snap, sentAt);
+    if (batch && snap.renewed?.length === batch.renew.length) {
+      this.renewer?.renewed(batch, snap.renewed, sentAt);
+    }
   }
 
   private install(snap: HotSnapshot, sentAt: number): void {

@@ -2,7 +2,7 @@
 // write through this gateway — with a hand-driven clock and sleep.
 import { describe, expect, it } from 'vitest';
 import type { MetadataStore, ObjectRecord } from '../directory/model/api.ts';
-import type { HotObjectRecord } from '../directory/model/hot.ts';
+import { type HotObjectRecord, recordStamp } from '../directory/model/hot.ts';
 import { HotView } from './hot-view.ts';
 import { ObjectCache, withObjectCache } from './object-cache.ts';
 
@@ -31,9 +31,19 @@ async function setup(level: HotObjectRecord['level'] = 'gateway') {
     since: 0,
     reads: 0,
   };
+  let current: ObjectRecord | null = record('k', 'v1');
+  // Answers renewals as a directory does: by the record current when the report arrives.
   const view = new HotView({
     source: {
-      reportReads: async () => ({ objects: [hot], extra: [], periodMs: 1, leaseMs: 1_000 }),
+      reportReads: async (r) => ({
+        objects: [hot],
+        extra: [],
+        periodMs: 1,
+        leaseMs: 1_000,
+        ...(r.renew
+          ? { renewed: r.renew.map((w) => current != null && recordStamp(current) === w[2]) }
+          : {}),
+      }),
     },
     gateway: 'g',
     reportMs: 1_000,
@@ -52,7 +62,6 @@ async function setup(level: HotObjectRecord['level'] = 'gateway') {
       slept.push(ms);
     },
   });
-  let current: ObjectRecord | null = record('k', 'v1');
   let loads = 0;
   let gate: Promise<void> | undefined;
   const inner = {
@@ -82,6 +91,12 @@ async function setup(level: HotObjectRecord['level'] = 'gateway') {
       t += ms;
     },
     loads: () => loads,
+    now: () => t,
+    view,
+    /** A write through another gateway: this one's copy is not dropped. */
+    elsewhere: (rec: ObjectRecord | null) => {
+      current = rec;
+    },
     hold: () => {
       let open!: () => void;
       gate = new Promise((r) => {
@@ -137,5 +152,39 @@ describe('ObjectCache', () => {
     open();
     expect((await read)?.etag).toBe('v1'); // it started before the write: fine to be old
     expect((await s.meta.getObject('b', 'k'))?.etag).toBe('v2');
+  });
+
+  it('a report renews the leases of copies still current, and only those', async () => {
+    const s = await setup();
+    await s.meta.getObject('b', 'k'); // lease until +1000
+    s.advance(600);
+    await s.meta.getObject('b', 'k'); // used: a renewal candidate
+    await s.view.refresh(); // sent at +600, confirmed: lease until +1600
+    s.advance(900);
+    expect((await s.meta.getObject('b', 'k'))?.etag).toBe('v1');
+    expect(s.loads()).toBe(1);
+    expect(s.cache.stats.renewed).toBe(1);
+    // Written elsewhere: the next renewal is refused, the copy runs out with its lease.
+    s.elsewhere(record('k', 'v2'));
+    await s.view.refresh();
+    s.advance(100); // +1600
+    expect((await s.meta.getObject('b', 'k'))?.etag).toBe('v2');
+    expect(s.loads()).toBe(2);
+  });
+
+  it('a copy not used lately is not renewed, and one replaced meanwhile keeps its own lease', async () => {
+    const s = await setup();
+    await s.meta.getObject('b', 'k');
+    s.advance(2_001);
+    await s.view.refresh(); // idle past the renewal window: not asked for
+    expect(s.cache.stats.renewed).toBe(0);
+    expect(s.cache.collect(s.now())).toBeUndefined();
+    // A renewal whose copy was dropped by a local write in the meantime changes nothing.
+    await s.meta.getObject('b', 'k');
+    const batch = s.cache.collect(s.now())!;
+    expect(batch.renew).toHaveLength(1);
+    await s.meta.putObject('b', record('k', 'v3'));
+    s.cache.renewed(batch, [true], 1e12);
+    expect(s.cache.stats.renewed).toBe(0);
   });
 });

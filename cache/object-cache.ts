@@ -4,15 +4,29 @@
 // needle, so it needs no lease). Writes to an object drop this gateway's copy and, when
 // other gateways may hold one, are acknowledged only after their copies have expired.
 import type { MetadataStore, ObjectRecord } from '../directory/model/api.ts';
-import type { HotView } from './hot-view.ts';
+import { recordStamp } from '../directory/model/hot.ts';
+import type { HotView, LeaseRenewer, RenewBatch } from './hot-view.ts';
 import { objectKey } from './hot-view.ts';
 import { ByteLru } from './lru.ts';
 
 interface Entry {
   rec: ObjectRecord;
-  /** Local time the copy must no longer be used: the read's send time + leaseMs. */
+  /** Local time the copy must no longer be used: the read's (or renewal's) send time + leaseMs. */
   until: number;
+  /** recordStamp(rec), computed on the first renewal. */
+  stamp?: string;
 }
+
+interface Renewal extends RenewBatch {
+  entries: [string, Entry][];
+}
+
+/**
+ * Copies used within this long are renewed with each report; colder ones lapse and are
+ * fetched again when next read (a renewal costs the leader a database read per report).
+ */
+const RENEW_IDLE_MS = 2_000;
+const MAX_RENEW = 20_000;
 
 export interface ObjectCacheOptions {
   view: HotView;
@@ -32,7 +46,7 @@ function recordBytes(r: ObjectRecord): number {
   return n;
 }
 
-export class ObjectCache {
+export class ObjectCache implements LeaseRenewer {
   readonly lru: ByteLru<Entry>;
   /**
    * Sequence numbers of the last start or end of a write per key: a read that a write's
@@ -41,7 +55,9 @@ export class ObjectCache {
   private readonly lastWrite = new Map<string, number>();
   private seq = 0;
   private epoch = 0;
-  readonly stats = { leaseWaits: 0, leaseWaitMs: 0, expired: 0 };
+  /** Keys of held copies and when this gateway last used each: the renewal candidates. */
+  private readonly recent = new Map<string, number>();
+  readonly stats = { leaseWaits: 0, leaseWaitMs: 0, expired: 0, renewed: 0 };
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
 
@@ -54,6 +70,7 @@ export class ObjectCache {
       lowWatermark: o.lowWatermark,
       sizeOf: (e) => recordBytes(e.rec),
     });
+    o.view.setRenewer(this);
   }
 
   async get(
@@ -68,7 +85,10 @@ export class ObjectCache {
     const k = objectKey(bucket, key);
     const hit = this.lru.get(k);
     if (hit) {
-      if (sentAt < hit.until) return hit.rec;
+      if (sentAt < hit.until) {
+        this.recent.set(k, sentAt);
+        return hit.rec;
+      }
       this.stats.expired++;
     }
     const seq = this.seq;
@@ -77,8 +97,47 @@ export class ObjectCache {
     const overlapped = epoch !== this.epoch || (this.lastWrite.get(k) ?? -1) >= seq;
     if (rec && !overlapped && view.mayCache(bucket, key)) {
       this.lru.set(k, { rec, until: sentAt + view.leaseMs });
+      this.recent.set(k, sentAt);
     }
     return rec;
+  }
+
+  /** The copies used lately that may still be cached: their leases are renewed by a report. */
+  collect(now: number): Renewal | undefined {
+    const renew: Renewal['renew'] = [];
+    const entries: Renewal['entries'] = [];
+    for (const [k, t] of this.recent) {
+      const e = this.lru.peek(k);
+      if (!e || now - t > RENEW_IDLE_MS) {
+        this.recent.delete(k);
+        continue;
+      }
+      if (renew.length >= MAX_RENEW) break;
+      const i = k.indexOf('\n');
+      const bucket = k.slice(0, i);
+      const key = k.slice(i + 1);
+      if (!this.o.view.mayCache(bucket, key, now)) continue;
+      e.stamp ??= recordStamp(e.rec);
+      renew.push([bucket, key, e.stamp]);
+      entries.push([k, e]);
+    }
+    return renew.length > 0 ? { renew, entries } : undefined;
+  }
+
+  /**
+   * The directory confirmed, after the report was sent at `sentAt`, that these copies are
+   * the current records: each may be used until sentAt + leaseMs, like a fresh read sent
+   * then. A copy replaced or dropped since (a local write) is not the same entry any more.
+   */
+  renewed(batch: RenewBatch, flags: boolean[], sentAt: number): void {
+    const { entries } = batch as Renewal;
+    const until = sentAt + this.o.view.leaseMs;
+    for (let i = 0; i < entries.length; i++) {
+      const [k, e] = entries[i]!;
+      if (!flags[i] || this.lru.peek(k) !== e) continue;
+      if (until > e.until) e.until = until;
+      this.stats.renewed++;
+    }
   }
 
   /**

@@ -168,9 +168,14 @@ export class HotExtras {
   /**
    * One pass: entries of needles no record wants are dropped, stores no longer online are
    * dropped from entries (their copies wait for the sweep), and records short of extra
-   * replicas get copy jobs. `wants` are the records whose needles keep extra replicas.
+   * replicas get copy jobs. `wants` are the records whose needles keep extra replicas;
+   * only those `grow` accepts get new copies.
    */
-  async tend(wants: HotObjectRecord[], nodes: NodeRecord[]): Promise<void> {
+  async tend(
+    wants: HotObjectRecord[],
+    nodes: NodeRecord[],
+    grow: (r: HotObjectRecord) => boolean = () => true,
+  ): Promise<void> {
     const byId = new Map(nodes.map((n) => [n.id, n]));
     const urlOf = (id: string) => byId.get(id)?.url;
     const wanted = new Map(wants.map((r) => [hotNeedleKey(r.volumeId, r.needleId), r]));
@@ -197,7 +202,7 @@ export class HotExtras {
     const now = this.o.now();
     for (const [k, rec] of wanted) {
       if (this.jobs.size >= (this.o.maxJobs ?? 4)) break;
-      if (this.jobs.has(k)) continue;
+      if (this.jobs.has(k) || !grow(rec)) continue;
       const have = this.table.get(k)?.stores ?? [];
       if (have.length >= this.o.maxExtraReplicas) continue;
       // A needle whose copy failed is retried after a while, not every tick.

@@ -7,7 +7,7 @@ import { testObject } from '../../test/kit/records.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import { LevelMetadata } from '../engine/meta-level.ts';
 import { MetadataError } from '../model/api.ts';
-import type { HotObjectRecord, ReadReport } from '../model/hot.ts';
+import { type HotObjectRecord, type ReadReport, recordStamp } from '../model/hot.ts';
 import { type ExtraReplicaOps, Hotness } from './hotness.ts';
 
 const PERIOD = 60_000;
@@ -143,12 +143,50 @@ describe('Hotness: levels by reads this period', () => {
       { gateway: 'g', counts: [['b', 'k', 1.5]] },
       { gateway: 'g', counts: 'x' },
       { gateway: 'g', counts: [], stats: { hits: 'many' } },
+      { gateway: 'g', counts: [], renew: [['b', 'k']] },
     ];
     for (const r of bad) {
       const e = await h.report(r as unknown as ReadReport).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(MetadataError);
       expect((e as MetadataError).code).toBe('PreconditionFailed');
     }
+  });
+});
+
+describe('Hotness: lease renewals', () => {
+  it('confirms exactly the copies that are still the current record', async () => {
+    const h = await setup();
+    await put('a', '1');
+    await put('c', '3');
+    const a = (await meta.getObject('b', 'a'))!;
+    const c = (await meta.getObject('b', 'c'))!;
+    await put('c', '4'); // overwritten since the gateway's copy was read
+    const snap = await h.report({
+      gateway: 'g1',
+      counts: [],
+      renew: [
+        ['b', 'a', recordStamp(a)],
+        ['b', 'c', recordStamp(c)],
+        ['b', 'gone', recordStamp(a)],
+      ],
+    });
+    expect(snap.renewed).toEqual([true, false, false]);
+    await meta.deleteObject('b', 'a');
+    const after = await h.report({
+      gateway: 'g1',
+      counts: [],
+      renew: [['b', 'a', recordStamp(a)]],
+    });
+    expect(after.renewed).toEqual([false]);
+    expect((await report(h, {})).renewed).toBeUndefined();
+  });
+
+  it('stamps a record the same whatever the order of its fields, and differently per version', () => {
+    const r = testObject('k', 'e1', { size: 3 });
+    const shuffled = Object.fromEntries(Object.entries(r).reverse()) as typeof r;
+    expect(recordStamp(shuffled)).toBe(recordStamp(r));
+    expect(recordStamp({ ...r, lastModified: r.lastModified + 1 })).not.toBe(recordStamp(r));
+    expect(recordStamp({ ...r, userMeta: { a: 'b' } })).not.toBe(recordStamp(r));
   });
 });
 
@@ -343,7 +381,7 @@ describe('Hotness: writes to hot objects', () => {
 
 describe('Hotness: extra replicas (stores faked in memory)', () => {
   /** Stores s1…s5: s1, s2 hold volume 1; copies live in `held`. */
-  async function withStores() {
+  async function withStores(up = { alive: true }) {
     const held = new Map<string, Set<string>>();
     const nodes: Array<[string, string, number]> = [
       ['s1', 'z1', 0],
@@ -358,7 +396,7 @@ describe('Hotness: extra replicas (stores faked in memory)', () => {
       100 * PERIOD,
       { maxExtraReplicas: 2 },
       {
-        alive: () => true,
+        alive: () => up.alive,
         used: (id) => nodes.find((n) => n[0] === id)?.[2] ?? 0,
         read: async (u) => {
           if (!['s1', 's2'].includes(idOf(u))) throw new Error('not a holder');
@@ -427,6 +465,26 @@ describe('Hotness: extra replicas (stores faked in memory)', () => {
     await h.tick();
     expect(copies('1/1')).toEqual([]);
     expect(h.stats.extraRemoved).toBe(2);
+  });
+
+  it('makes no new copies for an object at gateway level, and keeps copying the others', async () => {
+    const up = { alive: false };
+    const { h, copies } = await withStores(up);
+    await put('a', '1');
+    await report(h, { a: 20 });
+    await h.tick(); // store level; no copy: no source store is alive yet
+    await h.idle();
+    expect(await table()).toEqual({ a: 'store' });
+    await report(h, { a: 20 });
+    up.alive = true;
+    await put('b', '2');
+    await report(h, { b: 10 });
+    await h.tick();
+    await h.idle();
+    expect(await table()).toEqual({ a: 'gateway', b: 'replicas' });
+    expect(copies('1/1')).toEqual([]);
+    expect(copies('1/2')).toHaveLength(2);
+    expect((await meta.listExtraReplicas()).map((x) => x.key)).toEqual(['b']);
   });
 
   it('drops stores that are no longer online, and sweeps copies no entry lists', async () => {

@@ -18,19 +18,23 @@
 // caching it at once, but writers wait while any gateway's copy may still be alive.
 import type { Config } from '../../common/config.ts';
 import type { Logger } from '../../common/log.ts';
-import type { MetadataStore } from '../model/api.ts';
+import type { MetadataStore, ObjectRecord } from '../model/api.ts';
 import {
   type HotObjectRecord,
   type HotSnapshot,
   hotObjectKey,
   type ReadReport,
+  recordStamp,
 } from '../model/hot.ts';
 import { type ExtraReplicaOps, HotExtras } from './hot-extras.ts';
 import { checkReport, type EndedPeriod, ReadCounts } from './read-counts.ts';
 
 export type { ExtraReplicaOps } from './hot-extras.ts';
 
-export type HotMeta = Pick<
+export type HotMeta = {
+  /** Many records at once (lease renewals); without it, getObject each. */
+  getObjects?: (keys: [bucket: string, key: string][]) => Promise<(ObjectRecord | null)[]>;
+} & Pick<
   MetadataStore,
   | 'getObject'
   | 'getVolume'
@@ -219,21 +223,42 @@ export class Hotness {
         await Promise.all([...this.inflight]);
         await this.o.barrier();
         if (this.epoch === epoch && this.loadedEpoch === epoch && this.checkLeadership()) {
+          // After the barrier the local state holds every write committed before the call.
+          const renewed = await this.renewals(r);
           const version = `${epoch}:${this.changes}:${this.extras?.version ?? 0}`;
           if (r.have === version)
-            return { objects: [], extra: [], ...timing, version, unchanged: true };
+            return { objects: [], extra: [], ...timing, version, unchanged: true, ...renewed };
           return {
             objects: [...this.recs.values()],
             extra: this.extras?.rows() ?? [],
             ...timing,
             version,
+            ...renewed,
           };
         }
       }
     }
     const m = this.o.reportMeta ?? this.o.meta;
     const [objects, extra] = await Promise.all([m.listHotObjects(), m.listExtraReplicas()]);
-    return { objects, extra, ...timing };
+    // Without a barrier, meta reads the committed database itself (the embedded server).
+    const renewed = this.o.barrier ? {} : await this.renewals(r);
+    return { objects, extra, ...timing, ...renewed };
+  }
+
+  /**
+   * Which of the gateway's record copies are still the current record: read after the
+   * report arrived, so a confirmed copy may be used up to leaseMs after the report was sent
+   * (a write committed later is acknowledged only leaseMs after its commit).
+   */
+  private async renewals(r: ReadReport): Promise<Pick<HotSnapshot, 'renewed'>> {
+    const want = r.renew;
+    if (!want || want.length === 0) return {};
+    const keys = want.map(([b, k]): [string, string] => [b, k]);
+    const m = this.o.meta;
+    const recs: (ObjectRecord | null)[] = m.getObjects
+      ? await m.getObjects(keys)
+      : await Promise.all(keys.map(([b, k]) => m.getObject(b, k)));
+    return { renewed: want.map((w, i) => recs[i] != null && recordStamp(recs[i]) === w[2]) };
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -273,7 +298,12 @@ export class Hotness {
       await this.followWrites(dropExtras, full);
       await this.decide();
       if (this.extras) {
-        await this.extras.tend([...this.recs.values()].filter(keepsExtras), nodes);
+        // No new copies for objects at gateway level: their reads are served from the
+        // gateways' memory, a store sees only a gateway's first read or a miss. Copies made
+        // before the promotion stay while the object stays hot.
+        await this.extras.tend([...this.recs.values()].filter(keepsExtras), nodes, (r) => {
+          return r.level !== 'gateway';
+        });
         await this.extras.runDeletes();
         if (this.now() - this.lastSweep >= 30 * this.staleMs) {
           this.lastSweep = this.now();
@@ -375,9 +405,10 @@ export class Hotness {
           const r = this.recs.get(k);
           return r ? [r] : [];
         });
-    const objs = await mapBounded(recs, READ_CONCURRENCY, (r) =>
-      this.o.meta.getObject(r.bucket, r.key),
-    );
+    const m = this.o.meta;
+    const objs = m.getObjects
+      ? await m.getObjects(recs.map((r): [string, string] => [r.bucket, r.key]))
+      : await mapBounded(recs, READ_CONCURRENCY, (r) => this.o.meta.getObject(r.bucket, r.key));
     for (const [i, r] of recs.entries()) {
       const obj = objs[i];
       const ch = obj?.chunks.length === 1 ? obj.chunks[0] : undefined;

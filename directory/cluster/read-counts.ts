@@ -113,6 +113,9 @@ export class ReadCounts {
 }
 
 /** Throws PreconditionFailed unless `r` is a well-formed report (it comes off the wire). */
+/** Most lease renewals one report may ask for (a gateway's cache holds fewer records). */
+export const MAX_RENEW = 50_000;
+
 export function checkReport(r: ReadReport): void {
   const ok =
     r !== null &&
@@ -137,6 +140,16 @@ export function checkReport(r: ReadReport): void {
         r.written.every(
           (w) => Array.isArray(w) && typeof w[0] === 'string' && typeof w[1] === 'string',
         ))) &&
-    (r.have == null || (typeof r.have === 'string' && r.have.length <= 64));
+    (r.have == null || (typeof r.have === 'string' && r.have.length <= 64)) &&
+    (r.renew == null ||
+      (Array.isArray(r.renew) &&
+        r.renew.length <= MAX_RENEW &&
+        r.renew.every(
+          (w) =>
+            Array.isArray(w) &&
+            typeof w[0] === 'string' &&
+            typeof w[1] === 'string' &&
+            typeof w[2] === 'string',
+        )));
   if (!ok) throw new MetadataError('PreconditionFailed', 'malformed read report');
 }

@@ -207,6 +207,12 @@ export class LevelMetadata implements MetadataStore {
     return decodeObjectOrNull(key, await this.db.get(K.objectKey(bucket, key)));
   }
 
+  /** Many records in one read of the database (the cache's lease renewals). */
+  async getObjects(keys: [bucket: string, key: string][]): Promise<(ObjectRecord | null)[]> {
+    const vs = await this.db.getMany(keys.map(([b, k]) => K.objectKey(b, k)));
+    return vs.map((v, i) => decodeObjectOrNull(keys[i]![1], v));
+  }
+
   /**
    * Entries are the keys under `prefix` that are strictly after `after`, each rolled up into
    * its common prefix when the delimiter occurs after the prefix; a common prefix equal to

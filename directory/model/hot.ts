@@ -2,6 +2,8 @@
 // cache level, and which extra replicas their needles have. Both are replicated (Raft),
 // written by the directory leader's policy (cluster/hotness.ts) and read by every gateway
 // through reportReads, whose answer is the lease protocol's view of the table.
+import { createHash } from 'node:crypto';
+import type { ObjectRecord } from './api.ts';
 
 /**
  * replicas: extra copies of its needle on more stores; store: stores keep it in their
@@ -49,6 +51,11 @@ export interface ReadReport {
   written?: [bucket: string, key: string][];
   /** The table version the gateway holds: an unchanged table is not sent again. */
   have?: string;
+  /**
+   * Record copies the gateway wants its lease on renewed, each with the stamp
+   * (`recordStamp`) of the record it holds: the answer says which are still current.
+   */
+  renew?: [bucket: string, key: string, stamp: string][];
 }
 
 /** The answer to a report: the hot table as committed, and the timings gateways need. */
@@ -60,6 +67,30 @@ export interface HotSnapshot {
   /** Names this table's content; a report that has it gets `unchanged` and empty lists. */
   version?: string;
   unchanged?: boolean;
+  /**
+   * One flag per `renew` entry of the report: the record is still the one the gateway
+   * holds, as of a moment after the report was sent (linearizable). Absent: none renewed.
+   */
+  renewed?: boolean[];
+}
+
+/**
+ * Names one version of an object record: any committed write (new needles, new time, new
+ * metadata) changes it. Canonical (sorted keys), so the gateway's copy decoded from the
+ * wire and the directory's from its database give the same stamp.
+ */
+export function recordStamp(rec: ObjectRecord): string {
+  return createHash('sha256').update(canonical(rec)).digest('base64url').slice(0, 22);
+}
+
+function canonical(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'u';
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
 }
 
 export const HOT_LEVELS: readonly HotLevel[] = ['replicas', 'store', 'gateway', 'cooling'];

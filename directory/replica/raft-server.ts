@@ -298,6 +298,7 @@ function heartbeatError(e: unknown): unknown {
 function leaderLocalReads(meta: RaftMetadata, db: () => LevelMetadata): HotMeta {
   return {
     getObject: (b, k) => db().getObject(b, k),
+    getObjects: (keys) => db().getObjects(keys),
     getVolume: (id) => db().getVolume(id),
     listNodes: () => db().listNodes(),
     listHotObjects: () => db().listHotObjects(),
