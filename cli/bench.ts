@@ -2,16 +2,33 @@
 // endpoint (SigV4) or a plain HTTP file server (nginx WebDAV on ext4: bench/nginx-baseline.sh).
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { loadClusterTarget } from '../bench/lib/cluster-target.ts';
 import { loadAvg, machineInfo } from '../bench/lib/machine.ts';
 import { type ExitStatus, startEmbedded, startNullServer } from '../bench/lib/proc.ts';
+import { resultTable } from '../bench/lib/results-table.ts';
+import {
+  clusterProbe,
+  pidTreeProbe,
+  processTree,
+  readPidfile,
+  type ServerCpuProbe,
+} from '../bench/lib/server-cpu.ts';
 import { fmtInt, progress } from '../bench/lib/stats.ts';
 import { lineChart, type Series } from '../bench/lib/svg.ts';
 import { isLoopback, type Mode, Target } from '../bench/lib/target.ts';
+import {
+  parsePids,
+  parseTargetSpec,
+  parseTargets,
+  type TargetSpec,
+} from '../bench/lib/target-spec.ts';
 import { Payloads, type PhaseResult, type Plan, runPlan } from '../bench/workloads/common.ts';
 import { hotspotPlan } from '../bench/workloads/hotspot.ts';
 import { preloadPlan } from '../bench/workloads/preload.ts';
 import { readPlan } from '../bench/workloads/read.ts';
 import { writePlan } from '../bench/workloads/write.ts';
+
+export { parseTargets, type TargetSpec };
 
 const USAGE = `usage: kubestorage bench <preload|read|write|hotspot|faults|zipf-cache|all|compare> [options]
   (faults: a local cluster, kill -9 mid-run; options in kubestorage bench faults --help)
@@ -19,7 +36,13 @@ const USAGE = `usage: kubestorage bench <preload|read|write|hotspot|faults|zipf-
    replica/cache markers; options in kubestorage bench hotspot --cluster --help)
   (zipf-cache: Zipf reads on two local clusters, cache on vs off, interleaved; options in
    kubestorage bench zipf-cache --help)
-  --endpoint URL|embedded   target (default embedded: starts kubestorage server on a temp dir)
+  --endpoint URL|embedded|cluster@DIR
+                            target (default embedded: starts kubestorage server on a temp
+                            dir; cluster@DIR: a kubestorage cluster up --data DIR, its first
+                            gateway and the root keys of DIR/cluster.json)
+  --server-pids P[,P…]      PIDs of the target's server processes: their CPU (and their
+                            children's) per request is reported (embedded, cluster@DIR: known)
+  --server-pidfile FILE     the same from a pidfile (nginx: DIR/nginx.pid; master + workers)
   --mode s3|http            SigV4 S3 (default) or plain PUT/GET of URL/bucket/key (nginx)
   --access-key K --secret-key S   S3 credentials (embedded: generated)
   --region R                SigV4 region (default us-east-1)
@@ -40,8 +63,14 @@ const USAGE = `usage: kubestorage bench <preload|read|write|hotspot|faults|zipf-
   --preload                 preload before read/hotspot (always for embedded)
   --ceiling-requests N      generator ceiling probe against a null server (default
                             min(requests, 20000); 0 skips)
-  --targets a=URL,b=URL     compare: targets; URL may be 'embedded' or 'http@URL' (plain
-                            HTTP) or 's3@URL'; run interleaved A B A B …
+  --targets a=URL,b=URL     compare: targets; URL may be 'embedded', 'cluster@DIR',
+                            'http@URL' (plain HTTP) or 's3@URL', each optionally followed by
+                            @pids=P,P… and/or @pidfile=FILE (server processes whose CPU is
+                            measured, children included); run interleaved A B A B …
+                            e.g. ks=embedded,ng=http@http://127.0.0.1:18080@pidfile=/x/nginx.pid
+  Server CPU: user+sys of the target's processes over each phase (/proc), as µs per
+  completed request; compare prints its ratio to the first target beside req/s. /proc
+  counts 10 ms ticks per process: phases of a few seconds give figures within a few %.
   --rounds N                compare: rounds (default 2)
   --allow-remote            allow a non-loopback endpoint
   --json FILE               write results as JSON; SVG charts go next to it
@@ -78,30 +107,6 @@ export function parseSize(s: string): number {
   return n;
 }
 
-export interface TargetSpec {
-  name: string;
-  endpoint: string;
-  mode: Mode;
-}
-
-/** "a=embedded,b=http@http://127.0.0.1:8080" → specs; a bare URL takes `defaultMode`. */
-export function parseTargets(s: string, defaultMode: Mode): TargetSpec[] {
-  return s.split(',').map((part) => {
-    const eq = part.indexOf('=');
-    if (eq <= 0) throw new Error(`bad target ${JSON.stringify(part)} (want name=URL)`);
-    const name = part.slice(0, eq);
-    let rest = part.slice(eq + 1);
-    let mode = defaultMode;
-    const m = /^(s3|http)@(.*)$/.exec(rest);
-    if (m) {
-      mode = m[1] as Mode;
-      rest = m[2]!;
-    }
-    if (rest === 'embedded') mode = 's3';
-    return { name, endpoint: rest, mode };
-  });
-}
-
 function positiveInt(name: string, v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name}: not a count: ${v}`);
@@ -135,6 +140,8 @@ export function parseBenchArgs(argv: string[]) {
       preload: { type: 'boolean', default: false },
       'ceiling-requests': { type: 'string' },
       targets: { type: 'string' },
+      'server-pids': { type: 'string' },
+      'server-pidfile': { type: 'string' },
       rounds: { type: 'string', default: '2' },
       tag: { type: 'string' },
       'allow-remote': { type: 'boolean', default: false },
@@ -157,12 +164,16 @@ export function parseBenchArgs(argv: string[]) {
   if (!(zipf >= 0)) throw new Error('--zipf must be ≥ 0');
   const capSeconds = Number(values['duration-cap']);
   if (!(capSeconds > 0)) throw new Error('--duration-cap must be > 0');
+  if (command === 'compare' && !values.targets) throw new Error('compare needs --targets');
   const targets =
     command === 'compare'
       ? parseTargets(values.targets ?? '', mode)
-      : [{ name: 'target', endpoint: values.endpoint, mode }];
-  if (command === 'compare' && !values.targets) throw new Error('compare needs --targets');
+      : [singleTarget(values.endpoint, mode, values['server-pids'], values['server-pidfile'])];
+  if (command === 'compare' && (values['server-pids'] || values['server-pidfile'])) {
+    throw new Error('compare: give PIDs per target, NAME=URL@pids=P,P or @pidfile=FILE');
+  }
   for (const t of targets) {
+    if (t.cluster) continue; // its gateways are known once cluster.json is read
     if (t.endpoint !== 'embedded' && !values['allow-remote'] && !isLoopback(t.endpoint)) {
       throw new Error(`${t.endpoint} is not loopback (--allow-remote to override)`);
     }
@@ -198,16 +209,30 @@ export function parseBenchArgs(argv: string[]) {
         ? Math.min(requests, 20000)
         : positiveInt('ceiling-requests', values['ceiling-requests']),
     rounds: positiveInt('rounds', values.rounds),
+    allowRemote: values['allow-remote'],
     tag: values.tag ?? Date.now().toString(36),
     json: values.json,
   };
 }
 type Args = Exclude<ReturnType<typeof parseBenchArgs>, { help: true }>;
 
+/** --endpoint with --server-pids / --server-pidfile folded in. */
+function singleTarget(endpoint: string, mode: Mode, pids?: string, pidfile?: string): TargetSpec {
+  const t = parseTargetSpec('target', endpoint, mode);
+  if ((pids || pidfile) && (t.endpoint === 'embedded' || t.cluster)) {
+    throw new Error(`--server-pids/--server-pidfile: ${t.endpoint} knows its own processes`);
+  }
+  if (pids) t.pids = [...(t.pids ?? []), ...parsePids(pids)];
+  if (pidfile) t.pidfiles = [...(t.pidfiles ?? []), pidfile];
+  return t;
+}
+
 interface Opened {
   spec: TargetSpec;
   target: Target;
   embedded: boolean;
+  /** The server's processes, when known: CPU per request in every phase. */
+  cpu?: ServerCpuProbe;
   stop?: () => Promise<ExitStatus>;
 }
 
@@ -233,8 +258,12 @@ async function open(spec: TargetSpec, a: Args): Promise<Opened> {
       secretKey: EMBED_SECRET,
       region: a.region,
     });
-    return { spec: { ...spec, endpoint: s.endpoint }, target, embedded: true, stop: s.stop };
+    const cpu = pidTreeProbe([s.child.pid!], `kubestorage server pid ${s.child.pid}`);
+    progress(`${spec.name}: server CPU of ${cpu.what}`);
+    const opened = { spec: { ...spec, endpoint: s.endpoint }, target, embedded: true, cpu };
+    return { ...opened, stop: s.stop };
   }
+  if (spec.cluster) return openCluster(spec, spec.cluster, a, connections);
   const target = new Target({
     endpoint: spec.endpoint,
     mode: spec.mode,
@@ -243,7 +272,43 @@ async function open(spec: TargetSpec, a: Args): Promise<Opened> {
     secretKey: a.secretKey,
     region: a.region,
   });
-  return { spec, target, embedded: false };
+  const cpu = pidProbe(spec);
+  if (cpu) progress(`${spec.name}: server CPU of ${cpu.what}`);
+  return { spec, target, embedded: false, cpu };
+}
+
+/** The probe of --server-pids / @pids and pidfiles, which must name live processes. */
+function pidProbe(spec: TargetSpec): ServerCpuProbe | undefined {
+  const files = spec.pidfiles ?? [];
+  const roots = [...(spec.pids ?? []), ...files.map(readPidfile)];
+  if (roots.length === 0) return undefined;
+  const alive = processTree(roots);
+  const dead = roots.filter((p) => !alive.includes(p));
+  if (dead.length > 0) throw new Error(`${spec.name}: no process ${dead.join(', ')}`);
+  const what = [
+    ...(spec.pids?.length ? [`pids ${spec.pids.join(',')}`] : []),
+    ...files.map((f) => `pid ${readPidfile(f)} of ${f}`),
+  ].join(', ');
+  return pidTreeProbe(roots, what);
+}
+
+/** A `kubestorage cluster up --data DIR`: its first gateway, its root keys, all its processes. */
+function openCluster(spec: TargetSpec, dir: string, a: Args, connections: number): Opened {
+  const ct = loadClusterTarget(dir, a);
+  if (!a.allowRemote && !isLoopback(ct.endpoint)) {
+    throw new Error(`${ct.endpoint} is not loopback (--allow-remote to override)`);
+  }
+  const target = new Target({
+    endpoint: ct.endpoint,
+    mode: 's3',
+    connections,
+    accessKey: ct.accessKey,
+    secretKey: ct.secretKey,
+    region: a.region,
+  });
+  const cpu = clusterProbe(ct.cluster, dir);
+  progress(`${spec.name}: cluster gateway ${ct.endpoint}; server CPU of ${cpu.what}`);
+  return { spec: { ...spec, endpoint: ct.endpoint }, target, embedded: false, cpu };
 }
 
 async function close(o: Opened): Promise<void> {
@@ -432,23 +497,33 @@ export function ratios(results: Labeled[], targets: string[]) {
   for (const k of keys) {
     const [phase, c] = k.split('\u0000');
     const row: Record<string, unknown> = { phase, concurrency: Number(c) };
-    const med: Record<string, { rps: number; mean: number }> = {};
+    const med: Record<string, { rps: number; mean: number; cpu: number | null }> = {};
     for (const t of targets) {
       const rs = results.filter(
         (r) => r.target === t && r.phase === phase && r.concurrency === Number(c),
       );
       if (rs.length === 0) continue;
+      const cpus = rs.map((r) => r.serverCpuUsPerReq);
       med[t] = {
         rps: median(rs.map((r) => r.reqPerSec)),
         mean: median(rs.map((r) => r.latencyMs.mean)),
+        // Only when every round was measured: a median of some rounds would mislead.
+        cpu: cpus.every((x) => typeof x === 'number') ? median(cpus as number[]) : null,
       };
       row[`${t} req/s`] = Math.round(med[t].rps);
       row[`${t} mean ms`] = +med[t].mean.toFixed(2);
+      if (med[t].cpu !== null) row[`${t} server µs/req`] = +med[t].cpu.toPrecision(3);
       row[`${t} errors`] = rs.reduce((s, r) => s + r.errors, 0);
     }
     const first = med[targets[0]!];
     for (const t of targets.slice(1)) {
-      if (first && med[t]) row[`${t}/${targets[0]} req/s`] = +(med[t].rps / first.rps).toFixed(2);
+      const m = med[t];
+      if (!first || !m) continue;
+      row[`${t}/${targets[0]} req/s`] = +(m.rps / first.rps).toFixed(2);
+      if (first.cpu !== null && first.cpu > 0 && m.cpu !== null) {
+        // Significant digits: a server 20× cheaper is 0.0512, not 0.05.
+        row[`${t}/${targets[0]} server CPU/req`] = +(m.cpu / first.cpu).toPrecision(3);
+      }
     }
     rows.push(row);
   }
@@ -508,6 +583,7 @@ export async function main(argv: string[]): Promise<void> {
         const r = await runPlan(o.target, preloadPlan(a.bucket, a.objects, payloads), {
           ...po,
           concurrency: Math.min(...a.concurrency.map((c) => Math.max(c, 64))),
+          serverCpu: o.cpu,
         });
         results.push({ ...r, target: o.spec.name });
         if (r.errors > 0)
@@ -523,6 +599,7 @@ export async function main(argv: string[]): Promise<void> {
             const r = await runPlan(o.target, plans(a, phase, payloads, `${a.tag}-${round}-${c}`), {
               ...po,
               concurrency: c,
+              serverCpu: o.cpu,
             });
             results.push({
               ...r,
@@ -536,11 +613,16 @@ export async function main(argv: string[]): Promise<void> {
   } finally {
     for (const o of opened) await close(o);
   }
-  out.targets = opened.map((o) => o.spec);
+  out.targets = opened.map((o) => ({ ...o.spec, serverCpu: o.cpu?.what ?? null }));
   out.results = results;
   const flags = flag(results, ceil);
   out.generatorBound = flags;
   for (const f of flags) progress(`WARNING, maybe generator-bound: ${f}`);
+  // stdout carries the JSON when there is no --json file: the table goes to stderr then.
+  const jsonOnStdout = !a.json && a.command !== 'compare';
+  const table = `${resultTable(results)}\n`;
+  if (jsonOnStdout) process.stderr.write(table);
+  else process.stdout.write(table);
   if (a.command === 'compare') {
     const names = opened.map((o) => o.spec.name);
     const rows = ratios(

@@ -3,6 +3,7 @@ import { flag, parseBenchArgs, parseSize, parseTargets, ratios } from '../../cli
 import type { PhaseResult } from '../workloads/common.ts';
 import { Payloads } from '../workloads/common.ts';
 import { Prng } from './prng.ts';
+import { resultTable } from './results-table.ts';
 import { cdfPoints, latencyWindows, summarize } from './summary.ts';
 import { lineChart } from './svg.ts';
 import { randomSubset, Zipf, zipfReads } from './zipf.ts';
@@ -159,6 +160,69 @@ describe('arguments', () => {
       { name: 'ng', endpoint: 'http://127.0.0.1:1', mode: 'http' },
     ]);
   });
+
+  it('parses server processes of targets: PIDs, pidfiles, clusters', () => {
+    expect(
+      parseTargets(
+        'ks=http://127.0.0.1:9000@pids=1,2,3,nginx=http@http://127.0.0.1:18080@pidfile=/tmp/x/nginx.pid,' +
+          'c=cluster@/tmp/ks,e=embedded,both=s3@http://127.0.0.1:9/p@pids=7+8@pidfile=/a.pid@pids=9',
+        's3',
+      ),
+    ).toEqual([
+      { name: 'ks', endpoint: 'http://127.0.0.1:9000', mode: 's3', pids: [1, 2, 3] },
+      {
+        name: 'nginx',
+        endpoint: 'http://127.0.0.1:18080',
+        mode: 'http',
+        pidfiles: ['/tmp/x/nginx.pid'],
+      },
+      { name: 'c', endpoint: 'cluster@/tmp/ks', mode: 's3', cluster: '/tmp/ks' },
+      { name: 'e', endpoint: 'embedded', mode: 's3' },
+      {
+        name: 'both',
+        endpoint: 'http://127.0.0.1:9/p',
+        mode: 's3',
+        pids: [7, 8, 9],
+        pidfiles: ['/a.pid'],
+      },
+    ]);
+    expect(() => parseTargets('a=http://127.0.0.1:1@pids=1,x', 's3')).toThrow(/PID/);
+    expect(() => parseTargets('a=embedded@pids=1', 's3')).toThrow(/own processes/);
+    expect(() => parseTargets('a=cluster@/d@pidfile=/p', 's3')).toThrow(/own processes/);
+    expect(() => parseTargets('a=127.0.0.1:1', 's3')).toThrow(/URL/);
+
+    const one = (...argv: string[]) => {
+      const a = parseBenchArgs(['read', ...argv]);
+      if (a.help) throw new Error('help');
+      return a.targets;
+    };
+    expect(
+      one(
+        '--endpoint',
+        'http://127.0.0.1:8',
+        '--server-pids',
+        '12,34',
+        '--server-pidfile',
+        '/n.pid',
+      ),
+    ).toEqual([
+      {
+        name: 'target',
+        endpoint: 'http://127.0.0.1:8',
+        mode: 's3',
+        pids: [12, 34],
+        pidfiles: ['/n.pid'],
+      },
+    ]);
+    // A cluster's gateways are known once its file is read: no loopback check yet.
+    expect(one('--endpoint', 'cluster@/tmp/ks')).toEqual([
+      { name: 'target', endpoint: 'cluster@/tmp/ks', mode: 's3', cluster: '/tmp/ks' },
+    ]);
+    expect(() => one('--server-pids', '1')).toThrow(/own processes/);
+    expect(() =>
+      parseBenchArgs(['compare', '--targets', 'a=embedded', '--server-pids', '1']),
+    ).toThrow(/per target/);
+  });
 });
 
 describe('payloads, flags and ratios', () => {
@@ -191,5 +255,60 @@ describe('payloads, flags and ratios', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]!['a req/s']).toBe(1100);
     expect(rows[0]!['b/a req/s']).toBe(2.73);
+    // No CPU figures: no CPU columns.
+    expect(Object.keys(rows[0]!).some((k) => /server/.test(k))).toBe(false);
+  });
+
+  it('puts the server CPU per request ratio beside the req/s ratio when both have it', () => {
+    const r = (target: string, rps: number, us: number | null, concurrency = 8) =>
+      ({
+        target,
+        phase: 'read',
+        op: 'GET',
+        concurrency,
+        requests: 3000,
+        errors: 0,
+        reqPerSec: rps,
+        serverCpuUsPerReq: us,
+        latencyMs: { mean: 1, p99: 2 },
+      }) as unknown as PhaseResult & { target: string };
+    const rows = ratios(
+      [
+        r('ks', 1000, 400),
+        r('ng', 4000, 50),
+        r('ks', 1000, 500),
+        r('ng', 4000, 40),
+        r('x', 2000, null),
+        r('x', 2000, 10),
+        r('ks', 500, 900, 64),
+        r('ng', 1000, null, 64),
+      ],
+      ['ks', 'ng', 'x'],
+    );
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toMatchObject({
+      phase: 'read',
+      concurrency: 8,
+      'ks server µs/req': 450,
+      'ng server µs/req': 45,
+      'ng/ks req/s': 4,
+      'ng/ks server CPU/req': 0.1,
+      'x/ks req/s': 2,
+    });
+    // A target measured in some rounds only has no median, hence no ratio.
+    expect(rows[0]!['x server µs/req']).toBeUndefined();
+    expect(rows[0]!['x/ks server CPU/req']).toBeUndefined();
+    expect(rows[1]).toMatchObject({ concurrency: 64, 'ks server µs/req': 900, 'ng/ks req/s': 2 });
+    expect(rows[1]!['ng/ks server CPU/req']).toBeUndefined();
+
+    const table = resultTable([
+      { ...r('ks', 1000, 412.6), round: 0 },
+      r('ng', 4000, 4.567),
+      r('x', 2000, null),
+    ]).split('\n');
+    expect(table[0]).toMatch(/req\/s .*server CPU µs\/req$/);
+    expect(table[1]).toMatch(/^ks +read +1 +8 +3000 +0 +1,000 .* 413$/);
+    expect(table[2]).toMatch(/^ng .* 4,000 .* 4\.57$/);
+    expect(table[3]).toMatch(/ -$/);
   });
 });

@@ -116,17 +116,40 @@ export function sigkill(pid: number): boolean {
   }
 }
 
-/** user+system CPU seconds of a process so far (Linux /proc), or null elsewhere. */
-export function cpuSecondsOf(pid: number | undefined): number | null {
-  if (!pid) return null;
+/** What the benches read of /proc/<pid>/stat (Linux). */
+export interface ProcStat {
+  ppid: number;
+  /** user+system CPU seconds so far, all its threads (exited ones too). */
+  cpuSeconds: number;
+  /** When it started, clock ticks since boot: tells a reused PID apart. */
+  startTicks: number;
+}
+
+/** Clock ticks per second of /proc times (USER_HZ, 100 on Linux's usual builds). */
+export const CLK_TCK = 100;
+
+/** The process's /proc/<pid>/stat, or null (no such process, or not Linux). */
+export function procStat(pid: number): ProcStat | null {
+  let stat: string;
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // After "pid (comm) ": state is field 3, utime 14, stime 15 → indexes 11, 12 here.
-    return (Number(f[11]) + Number(f[12])) / 100;
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return null;
   }
+  // comm may hold spaces and parentheses: the fields start after the last ')'.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After "pid (comm) ": state is field 3, ppid 4, utime 14, stime 15, starttime 22.
+  return {
+    ppid: Number(f[1]),
+    cpuSeconds: (Number(f[11]) + Number(f[12])) / CLK_TCK,
+    startTicks: Number(f[19]),
+  };
+}
+
+/** user+system CPU seconds of a process so far (Linux /proc), or null elsewhere. */
+export function cpuSecondsOf(pid: number | undefined): number | null {
+  if (!pid) return null;
+  return procStat(pid)?.cpuSeconds ?? null;
 }
 
 // Loopback ports: the same helpers the tests use.

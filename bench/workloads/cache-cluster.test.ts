@@ -31,7 +31,7 @@ import {
   hotspotSequence,
 } from './cache-hotspot.ts';
 import type { ZipfCacheResult } from './cache-zipf.ts';
-import { ZipfKeys } from './cache-zipf.ts';
+import { settled, ZipfKeys } from './cache-zipf.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ks-cache-bench-test-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -136,6 +136,20 @@ describe('cache bench helpers', () => {
     // Skewed: the commonest object takes a large share.
     const top = Math.max(...[...new Set(xs)].map((x) => xs.filter((y) => y === x).length));
     expect(top).toBeGreaterThan(25);
+  });
+
+  it('calls the hot set settled once neither gateway-level objects nor copies grow', () => {
+    const at = (gateway: number, extraCopies: number) => ({
+      t: 0,
+      levels: { replicas: 0, store: 0, gateway, cooling: 0 },
+      extraNeedles: 0,
+      extraCopies,
+    });
+    expect(settled(at(100, 200), at(102, 205), 3)).toBe(true);
+    expect(settled(at(100, 200), at(104, 200), 3)).toBe(false);
+    expect(settled(at(100, 200), at(100, 210), 3)).toBe(false);
+    expect(settled(at(0, 0), at(0, 0), 3)).toBe(true);
+    expect(settled(at(0, 0), at(2, 0), 3)).toBe(false);
   });
 
   it('parses the options', () => {
@@ -253,7 +267,18 @@ describe('kubestorage bench zipf-cache (tiny)', () => {
   it('runs interleaved phases on two clusters and writes consistent JSON', async () => {
     const json = path.join(tmp, 'zipf.json');
     const argv = [
-      ...['--objects', '200', '--rounds', '1', '--phase', '2s', '--warmup', '2s'],
+      ...[
+        '--objects',
+        '200',
+        '--rounds',
+        '1',
+        '--phase',
+        '2s',
+        '--warmup',
+        '2s',
+        '--settle-max',
+        '2s',
+      ],
       ...['--warmup-off', '1s', '--concurrency', '10', '--period', '3s'],
       ...['--replicate-threshold', '5', '--cache-threshold', '10', '--json', json],
     ];

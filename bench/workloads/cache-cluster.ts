@@ -93,7 +93,9 @@ export const ZIPF_CACHE_USAGE = `usage: kubestorage bench zipf-cache [options]
   --concurrency C          connections / reads in flight (default ${Z.concurrency})
   --rounds N               rounds of (on, off) phases (default ${Z.rounds})
   --phase D                one read phase (default ${Z.phaseS}s)
-  --warmup D               warm-up of the cache-on cluster (default ${Z.warmupS}s)
+  --warmup D               warm-up of the cache-on cluster (default ${Z.warmupS}s), then
+                           more phases while the hot table grows by > ${Z.settledPct}% a phase
+  --settle-max D           at most this much warm-up in all (default ${Z.settleMaxS}s)
   --warmup-off D           warm-up of the cache-off cluster, 0 = none (default ${Z.warmupOffS}s)
   --period D               cache inspection period (default ${Z.periodMs / 1000}s)
   --replicate-threshold N  (default ${Z.replicateThreshold})
@@ -217,6 +219,7 @@ export function parseZipfCacheArgs(argv: string[], parseSize: (s: string) => num
       phase: { type: 'string' },
       warmup: { type: 'string' },
       'warmup-off': { type: 'string' },
+      'settle-max': { type: 'string' },
       'preload-concurrency': { type: 'string' },
     },
   });
@@ -234,6 +237,7 @@ export function parseZipfCacheArgs(argv: string[], parseSize: (s: string) => num
     phaseS: dur(v.phase, Z.phaseS),
     warmupS: durOrZero(v.warmup, Z.warmupS),
     warmupOffS: durOrZero(v['warmup-off'], Z.warmupOffS),
+    settleMaxS: durOrZero(v['settle-max'], Z.settleMaxS),
     periodMs: Math.round(1000 * dur(v.period, Z.periodMs / 1000)),
     replicateThreshold: int(
       'replicate-threshold',

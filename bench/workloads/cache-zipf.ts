@@ -43,8 +43,14 @@ export interface ZipfCacheOptions {
   rounds: number;
   /** Seconds of one read phase. */
   phaseS: number;
-  /** Seconds of the warm-up of the cache-on cluster, and of the cache-off one. */
+  /**
+   * Seconds of the warm-up of the cache-on cluster, and of the cache-off one. The cache-on
+   * warm-up then goes on in slices of `phaseS` while the hot table still grows by more than
+   * `settledPct` % a slice, for at most `settleMaxS` seconds in all.
+   */
   warmupS: number;
+  settleMaxS: number;
+  settledPct: number;
   warmupOffS: number;
   periodMs: number;
   replicateThreshold: number;
@@ -70,9 +76,11 @@ export const ZIPF_DEFAULTS: ZipfCacheOptions = {
   concurrency: 50,
   rounds: 3,
   phaseS: 20,
-  // Long enough for the hot set to settle: after 40-60 s the policy is still promoting
+  // Then on until the hot set has settled: after 40-60 s the policy was still promoting
   // (and copying extra replicas) during the measured rounds (docs/measurements.md).
-  warmupS: 120,
+  warmupS: 60,
+  settleMaxS: 300,
+  settledPct: 3,
   warmupOffS: 10,
   // The config's period: counts add up over the whole run (periods are wall-clock aligned,
   // so one may still end mid-run: objects read less than the thresholds then step down).
@@ -289,7 +297,18 @@ export async function runZipfCache(
     const pre = { on: preOn, off: preOff };
     const keys = new ZipfKeys(o.objects, o.zipf, o.seed);
     const warmup: ZipfPhase[] = [];
-    if (o.warmupS > 0) warmup.push(await phase(on, targets.on, keys, o, 'on', -1, o.warmupS, log));
+    if (o.warmupS > 0) {
+      warmup.push(await phase(on, targets.on, keys, o, 'on', -1, o.warmupS, log));
+      let spent = o.warmupS;
+      while (spent + o.phaseS <= o.settleMaxS) {
+        const before = warmup.at(-1)?.hotTable;
+        const p = await phase(on, targets.on, keys, o, 'on', -1, o.phaseS, log);
+        warmup.push(p);
+        spent += o.phaseS;
+        if (before && p.hotTable && settled(before, p.hotTable, o.settledPct)) break;
+      }
+      log(`cache on: warm-up ended after ${spent} s`);
+    }
     if (o.warmupOffS > 0) {
       warmup.push(await phase(off, targets.off, keys, o, 'off', -1, o.warmupOffS, log));
     }
@@ -322,6 +341,12 @@ export async function runZipfCache(
     for (const t of Object.values(targets)) await closeTargets(t);
     await Promise.all(Object.values(owns).map((x) => x.stop()));
   }
+}
+
+/** The hot set stopped growing: the objects at gateway level and the extra copies alike. */
+export function settled(a: HotSample, b: HotSample, pct: number): boolean {
+  const grew = (x: number, y: number) => y - x > (pct / 100) * Math.max(x, 1);
+  return !grew(a.levels.gateway, b.levels.gateway) && !grew(a.extraCopies, b.extraCopies);
 }
 
 export function summarizeZipf(phases: ZipfPhase[], factor: number): ZipfCacheResult['summary'] {

@@ -2,6 +2,7 @@
 // (concurrency-limited, time-capped, progress bar, full figures).
 import { SingleBar } from 'cli-progress';
 import { mix32, Prng } from '../lib/prng.ts';
+import type { ServerCpuProbe, ServerCpuSpent } from '../lib/server-cpu.ts';
 import { type Counts, fmtInt, progress, runCounting } from '../lib/stats.ts';
 import {
   cdfPoints,
@@ -76,13 +77,27 @@ export interface PhaseResult extends Counts {
   /** Empirical CDF, ≤ 200 points [ms, share]. */
   cdf: [number, number][];
   generatorCpuPercent: number;
+  /**
+   * The server's CPU (user+sys of its processes) across exactly this phase, per completed
+   * request, in µs; null when the target's processes are not known.
+   */
+  serverCpuUsPerReq: number | null;
+  /** That CPU in seconds, the processes counted, a cluster's split by role. */
+  serverCpu?: Omit<ServerCpuSpent, 'usPerReq'>;
   capped: boolean;
 }
 
 export async function runPlan(
   target: Target,
   plan: Plan,
-  o: { concurrency: number; capSeconds: number; windowSeconds: number; quiet?: boolean },
+  o: {
+    concurrency: number;
+    capSeconds: number;
+    windowSeconds: number;
+    quiet?: boolean;
+    /** The target's server processes, measured around the requests only. */
+    serverCpu?: ServerCpuProbe;
+  },
 ): Promise<PhaseResult> {
   const latencies = new Float64Array(plan.count);
   const ends = new Float64Array(plan.count);
@@ -97,7 +112,10 @@ export async function runPlan(
       : undefined;
   bar?.start(plan.count, 0);
   let r: Awaited<ReturnType<typeof runCounting>>;
+  let endCpu: ((requests: number) => ServerCpuSpent) | undefined;
+  let spent: ServerCpuSpent | undefined;
   try {
+    endCpu = o.serverCpu?.begin();
     r = await runCounting({
       label,
       total: plan.count,
@@ -112,6 +130,7 @@ export async function runPlan(
         if (plan.op === 'GET' && n !== plan.size) throw new Error(`GET ${plan.key(i)}: ${n} B`);
       },
     });
+    spent = endCpu?.(r.counts.requests);
   } finally {
     bar?.stop();
   }
@@ -126,6 +145,12 @@ export async function runPlan(
     windowSeconds: o.windowSeconds,
     cdf: cdfPoints(latencies, run.done),
     generatorCpuPercent: (100 * run.cpuSeconds) / run.seconds,
+    serverCpuUsPerReq: spent?.usPerReq ?? null,
+    serverCpu: spent && {
+      seconds: spent.seconds,
+      processes: spent.processes,
+      byRoleUsPerReq: spent.byRoleUsPerReq,
+    },
     capped: run.capped,
   };
   if (!o.quiet) progress(describe(res));
@@ -151,6 +176,13 @@ export function describe(r: PhaseResult): string {
     `<1/5/10/50/100/500 ms: ${[1, 5, 10, 50, 100, 500]
       .map((t) => `${(100 * u[`<${t}ms`]!).toFixed(1)}%`)
       .join(' ')}; errors ${r.errors}${r.firstError ? ` (first: ${r.firstError})` : ''}; ` +
-    `generator CPU ${r.generatorCpuPercent.toFixed(0)}%${r.capped ? ' [duration cap]' : ''}`
+    `generator CPU ${r.generatorCpuPercent.toFixed(0)}%` +
+    (r.serverCpuUsPerReq === null ? '' : `; server CPU ${fmtUs(r.serverCpuUsPerReq)} µs/req`) +
+    (r.capped ? ' [duration cap]' : '')
   );
+}
+
+/** µs with 3 significant digits at least (a cached GET may cost < 10 µs of server CPU). */
+export function fmtUs(us: number): string {
+  return us >= 100 ? fmtInt(us) : us.toPrecision(3);
 }
