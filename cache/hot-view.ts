@@ -155,8 +155,15 @@ export class HotView {
       this.fetchedAt = Math.max(this.fetchedAt, sentAt);
       return;
     }
-    this.version = snap.version;
     const got = this.now();
+    if (snap.delta && this.version !== undefined) {
+      this.version = snap.version;
+      this.apply(snap, got);
+      this.fetchedAt = Math.max(this.fetchedAt, sentAt);
+      for (const f of this.listeners) f();
+      return;
+    }
+    this.version = snap.version;
     const objects = new Map<string, HotObjectRecord>();
     const byNeedle = new Map<string, HotObjectRecord>();
     const since = new Map<string, number>();
@@ -172,6 +179,29 @@ export class HotView {
     this.extra = new Map(snap.extra.map((x) => [needleKey(x.volumeId, x.needleId), x]));
     this.fetchedAt = Math.max(this.fetchedAt, sentAt);
     for (const f of this.listeners) f();
+  }
+
+  /** A delta answer: the rows changed and removed since the version this gateway held. */
+  private apply(snap: HotSnapshot, got: number): void {
+    const drop = (k: string) => {
+      const old = this.objects.get(k);
+      if (!old) return;
+      this.objects.delete(k);
+      this.byNeedle.delete(needleKey(old.volumeId, old.needleId));
+      this.gatewaySince.delete(k);
+    };
+    for (const [b, key] of snap.delta?.removed ?? []) drop(objectKey(b, key));
+    for (const r of snap.objects) {
+      const k = objectKey(r.bucket, r.key);
+      const old = this.objects.get(k);
+      if (old) this.byNeedle.delete(needleKey(old.volumeId, old.needleId));
+      this.objects.set(k, r);
+      this.byNeedle.set(needleKey(r.volumeId, r.needleId), r);
+      if (r.level !== 'gateway') this.gatewaySince.delete(k);
+      else if (!this.gatewaySince.has(k)) this.gatewaySince.set(k, got);
+    }
+    for (const [v, n] of snap.delta?.extraRemoved ?? []) this.extra.delete(needleKey(v, n));
+    for (const x of snap.extra) this.extra.set(needleKey(x.volumeId, x.needleId), x);
   }
 
   /** Called after each new table (the levels drop what cooled). */

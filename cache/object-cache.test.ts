@@ -2,7 +2,8 @@
 // write through this gateway — with a hand-driven clock and sleep.
 import { describe, expect, it } from 'vitest';
 import type { MetadataStore, ObjectRecord } from '../directory/model/api.ts';
-import { type HotObjectRecord, recordStamp } from '../directory/model/hot.ts';
+import type { HotObjectRecord } from '../directory/model/hot.ts';
+import { recordStamp } from '../directory/model/record-stamp.ts';
 import { HotView } from './hot-view.ts';
 import { ObjectCache, withObjectCache } from './object-cache.ts';
 

@@ -4,7 +4,7 @@
 // needle, so it needs no lease). Writes to an object drop this gateway's copy and, when
 // other gateways may hold one, are acknowledged only after their copies have expired.
 import type { MetadataStore, ObjectRecord } from '../directory/model/api.ts';
-import { recordStamp } from '../directory/model/hot.ts';
+import { recordStamp } from '../directory/model/record-stamp.ts';
 import type { HotView, LeaseRenewer, RenewBatch } from './hot-view.ts';
 import { objectKey } from './hot-view.ts';
 import { ByteLru } from './lru.ts';

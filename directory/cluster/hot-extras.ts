@@ -7,6 +7,7 @@
 // table), the copies on the stores once every gateway's table has moved on. Copies the
 // table does not list — a job cut short by a leader change, a store dropped from the table
 // while offline — are found by a sweep of the stores' own lists and removed.
+
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import type { Logger } from '../../common/log.ts';
 import type { NeedleRef } from '../../store-node/api.ts';
@@ -16,6 +17,7 @@ import type { MetadataStore } from '../model/api.ts';
 import { type ExtraReplicaRecord, type HotObjectRecord, hotNeedleKey } from '../model/hot.ts';
 import { chooseReplicas } from '../model/placement.ts';
 import type { NodeRecord } from '../model/topology.ts';
+import { ChangeTable, sameRow, type TableDelta } from './change-table.ts';
 import type { Liveness } from './liveness.ts';
 
 /** What the policy needs of the stores; absent where there are none (embedded). */
@@ -69,7 +71,7 @@ const refOf = (r: { volumeId: number; needleId: string; cookie: number }): Needl
 
 export class HotExtras {
   /** The xrep table as the leader knows it (loaded each tick, kept up by its own writes). */
-  private table = new Map<string, ExtraReplicaRecord>();
+  private readonly table = new ChangeTable<ExtraReplicaRecord>();
   /** Serial number of the last local write per needle: a load does not undo a newer one. */
   private readonly writes = new Map<string, number>();
   private seq = 0;
@@ -94,7 +96,7 @@ export class HotExtras {
       if (mine) next.set(k, mine);
       else next.delete(k);
     }
-    this.table = next;
+    this.table.replace(next, sameRow);
   }
 
   get(volumeId: number, needleId: string): ExtraReplicaRecord | undefined {
@@ -135,9 +137,14 @@ export class HotExtras {
     await (this.o.track ? this.o.track(p) : p);
   }
 
-  /** Changes with every write and load: part of the hot table's version. */
+  /** Changes with every change of the table: part of the hot table's version. */
   get version(): number {
-    return this.seq;
+    return this.table.seq;
+  }
+
+  /** The entries changed and the needles (`volumeId/needleId`) removed after `version`. */
+  since(version: number): TableDelta<ExtraReplicaRecord> | null {
+    return this.table.since(version);
   }
 
   /** The table as this leader knows it. */
@@ -179,7 +186,7 @@ export class HotExtras {
     const byId = new Map(nodes.map((n) => [n.id, n]));
     const urlOf = (id: string) => byId.get(id)?.url;
     const wanted = new Map(wants.map((r) => [hotNeedleKey(r.volumeId, r.needleId), r]));
-    for (const [k, e] of [...this.table]) {
+    for (const [k, e] of [...this.table.entries()]) {
       if (this.jobs.has(k)) continue;
       if (!wanted.has(k)) {
         await this.drop(e.volumeId, e.needleId, urlOf);

@@ -1,13 +1,15 @@
 // The hot-object policy over a real LevelMetadata with a fake clock and no stores (the
 // embedded server's case: levels only, no extra replicas).
 import { afterEach, describe, expect, it } from 'vitest';
+import { HotView } from '../../cache/hot-view.ts';
 import { DEFAULT_CONFIG } from '../../common/config.ts';
 import { createLogger } from '../../common/log.ts';
 import { testObject } from '../../test/kit/records.ts';
 import { tempDir } from '../../test/kit/temp-dirs.ts';
 import { LevelMetadata } from '../engine/meta-level.ts';
 import { MetadataError } from '../model/api.ts';
-import { type HotObjectRecord, type ReadReport, recordStamp } from '../model/hot.ts';
+import type { HotObjectRecord, ReadReport } from '../model/hot.ts';
+import { recordStamp } from '../model/record-stamp.ts';
 import { type ExtraReplicaOps, Hotness } from './hotness.ts';
 
 const PERIOD = 60_000;
@@ -36,6 +38,7 @@ async function setup(
   start = 100 * PERIOD,
   over: Partial<typeof cache> = {},
   extra?: ExtraReplicaOps,
+  barrier?: () => Promise<void>,
 ): Promise<Hotness> {
   meta = await LevelMetadata.open(tempDir());
   open.push(meta);
@@ -49,6 +52,7 @@ async function setup(
     now: () => t,
     isLeader: () => leader,
     extra,
+    barrier,
   });
 }
 
@@ -381,7 +385,7 @@ describe('Hotness: writes to hot objects', () => {
 
 describe('Hotness: extra replicas (stores faked in memory)', () => {
   /** Stores s1…s5: s1, s2 hold volume 1; copies live in `held`. */
-  async function withStores(up = { alive: true }) {
+  async function withStores(up = { alive: true }, barrier?: () => Promise<void>) {
     const held = new Map<string, Set<string>>();
     const nodes: Array<[string, string, number]> = [
       ['s1', 'z1', 0],
@@ -414,6 +418,7 @@ describe('Hotness: extra replicas (stores faked in memory)', () => {
             return { volumeId: Number(v), needleId: n!, cookie: 7 };
           }),
       },
+      barrier,
     );
     for (const [id, zone] of nodes) {
       held.set(id, new Set());
@@ -485,6 +490,55 @@ describe('Hotness: extra replicas (stores faked in memory)', () => {
     expect(copies('1/1')).toEqual([]);
     expect(copies('1/2')).toHaveLength(2);
     expect((await meta.listExtraReplicas()).map((x) => x.key)).toEqual(['b']);
+  });
+
+  it('a gateway kept up by delta answers holds the same table as a full answer', async () => {
+    // Leader mode (a barrier): answers from memory, deltas against the version held.
+    const { h } = await withStores(undefined, async () => {});
+    const deltas = { n: 0 };
+    const view = new HotView({
+      source: {
+        reportReads: async (r) => {
+          const snap = await h.report(r);
+          if (snap.delta) deltas.n++;
+          return snap;
+        },
+      },
+      gateway: 'g1',
+      reportMs: 100,
+      leaseMs: 500,
+      now: () => t,
+    });
+    const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
+    for (const [i, k] of keys.entries()) await put(k, String(100 + 10 * i));
+    let seed = 7;
+    const rng = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const sorted = <T>(xs: T[]) => xs.map((x) => JSON.stringify(x)).sort();
+    for (let step = 0; step < 60; step++) {
+      const k = keys[rng(keys.length)]!;
+      const what = rng(10);
+      if (what < 6) await report(h, { [k]: 1 + rng(25) }, 'g2');
+      else if (what === 6) await put(k, String(1000 + step * 10));
+      else if (what === 7) await meta.deleteObject('b', k);
+      else if (what === 8) t += PERIOD / 3;
+      else t += COOLING;
+      await h.tick();
+      await h.idle();
+      await h.tick();
+      const snap = await h.report({ gateway: 'probe', counts: [] });
+      await view.refresh();
+      const got = view.table();
+      expect(sorted(got.objects)).toEqual(sorted(snap.objects));
+      expect(sorted(got.extra)).toEqual(sorted(snap.extra));
+      for (const o of snap.objects) {
+        expect(view.byNeedleId(o.volumeId, o.needleId)).toEqual(o);
+      }
+    }
+    expect(deltas.n).toBeGreaterThan(20); // the others: unchanged
+    expect(view.table().objects.length).toBeGreaterThan(0);
   });
 
   it('drops stores that are no longer online, and sweeps copies no entry lists', async () => {

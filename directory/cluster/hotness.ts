@@ -24,8 +24,9 @@ import {
   type HotSnapshot,
   hotObjectKey,
   type ReadReport,
-  recordStamp,
 } from '../model/hot.ts';
+import { recordStamp } from '../model/record-stamp.ts';
+import { ChangeTable, sameRow } from './change-table.ts';
 import { type ExtraReplicaOps, HotExtras } from './hot-extras.ts';
 import { checkReport, type EndedPeriod, ReadCounts } from './read-counts.ts';
 
@@ -122,7 +123,7 @@ export class Hotness {
   /** Objects found unfit (multi-chunk, large, gone) and when: not looked up every tick. */
   private readonly unfit = new Map<string, number>();
   /** The hot table as of the running tick, kept up by the tick's own writes. */
-  private recs = new Map<string, HotObjectRecord>();
+  private readonly recs = new ChangeTable<HotObjectRecord>();
   private readonly extras: HotExtras | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastSweep = 0;
@@ -131,7 +132,6 @@ export class Hotness {
   private loadedEpoch = '';
   /** Hot-table writes proposed and not yet reflected in `recs` (a report waits for them). */
   private readonly inflight = new Set<Promise<unknown>>();
-  private changes = 0;
   /** Objects gateways reported writing: the next tick re-reads them. */
   private written = new Map<string, [string, string]>();
   private ticks = 0;
@@ -225,9 +225,11 @@ export class Hotness {
         if (this.epoch === epoch && this.loadedEpoch === epoch && this.checkLeadership()) {
           // After the barrier the local state holds every write committed before the call.
           const renewed = await this.renewals(r);
-          const version = `${epoch}:${this.changes}:${this.extras?.version ?? 0}`;
+          const version = `${epoch}:${this.recs.seq}:${this.extras?.version ?? 0}`;
           if (r.have === version)
             return { objects: [], extra: [], ...timing, version, unchanged: true, ...renewed };
+          const delta = this.deltaSince(epoch, r.have);
+          if (delta) return { ...delta, ...timing, version, ...renewed };
           return {
             objects: [...this.recs.values()],
             extra: this.extras?.rows() ?? [],
@@ -243,6 +245,36 @@ export class Hotness {
     // Without a barrier, meta reads the committed database itself (the embedded server).
     const renewed = this.o.barrier ? {} : await this.renewals(r);
     return { objects, extra, ...timing, ...renewed };
+  }
+
+  /**
+   * The changes since the version a gateway holds, when it is one of this leadership's
+   * and still within reach: the table grows and changes a little at a time, and sending it
+   * whole to every gateway at every change cost the leader more than the reads it saved.
+   */
+  private deltaSince(
+    epoch: string,
+    have: string | undefined,
+  ): Pick<HotSnapshot, 'objects' | 'extra' | 'delta'> | null {
+    const m = /^([^:]*):(\d+):(\d+)$/.exec(have ?? '');
+    if (!m || m[1] !== epoch) return null;
+    const objects = this.recs.since(Number(m[2]));
+    const extra = this.extras ? this.extras.since(Number(m[3])) : { changed: [], removed: [] };
+    if (!objects || !extra) return null;
+    return {
+      objects: objects.changed,
+      extra: extra.changed,
+      delta: {
+        removed: objects.removed.map((k) => {
+          const i = k.indexOf('\x00');
+          return [k.slice(0, i), k.slice(i + 1)];
+        }),
+        extraRemoved: extra.removed.map((k) => {
+          const i = k.indexOf('/');
+          return [Number(k.slice(0, i)), k.slice(i + 1)];
+        }),
+      },
+    };
   }
 
   /**
@@ -282,11 +314,9 @@ export class Hotness {
       if (full) {
         const epoch = this.epoch;
         await this.o.barrier?.();
-        this.recs = new Map(
-          (await this.o.meta.listHotObjects()).map((r) => [hotObjectKey(r.bucket, r.key), r]),
-        );
+        const rows = await this.o.meta.listHotObjects();
+        this.recs.replace(new Map(rows.map((r) => [hotObjectKey(r.bucket, r.key), r])), sameRow);
         await this.extras?.load();
-        this.changes++;
         if (this.epoch === epoch) this.loadedEpoch = epoch;
       }
       const nodes = this.extras ? await this.o.meta.listNodes() : [];
@@ -321,7 +351,6 @@ export class Hotness {
     await this.track(
       this.o.meta.putHotObject(r).then(() => {
         this.recs.set(hotObjectKey(r.bucket, r.key), r);
-        this.changes++;
       }),
     );
   }
@@ -330,7 +359,6 @@ export class Hotness {
     await this.track(
       this.o.meta.deleteHotObject(r.bucket, r.key).then(() => {
         this.recs.delete(hotObjectKey(r.bucket, r.key));
-        this.changes++;
       }),
     );
   }

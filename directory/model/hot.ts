@@ -2,8 +2,6 @@
 // cache level, and which extra replicas their needles have. Both are replicated (Raft),
 // written by the directory leader's policy (cluster/hotness.ts) and read by every gateway
 // through reportReads, whose answer is the lease protocol's view of the table.
-import { createHash } from 'node:crypto';
-import type { ObjectRecord } from './api.ts';
 
 /**
  * replicas: extra copies of its needle on more stores; store: stores keep it in their
@@ -68,29 +66,18 @@ export interface HotSnapshot {
   version?: string;
   unchanged?: boolean;
   /**
+   * Present: `objects` and `extra` hold only what changed since the report's `have`
+   * version, and these were removed since.
+   */
+  delta?: {
+    removed: [bucket: string, key: string][];
+    extraRemoved: [volumeId: number, needleId: string][];
+  };
+  /**
    * One flag per `renew` entry of the report: the record is still the one the gateway
    * holds, as of a moment after the report was sent (linearizable). Absent: none renewed.
    */
   renewed?: boolean[];
-}
-
-/**
- * Names one version of an object record: any committed write (new needles, new time, new
- * metadata) changes it. Canonical (sorted keys), so the gateway's copy decoded from the
- * wire and the directory's from its database give the same stamp.
- */
-export function recordStamp(rec: ObjectRecord): string {
-  return createHash('sha256').update(canonical(rec)).digest('base64url').slice(0, 22);
-}
-
-function canonical(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'u';
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  const keys = Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
 }
 
 export const HOT_LEVELS: readonly HotLevel[] = ['replicas', 'store', 'gateway', 'cooling'];
