@@ -246,6 +246,11 @@ export class HotView {
     return this.o.leaseMs;
   }
 
+  /** The only gateway: it sees every write, so its copies need no lease. */
+  get exclusive(): boolean {
+    return this.o.exclusive === true;
+  }
+
   /** The table as last received (admin, tests). */
   table(): { objects: HotObjectRecord[]; extra: ExtraReplicaRecord[]; fetchedAt: number } {
     return {

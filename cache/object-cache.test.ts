@@ -18,7 +18,7 @@ const record = (key: string, etag: string): ObjectRecord =>
     owner: 'o',
   }) as unknown as ObjectRecord;
 
-async function setup(level: HotObjectRecord['level'] = 'gateway') {
+async function setup(level: HotObjectRecord['level'] = 'gateway', exclusive = false) {
   let t = 10_000;
   const slept: number[] = [];
   const hot: HotObjectRecord = {
@@ -49,6 +49,7 @@ async function setup(level: HotObjectRecord['level'] = 'gateway') {
     gateway: 'g',
     reportMs: 1_000,
     leaseMs: 1_000,
+    exclusive,
     now: () => t,
   });
   for (let i = 0; i < 5; i++) {
@@ -187,5 +188,18 @@ describe('ObjectCache', () => {
     await s.meta.putObject('b', record('k', 'v3'));
     s.cache.renewed(batch, [true], 1e12);
     expect(s.cache.stats.renewed).toBe(0);
+  });
+
+  it('the only gateway keeps its copy until its own write drops it: no lease, no renewal', async () => {
+    const s = await setup('gateway', true);
+    await s.meta.getObject('b', 'k');
+    s.advance(60_000);
+    expect((await s.meta.getObject('b', 'k'))?.etag).toBe('v1');
+    expect(s.loads()).toBe(1);
+    expect(s.cache.collect(s.now())).toBeUndefined();
+    await s.meta.putObject('b', record('k', 'v2'));
+    expect(s.slept).toEqual([]);
+    expect((await s.meta.getObject('b', 'k'))?.etag).toBe('v2');
+    expect(s.loads()).toBe(2);
   });
 });

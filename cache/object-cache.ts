@@ -86,7 +86,7 @@ export class ObjectCache implements LeaseRenewer {
     const hit = this.lru.get(k);
     if (hit) {
       if (sentAt < hit.until) {
-        this.recent.set(k, sentAt);
+        if (!view.exclusive) this.recent.set(k, sentAt);
         return hit.rec;
       }
       this.stats.expired++;
@@ -96,14 +96,17 @@ export class ObjectCache implements LeaseRenewer {
     const rec = await load();
     const overlapped = epoch !== this.epoch || (this.lastWrite.get(k) ?? -1) >= seq;
     if (rec && !overlapped && view.mayCache(bucket, key)) {
-      this.lru.set(k, { rec, until: sentAt + view.leaseMs });
-      this.recent.set(k, sentAt);
+      // The only gateway drops its copy on each of its writes, and there are no others.
+      const until = view.exclusive ? Number.POSITIVE_INFINITY : sentAt + view.leaseMs;
+      this.lru.set(k, { rec, until });
+      if (!view.exclusive) this.recent.set(k, sentAt);
     }
     return rec;
   }
 
   /** The copies used lately that may still be cached: their leases are renewed by a report. */
   collect(now: number): Renewal | undefined {
+    if (this.o.view.exclusive) return undefined;
     const renew: Renewal['renew'] = [];
     const entries: Renewal['entries'] = [];
     for (const [k, t] of this.recent) {
