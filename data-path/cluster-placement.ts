@@ -5,9 +5,10 @@
 // the directory marks it read-only, when one of its replicas goes down (a write to it
 // would fail at the primary's forward), or when a write to it failed: the next write goes
 // to a volume that can take it, and a new volume replaces it in the background.
-import crypto from 'node:crypto';
+
 import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
+import { randomU32 } from '../common/random-pool.ts';
 import { MetadataError, type MetadataStore } from '../directory/model/api.ts';
 import type { ClusterDirectory } from '../directory/model/topology.ts';
 import type { NeedleRef } from '../store-node/api.ts';
@@ -87,7 +88,7 @@ export class ClusterPlacement implements Placement {
       await this.refill;
     }
     const needleId = this.next++;
-    return { volumeId, needleId, cookie: crypto.randomBytes(4).readUInt32LE(0) };
+    return { volumeId, needleId, cookie: randomU32() };
   }
 
   /** The volume refused a write as full or read-only: stop using it. */

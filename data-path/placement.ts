@@ -2,7 +2,7 @@
 // store and moves to a fresh one when it fills; ids come from the directory in blocks so
 // a PUT does not pay a metadata round trip for its needle id. The cluster issue replaces
 // this with directory-assigned volumes on replicated stores, behind the same interface.
-import crypto from 'node:crypto';
+import { randomU32 } from '../common/random-pool.ts';
 import type { MetadataStore } from '../directory/model/api.ts';
 import type { NeedleRef, NeedleStore } from '../store-node/api.ts';
 
@@ -48,7 +48,7 @@ export class EmbeddedPlacement implements Placement {
       await this.refill;
     }
     const needleId = this.next++;
-    return { volumeId, needleId, cookie: crypto.randomBytes(4).readUInt32LE(0) };
+    return { volumeId, needleId, cookie: randomU32() };
   }
 
   full(volumeId: number): void {
