@@ -91,7 +91,11 @@ export class HotExtras {
     const rows = await this.o.meta.listExtraReplicas();
     const next = new Map(rows.map((r) => [hotNeedleKey(r.volumeId, r.needleId), r]));
     for (const [k, s] of this.writes) {
-      if (s <= mark) continue;
+      // Older writes are in what was just read: no later load needs them (the map stays small).
+      if (s <= mark) {
+        this.writes.delete(k);
+        continue;
+      }
       const mine = this.table.get(k);
       if (mine) next.set(k, mine);
       else next.delete(k);
