@@ -25,8 +25,8 @@ import {
   hotObjectKey,
   type ReadReport,
 } from '../model/hot.ts';
-import { recordStamp } from '../model/record-stamp.ts';
 import { ChangeTable, sameRow } from './change-table.ts';
+import { confirmRenewals, tableDelta } from './hot-answers.ts';
 import { type ExtraReplicaOps, HotExtras } from './hot-extras.ts';
 import { checkReport, type EndedPeriod, ReadCounts } from './read-counts.ts';
 
@@ -224,11 +224,11 @@ export class Hotness {
         await this.o.barrier();
         if (this.epoch === epoch && this.loadedEpoch === epoch && this.checkLeadership()) {
           // After the barrier the local state holds every write committed before the call.
-          const renewed = await this.renewals(r);
+          const renewed = await confirmRenewals(this.o.meta, r);
           const version = `${epoch}:${this.recs.seq}:${this.extras?.version ?? 0}`;
           if (r.have === version)
             return { objects: [], extra: [], ...timing, version, unchanged: true, ...renewed };
-          const delta = this.deltaSince(epoch, r.have);
+          const delta = tableDelta(epoch, r.have, this.recs, this.extras);
           if (delta) return { ...delta, ...timing, version, ...renewed };
           return {
             objects: [...this.recs.values()],
@@ -243,54 +243,8 @@ export class Hotness {
     const m = this.o.reportMeta ?? this.o.meta;
     const [objects, extra] = await Promise.all([m.listHotObjects(), m.listExtraReplicas()]);
     // Without a barrier, meta reads the committed database itself (the embedded server).
-    const renewed = this.o.barrier ? {} : await this.renewals(r);
+    const renewed = this.o.barrier ? {} : await confirmRenewals(this.o.meta, r);
     return { objects, extra, ...timing, ...renewed };
-  }
-
-  /**
-   * The changes since the version a gateway holds, when it is one of this leadership's
-   * and still within reach: the table grows and changes a little at a time, and sending it
-   * whole to every gateway at every change cost the leader more than the reads it saved.
-   */
-  private deltaSince(
-    epoch: string,
-    have: string | undefined,
-  ): Pick<HotSnapshot, 'objects' | 'extra' | 'delta'> | null {
-    const m = /^([^:]*):(\d+):(\d+)$/.exec(have ?? '');
-    if (!m || m[1] !== epoch) return null;
-    const objects = this.recs.since(Number(m[2]));
-    const extra = this.extras ? this.extras.since(Number(m[3])) : { changed: [], removed: [] };
-    if (!objects || !extra) return null;
-    return {
-      objects: objects.changed,
-      extra: extra.changed,
-      delta: {
-        removed: objects.removed.map((k) => {
-          const i = k.indexOf('\x00');
-          return [k.slice(0, i), k.slice(i + 1)];
-        }),
-        extraRemoved: extra.removed.map((k) => {
-          const i = k.indexOf('/');
-          return [Number(k.slice(0, i)), k.slice(i + 1)];
-        }),
-      },
-    };
-  }
-
-  /**
-   * Which of the gateway's record copies are still the current record: read after the
-   * report arrived, so a confirmed copy may be used up to leaseMs after the report was sent
-   * (a write committed later is acknowledged only leaseMs after its commit).
-   */
-  private async renewals(r: ReadReport): Promise<Pick<HotSnapshot, 'renewed'>> {
-    const want = r.renew;
-    if (!want || want.length === 0) return {};
-    const keys = want.map(([b, k]): [string, string] => [b, k]);
-    const m = this.o.meta;
-    const recs: (ObjectRecord | null)[] = m.getObjects
-      ? await m.getObjects(keys)
-      : await Promise.all(keys.map(([b, k]) => m.getObject(b, k)));
-    return { renewed: want.map((w, i) => recs[i] != null && recordStamp(recs[i]) === w[2]) };
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
