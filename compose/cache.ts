@@ -90,6 +90,9 @@ export async function assembleCache(spec: CacheSpec): Promise<GatewayCache> {
       recordHits: o.hits,
       recordMisses: o.misses,
       leaseWaits: objects.stats.leaseWaits,
+      // Copies whose lease a report renewed, and copies found expired when read.
+      leaseRenewals: objects.stats.renewed,
+      leaseExpired: objects.stats.expired,
       storeFills: data.stats.storeFills,
       l2Hits: r?.hits ?? 0,
       l2Misses: r?.misses ?? 0,

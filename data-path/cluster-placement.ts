@@ -159,6 +159,10 @@ export class ClusterPlacement implements Placement {
       }
       if (attempt >= FILL_ATTEMPTS) break;
       try {
+        // The volume the last fill added is not writable in this gateway's view: a replica
+        // looked down or late at the last refresh, which the directory, that just chose it,
+        // does not think. Look again before asking for yet another volume on the same nodes.
+        if (attempt > 0) await this.o.store.view.refreshNodes();
         await this.fill(pool, replicaCount);
       } catch (e) {
         // The directory's answer (too few nodes, no leader) would not change at once.
