@@ -45,6 +45,12 @@ export interface RenewBatch {
 }
 
 export const objectKey = (bucket: string, key: string): string => `${bucket}\n${key}`;
+
+/** objectKey's bucket and key again (bucket names hold no newline). */
+export function splitObjectKey(k: string): [bucket: string, key: string] {
+  const i = k.indexOf('\n');
+  return [k.slice(0, i), k.slice(i + 1)];
+}
 export const needleKey = (volumeId: number, needleId: string): string => `${volumeId}/${needleId}`;
 
 /** Most counted objects sent in one report; the long tail of single reads is not news. */
@@ -120,8 +126,8 @@ export class HotView {
       entries = entries.sort((a, b) => b[1] - a[1]).slice(0, MAX_REPORTED);
     }
     const counts: ReadReport['counts'] = entries.map(([k, n]) => {
-      const i = k.indexOf('\n');
-      return [k.slice(0, i), k.slice(i + 1), n];
+      const [bucket, key] = splitObjectKey(k);
+      return [bucket, key, n];
     });
     const sentAt = this.now();
     const batch = this.renewer?.collect(sentAt);

@@ -6,7 +6,7 @@
 import type { MetadataStore, ObjectRecord } from '../directory/model/api.ts';
 import { recordStamp } from '../directory/model/record-stamp.ts';
 import type { HotView, LeaseRenewer, RenewBatch } from './hot-view.ts';
-import { objectKey } from './hot-view.ts';
+import { objectKey, splitObjectKey } from './hot-view.ts';
 import { ByteLru } from './lru.ts';
 
 interface Entry {
@@ -116,9 +116,7 @@ export class ObjectCache implements LeaseRenewer {
         continue;
       }
       if (renew.length >= MAX_RENEW) break;
-      const i = k.indexOf('\n');
-      const bucket = k.slice(0, i);
-      const key = k.slice(i + 1);
+      const [bucket, key] = splitObjectKey(k);
       if (!this.o.view.mayCache(bucket, key, now)) continue;
       e.stamp ??= recordStamp(e.rec);
       renew.push([bucket, key, e.stamp]);
