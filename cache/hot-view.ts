@@ -59,11 +59,11 @@ const MAX_REPORTED = 20_000;
 export class HotView {
   /** Send time of the request whose answer `objects` is: freshness counts from there. */
   private fetchedAt = Number.NEGATIVE_INFINITY;
-  private objects = new Map<string, HotObjectRecord>();
-  private byNeedle = new Map<string, HotObjectRecord>();
-  private extra = new Map<string, ExtraReplicaRecord>();
+  private readonly objects = new Map<string, HotObjectRecord>();
+  private readonly byNeedle = new Map<string, HotObjectRecord>();
+  private readonly extra = new Map<string, ExtraReplicaRecord>();
   /** When this gateway first received each object at gateway level (receipt time). */
-  private gatewaySince = new Map<string, number>();
+  private readonly gatewaySince = new Map<string, number>();
   private counts = new Map<string, number>();
   private written = new Map<string, [string, string]>();
   /** The version of the table held, sent with each report (an unchanged one is not resent). */
@@ -161,53 +161,57 @@ export class HotView {
       this.fetchedAt = Math.max(this.fetchedAt, sentAt);
       return;
     }
-    const got = this.now();
     if (snap.delta && this.version !== undefined) {
-      this.version = snap.version;
-      this.apply(snap, got);
-      this.fetchedAt = Math.max(this.fetchedAt, sentAt);
-      for (const f of this.listeners) f();
-      return;
+      this.apply(snap.objects, snap.delta.removed, snap.extra, snap.delta.extraRemoved);
+    } else {
+      // The whole table: what it no longer lists is removed (objects still at gateway level
+      // keep the time this gateway first saw them there).
+      const listed = new Set(snap.objects.map((r) => objectKey(r.bucket, r.key)));
+      const gone = [...this.objects.values()].filter(
+        (r) => !listed.has(objectKey(r.bucket, r.key)),
+      );
+      this.extra.clear();
+      this.apply(
+        snap.objects,
+        gone.map((r): [string, string] => [r.bucket, r.key]),
+        snap.extra,
+        [],
+      );
     }
     this.version = snap.version;
-    const objects = new Map<string, HotObjectRecord>();
-    const byNeedle = new Map<string, HotObjectRecord>();
-    const since = new Map<string, number>();
-    for (const r of snap.objects) {
-      const k = objectKey(r.bucket, r.key);
-      objects.set(k, r);
-      byNeedle.set(needleKey(r.volumeId, r.needleId), r);
-      if (r.level === 'gateway') since.set(k, this.gatewaySince.get(k) ?? got);
-    }
-    this.objects = objects;
-    this.byNeedle = byNeedle;
-    this.gatewaySince = since;
-    this.extra = new Map(snap.extra.map((x) => [needleKey(x.volumeId, x.needleId), x]));
     this.fetchedAt = Math.max(this.fetchedAt, sentAt);
     for (const f of this.listeners) f();
   }
 
-  /** A delta answer: the rows changed and removed since the version this gateway held. */
-  private apply(snap: HotSnapshot, got: number): void {
-    const drop = (k: string) => {
-      const old = this.objects.get(k);
+  /** Rows changed and removed since the version this gateway held. */
+  private apply(
+    objects: HotObjectRecord[],
+    removed: [bucket: string, key: string][],
+    extra: ExtraReplicaRecord[],
+    extraRemoved: [volumeId: number, needleId: string][],
+  ): void {
+    const got = this.now();
+    const unindex = (old: HotObjectRecord | undefined) => {
       if (!old) return;
-      this.objects.delete(k);
-      this.byNeedle.delete(needleKey(old.volumeId, old.needleId));
-      this.gatewaySince.delete(k);
+      const n = needleKey(old.volumeId, old.needleId);
+      if (this.byNeedle.get(n) === old) this.byNeedle.delete(n);
     };
-    for (const [b, key] of snap.delta?.removed ?? []) drop(objectKey(b, key));
-    for (const r of snap.objects) {
+    for (const [b, key] of removed) {
+      const k = objectKey(b, key);
+      unindex(this.objects.get(k));
+      this.objects.delete(k);
+      this.gatewaySince.delete(k);
+    }
+    for (const r of objects) {
       const k = objectKey(r.bucket, r.key);
-      const old = this.objects.get(k);
-      if (old) this.byNeedle.delete(needleKey(old.volumeId, old.needleId));
+      unindex(this.objects.get(k));
       this.objects.set(k, r);
       this.byNeedle.set(needleKey(r.volumeId, r.needleId), r);
       if (r.level !== 'gateway') this.gatewaySince.delete(k);
       else if (!this.gatewaySince.has(k)) this.gatewaySince.set(k, got);
     }
-    for (const [v, n] of snap.delta?.extraRemoved ?? []) this.extra.delete(needleKey(v, n));
-    for (const x of snap.extra) this.extra.set(needleKey(x.volumeId, x.needleId), x);
+    for (const [v, n] of extraRemoved) this.extra.delete(needleKey(v, n));
+    for (const x of extra) this.extra.set(needleKey(x.volumeId, x.needleId), x);
   }
 
   /** Called after each new table (the levels drop what cooled). */
