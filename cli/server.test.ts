@@ -37,7 +37,9 @@ async function start(data: string, workers: string[]): Promise<Running> {
       KUBESTORAGE_ROOT_SECRET_KEY: 'testsecret0123456789testsecret0123456789',
     },
   });
-  const m = await p.waitFor(/S3 endpoint: (http:\/\/\S+)/, 20_000, 'all');
+  // Three processes load the gateway at once: next to the rest of CI on 2 cores a start
+  // took over 20 s once (5 s when idle).
+  const m = await p.waitFor(/S3 endpoint: (http:\/\/\S+)/, 60_000, 'all');
   return {
     child: p.child,
     endpoint: m[1]!,
@@ -109,7 +111,7 @@ describe('kubestorage server --workers 2', () => {
     c2.destroy();
     b.child.kill('SIGTERM');
     expect(await exited(b.child)).toBe(0);
-  });
+  }, 180_000);
 });
 
 /** A request to the admin API (as `kubestorage admin` makes it), signed with `r`'s root key. */
@@ -162,5 +164,5 @@ describe('data at rest', () => {
       expect.soft(b.output()).not.toContain(secret);
     }
     expect(a.output()).toContain(`access key: ${a.accessKey}`);
-  });
+  }, 180_000);
 });
