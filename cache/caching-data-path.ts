@@ -72,6 +72,7 @@ export class CachingDataPath implements DataPath {
       const whole = start === 0 && end === c.size - 1;
       const r = await this.o.needles.get(ref, whole ? undefined : { start, end }, {
         cache: 'fill',
+        expectedSize: whole ? c.size : undefined,
       });
       if (r.data.length !== end - start + 1) throw shortRead(c, r.data.length);
       yield r.data;
@@ -85,7 +86,7 @@ export class CachingDataPath implements DataPath {
     let data = await this.o.redis?.get(k);
     if (data && data.length === size) this.stats.l2Hits++;
     else {
-      data = (await this.o.needles.get(ref, undefined, { cache: 'drop' })).data;
+      data = (await this.o.needles.get(ref, undefined, { cache: 'drop', expectedSize: size })).data;
       if (data.length !== size) throw shortRead(ref, data.length);
       void this.o.redis?.set(k, data);
     }

@@ -109,7 +109,11 @@ export class ObjectData implements DataPath {
         const to = Math.min(end, cEnd) - base;
         const ref = { volumeId: c.volumeId, needleId: BigInt(c.needleId), cookie: c.cookie };
         const whole = from === 0 && to === c.size - 1;
-        const r = await this.store.get(ref, whole ? undefined : { start: from, end: to });
+        const r = await this.store.get(
+          ref,
+          whole ? undefined : { start: from, end: to },
+          whole ? { expectedSize: c.size } : undefined,
+        );
         if (r.data.length !== to - from + 1) {
           throw new DataError(
             'ShortRead',

@@ -40,6 +40,11 @@ export const EXTRA_PUT_COVERED: readonly string[] = [CRC_HEADER, 'content-type']
 export interface GetOptions {
   /** Admission hint for the store's needle cache (x-ks-cache). */
   cache?: CacheHint;
+  /**
+   * The needle's size as the caller's record says: a whole-needle read of a known small
+   * size may share one request with others to the same store (batch-read.ts).
+   */
+  expectedSize?: number;
 }
 
 export interface PutResult {

@@ -19,6 +19,8 @@ import {
   REPLICAS_HEADER,
   type SyncResult,
 } from './api.ts';
+import { BATCH_READ_PATH } from './batch-read.ts';
+import { ReadBatcher } from './batch-read-client.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import type { NeedleCacheStats } from './needle-cache.ts';
 import type { StoreStatus } from './store.ts';
@@ -88,6 +90,8 @@ interface CallOptions {
   timeoutMs?: number;
   /** Per-phase undici timeouts for calls that legitimately take long (sync). */
   waitMs?: number;
+  /** The token covers the body's digest as well (routes whose body says what to do). */
+  signBody?: boolean;
 }
 
 interface Answer {
@@ -96,8 +100,16 @@ interface Answer {
   body: Buffer;
 }
 
+/** Needles up to this size may travel in a read batch (POST /needles/_read). */
+export const BATCH_NEEDLE_MAX = 256 * 1024;
+
 export class StoreClient implements NeedleStore {
   private readonly pool: Pool;
+  /** Coalesces whole-needle GETs whose size the caller knows (batch-read-client.ts). */
+  readonly batcher = new ReadBatcher(
+    async (body) => (await this.call('POST', BATCH_READ_PATH, { body, signBody: true })).body,
+    (item) => this.getOne(item, undefined, item.hint),
+  );
 
   constructor(
     baseUrl: string,
@@ -123,13 +135,16 @@ export class StoreClient implements NeedleStore {
     const res = await this.pool.request({
       method,
       path: pathAndQuery,
-      headers: {
-        ...init.headers,
-        [AUTH_HEADER]: this.auth.sign(method, pathAndQuery, undefined, {
-          contentLength: init.body?.length,
-          headers: init.covered?.map((name) => init.headers?.[name]),
-        }),
-      },
+      headers:
+        init.signBody && init.body
+          ? { ...init.headers, ...this.auth.signBody(method, pathAndQuery, init.body) }
+          : {
+              ...init.headers,
+              [AUTH_HEADER]: this.auth.sign(method, pathAndQuery, undefined, {
+                contentLength: init.body?.length,
+                headers: init.covered?.map((name) => init.headers?.[name]),
+              }),
+            },
       body: init.body,
       signal: init.timeoutMs ? AbortSignal.timeout(init.timeoutMs) : undefined,
       headersTimeout: init.waitMs,
@@ -259,15 +274,28 @@ export class StoreClient implements NeedleStore {
     return JSON.parse(res.body.toString()) as SyncResult;
   }
 
-  async get(
+  get(
     ref: NeedleRef,
     range?: { start: number; end: number },
     opts: GetOptions = {},
   ): Promise<GetResult> {
+    if (range === undefined && opts.expectedSize !== undefined) {
+      if (opts.expectedSize <= BATCH_NEEDLE_MAX) {
+        return this.batcher.read({ ...ref, hint: opts.cache }, opts.expectedSize);
+      }
+    }
+    return this.getOne(ref, range, opts.cache);
+  }
+
+  private async getOne(
+    ref: NeedleRef,
+    range: { start: number; end: number } | undefined,
+    cache: GetOptions['cache'],
+  ): Promise<GetResult> {
     const headers: Record<string, string> = range
       ? { range: `bytes=${range.start}-${range.end}` }
       : {};
-    if (opts.cache) headers[CACHE_HEADER] = opts.cache;
+    if (cache) headers[CACHE_HEADER] = cache;
     const res = await this.call('GET', StoreClient.needlePath(ref), { headers });
     const sent = res.headers[CRC_HEADER];
     if (sent !== undefined && String(sent) !== String(crc32c(res.body))) {

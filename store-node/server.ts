@@ -3,6 +3,7 @@
 // routes, and no per-request framework allocation on the hottest path of the system.
 //
 //   PUT|GET|HEAD|DELETE /volumes/:vid/needles/:nid?cookie=N   (GET/HEAD honour Range)
+//   POST /needles/_read           several needle GETs in one request (batch-read.ts)
 //   POST /volumes/:vid            create     POST /volumes/:vid/seal     seal
 //   POST /volumes/:vid/compact    compact    POST /scrub[?volume=N]      scrub
 //   GET  /status                  JSON       GET  /metrics               Prometheus
@@ -34,6 +35,7 @@ import {
 } from '../common/internal-http.ts';
 import type { Logger } from '../common/log.ts';
 import { CACHE_HEADER, CRC_HEADER, EXTRA_PUT_COVERED, NEEDLE_PUT_COVERED } from './api.ts';
+import { BATCH_READ_PATH, serveReadBatch } from './batch-read.ts';
 import { StoreError } from './errors.ts';
 import { EXTRA_RE } from './extra-replicas.ts';
 import { type ExtraRouteContext, extraRoute } from './extra-routes.ts';
@@ -251,6 +253,9 @@ export class StoreServer {
         default:
           throw new StoreError('MethodNotAllowed', `${method} not allowed on a needle`);
       }
+    }
+    if (pathname === BATCH_READ_PATH && method === 'POST') {
+      return serveReadBatch(store, this.metrics, req, res);
     }
     const clusterOp = await clusterRoute(this.cluster, res, method, pathname, query);
     if (clusterOp !== null) return clusterOp;
