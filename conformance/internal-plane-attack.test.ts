@@ -4,8 +4,10 @@
 //
 //  1. Forged tokens with large bodies: three connections to one directory replica promise
 //     48 MiB behind a made-up token, send the first 16 KiB and hold the rest back while
-//     they wait for an answer (streaming it if none comes). Each is answered 403 at once,
-//     before the body: the replica's RSS does not grow, and the cluster still serves S3.
+//     they wait for an answer (streaming it if none comes), to the Raft route (/raft/msgs)
+//     and to the metadata API (/meta/_batch, another replica). Each is answered 403 at
+//     once, before the body (and without the leader's URL): the replica's RSS does not
+//     grow, and the cluster still serves S3.
 //  2. A captured needle PUT token (the test signs one with the cluster secret, as the
 //     gateway would): replayed with other bytes of the same size, with bytes crafted to
 //     share the CRC32C, or with another replica list, it is refused and every replica
@@ -153,17 +155,22 @@ describe.skipIf(!RUN)('the internal plane against someone without the cluster se
     await c?.close();
   }, 60_000);
 
-  it('a directory replica refuses forged tokens with 48 MiB bodies before reading them', async () => {
+  /**
+   * Three connections with a forged token and 48 MiB bodies held back to directory replica
+   * `which` on `path`: each answered 403 before its body, the RSS does not grow, and the
+   * cluster still serves S3 (an object `key` in and out through both gateways).
+   */
+  async function forgedBodies(which: number, path: string, key: string): Promise<RawReply[]> {
     const cl = c as TestCluster;
     onTestFailed(() => console.log(cl.logTail()));
-    const target = cl.file.directories[0]!;
+    const target = cl.file.directories[which]!;
     const u = new URL(target.url);
     const before = rss(target.pid);
     const forged = `${Math.floor(Date.now() / 1000)}.${'0'.repeat(64)}`;
     // Each connection offers 24 MiB of its 48 (all three buffered: 72 MiB of RSS), the first
     // 16 KiB at once and the rest unless answered within 3 s.
     const body = crypto.randomBytes(24 * MiB);
-    const head = headLines('POST', '/raft/msgs', u.host, {
+    const head = headLines('POST', path, u.host, {
       [AUTH_HEADER]: forged,
       [DIGEST_HEADER]: '0'.repeat(64),
       'content-type': 'application/octet-stream',
@@ -181,13 +188,25 @@ describe.skipIf(!RUN)('the internal plane against someone without the cluster se
     await new Promise((r) => setTimeout(r, 300));
     const grown = rss(target.pid) - before;
     console.log(
-      `[attack] directory replica RSS ${(before / MiB).toFixed(1)} MiB before, grew ${(grown / MiB).toFixed(1)} MiB over 3 forged 48 MiB requests`,
+      `[attack] directory replica ${target.id} RSS ${(before / MiB).toFixed(1)} MiB before, grew ${(grown / MiB).toFixed(1)} MiB over 3 forged 48 MiB requests to ${path}`,
     );
     expect(grown, `RSS grew by ${(grown / MiB).toFixed(1)} MiB`).toBeLessThan(20 * MiB);
     // Still a working cluster: an object in and out through both gateways.
     const data = crypto.randomBytes(20_000);
-    await cl.s3[0]!.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'after-1', Body: data }));
-    for (const s3 of cl.s3) expect((await readObject(s3, 'after-1')).equals(data)).toBe(true);
+    await cl.s3[0]!.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: data }));
+    for (const s3 of cl.s3) expect((await readObject(s3, key)).equals(data)).toBe(true);
+    return replies;
+  }
+
+  it('a directory replica refuses forged tokens with 48 MiB bodies before reading them', async () => {
+    await forgedBodies(0, '/raft/msgs', 'after-1');
+  }, 60_000);
+
+  it('a directory replica refuses forged metadata calls with 48 MiB bodies before reading them', async () => {
+    // The route every gateway call takes (MetadataClient batches), on another replica.
+    const replies = await forgedBodies(1, '/meta/_batch', 'after-meta');
+    // Nor does the refusal name the leader (x-ks-leader is for token holders).
+    for (const r of replies) expect(r.text).not.toMatch(/x-ks-leader|127\.0\.0\.1/i);
   }, 60_000);
 
   it('a captured needle PUT token replayed with other bytes or replicas is refused', async () => {

@@ -19,12 +19,18 @@ afterAll(async () => {
   await srv?.close();
 });
 
+interface Answer {
+  status: number;
+  text: string;
+  headers: http.IncomingHttpHeaders;
+}
+
 function send(
   method: string,
   rawPath: string,
   body: string,
   opts: { payloadHash?: string; headers?: Record<string, string> } = {},
-): Promise<{ status: number; text: string }> {
+): Promise<Answer> {
   const signed = signRequest({
     method,
     rawPath,
@@ -41,7 +47,7 @@ function request(
   path: string,
   body: string,
   headers: Record<string, string> = {},
-): Promise<{ status: number; text: string }> {
+): Promise<Answer> {
   const u = new URL(srv.endpoint);
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -56,7 +62,7 @@ function request(
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers }));
       },
     );
     req.on('error', reject);
@@ -114,5 +120,26 @@ describe('hostile input', () => {
     expect((await send('PUT', '/hostile-region', config('eu-west-1'))).status).toBe(200);
     const head = await send('HEAD', '/hostile-region', '');
     expect(head.status).toBe(200);
+    expect(head.headers['x-amz-bucket-region']).toBe('eu-west-1');
+  });
+
+  it('answers HeadBucket without a region stored before LocationConstraint was checked', async () => {
+    const owner = (await srv.meta.getBucket('hostile'))!.owner;
+    const stored = {
+      'hostile-crlf': 'eu-west-1\r\nx-injected: 1',
+      'hostile-huge': 'a'.repeat(60_000),
+      'hostile-nul': 'eu\0west',
+    };
+    for (const [name, region] of Object.entries(stored)) {
+      // As an older gateway wrote them: straight into the metadata, unchecked.
+      await srv.meta.createBucket({ name, owner, createdAt: Date.now(), region });
+      const head = await send('HEAD', `/${name}`, '');
+      expect(head.status, name).toBe(200);
+      expect(head.headers['x-amz-bucket-region'], name).toBeUndefined();
+      expect(head.headers['x-injected'], name).toBeUndefined();
+      // The bucket still works.
+      expect((await send('PUT', `/${name}/k`, 'v')).status, name).toBe(200);
+      expect((await send('GET', `/${name}/k`, '')).text, name).toBe('v');
+    }
   });
 });
