@@ -9,6 +9,7 @@ commands:
   gateway   stateless S3 gateway of a cluster       kubestorage gateway --help
   admin     users and access keys of a running server kubestorage admin --help
   bench     the paper's workloads, load generator    kubestorage bench --help
+  k8s       render the Kubernetes manifests          kubestorage k8s --help
 `;
 
 type Command = { main(args: string[]): Promise<void> };
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   gateway: () => import('./gateway.ts'),
   admin: () => import('./admin.ts'),
   bench: () => import('./bench.ts'),
+  k8s: () => import('./k8s.ts'),
 };
 
 const [command, ...args] = process.argv.slice(2);

@@ -40,13 +40,13 @@ type Obj = any;
 const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
 const kustomizeMajor = Number(/Kustomize Version: v(\d+)/.exec(kubectl.stdout ?? '')?.[1] ?? 0);
 const HAVE_KUBECTL = kubectl.status === 0 && kustomizeMajor >= 5;
-if (!HAVE_KUBECTL) {
-  console.warn(
-    kubectl.status === 0
-      ? `k8s manifests: kubectl's kustomize is v${kustomizeMajor}, v5 needed: rendering skipped`
-      : 'k8s manifests: kubectl not found (kubectl 1.27+ needed): rendering skipped',
-  );
-}
+const KUBECTL_MISSING =
+  kubectl.status === 0
+    ? `kubectl's kustomize is v${kustomizeMajor}, v5 needed`
+    : 'kubectl not found (kubectl 1.27+ needed)';
+// In CI (process.env.CI) a missing kubectl fails the run instead of skipping the checks.
+const IN_CI = Boolean(process.env.CI);
+if (!HAVE_KUBECTL && !IN_CI) console.warn(`k8s manifests: ${KUBECTL_MISSING}: rendering skipped`);
 
 /** `kubectl kustomize DIR`, parsed. */
 function render(dir: string): Obj[] {
@@ -260,6 +260,15 @@ const OVERLAYS: Record<string, Expect> = {
 
 const SECRET_KEYS = ['cluster-secret', 'root-access-key', 'root-secret-key'];
 
+describe.runIf(!HAVE_KUBECTL && IN_CI)('k8s manifests: CI has kubectl', () => {
+  it('fails the run rather than skip the manifest checks', () => {
+    expect.fail(`${KUBECTL_MISSING}: CI must render the manifests (.ci/run checks for kubectl)`);
+  });
+});
+
+/** The Redis component's workload (the gateways' L2 cache), not a kubestorage server. */
+const isRedis = (w: Obj) => w.metadata.labels?.['app.kubernetes.io/component'] === 'redis';
+
 describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
   const rendered: Record<string, Obj[]> = {};
   let withComponents: Obj[] = [];
@@ -295,8 +304,22 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
         expect(kinds).toContain(k);
     }
     expect(withComponents.map(id)).toEqual(
-      expect.arrayContaining(['Ingress/ks-gateway', 'ServiceMonitor/ks-store']),
+      expect.arrayContaining([
+        'Ingress/ks-gateway',
+        'ServiceMonitor/ks-store',
+        'ServiceMonitor/ks-gateway',
+      ]),
     );
+    // The Redis component is in prod, not in dev.
+    expect(rendered.prod!.map(id)).toEqual(
+      expect.arrayContaining([
+        'Deployment/ks-redis',
+        'Service/ks-redis',
+        'NetworkPolicy/ks-redis',
+        'ServiceAccount/ks-redis',
+      ]),
+    );
+    expect(rendered.dev!.filter((o) => o.metadata.name === 'ks-redis')).toEqual([]);
   });
 
   it('every object validates against its OpenAPI schema', async () => {
@@ -337,6 +360,8 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
   describe.each(Object.entries(OVERLAYS))('%s', (name, want) => {
     const objs = () => rendered[name]!;
     const workloads = () => objs().filter((o) => WORKLOADS.has(o.kind));
+    /** The kubestorage servers (the image's CLI): every workload but Redis. */
+    const servers = () => workloads().filter((w) => !isRedis(w));
     const config = () => byPrefix(objs(), 'ConfigMap', 'ks-config')!;
     const ksConfig = () => {
       const file = path.join(tempDir('ks-k8s-config-'), 'kubestorage.json');
@@ -359,12 +384,12 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
     });
 
     it('gives every container an image, resources, a locked-down security context', () => {
-      expect(workloads().map(id).sort()).toEqual([
+      expect(servers().map(id).sort()).toEqual([
         'Deployment/ks-gateway',
         'StatefulSet/ks-directory',
         'StatefulSet/ks-store',
       ]);
-      for (const w of workloads()) {
+      for (const w of servers()) {
         const spec = podSpec(w);
         expect(spec.securityContext, id(w)).toMatchObject({
           runAsNonRoot: true,
@@ -421,7 +446,7 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
     });
 
     it('probes every server on its own port: /healthz for liveness, /readyz for readiness', () => {
-      for (const w of workloads()) {
+      for (const w of servers()) {
         // The gateway's are under /_ks/, a prefix no bucket name can take.
         const prefix = w.metadata.name === 'ks-gateway' ? '/_ks' : '';
         for (const c of podSpec(w).containers) {
@@ -570,7 +595,7 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
     it('starts each server with flags the CLI accepts', async () => {
       const zoneFile = path.join(tempDir('ks-k8s-zone-'), 'zone');
       fs.writeFileSync(zoneFile, 'zone-from-node\n');
-      for (const w of workloads()) {
+      for (const w of servers()) {
         const c = podSpec(w).containers[0];
         const pod = w.kind === 'StatefulSet' ? `${w.metadata.name}-0` : `${w.metadata.name}-abc`;
         const argv = processArgs(objs(), c, pod);
@@ -614,18 +639,103 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
       }
     });
 
-    it('annotates /metrics for Prometheus on a port the pod has', () => {
+    it("annotates the stores' /metrics and the gateways' /_ks/metrics for Prometheus", () => {
       const annotated = workloads().filter(
         (w) => w.spec.template.metadata.annotations?.['prometheus.io/scrape'] === 'true',
       );
-      expect(annotated.map(id)).toEqual(['StatefulSet/ks-store']);
+      expect(annotated.map(id).sort()).toEqual(['Deployment/ks-gateway', 'StatefulSet/ks-store']);
       for (const w of annotated) {
         const a = w.spec.template.metadata.annotations;
-        expect(a['prometheus.io/path']).toBe('/metrics');
+        // The gateway's is under /_ks/ on the S3 port, like its probes.
+        expect(a['prometheus.io/path']).toBe(
+          w.metadata.name === 'ks-gateway' ? '/_ks/metrics' : '/metrics',
+        );
         const ports = podSpec(w).containers.flatMap((c: Obj) => c.ports);
         expect(ports.map((p: Obj) => String(p.containerPort))).toContain(a['prometheus.io/port']);
       }
     });
+  });
+
+  it("prod: a Redis for the gateways' L2 cache, non-root, not persisted, and the gateways' URL", () => {
+    const objs = rendered.prod!;
+    const redis = find(objs, 'Deployment', 'ks-redis');
+    const spec = podSpec(redis);
+    expect(redis.spec.replicas).toBe(1);
+    expect(spec.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 999, // the image's redis user
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(spec.automountServiceAccountToken).toBe(false);
+    find(objs, 'ServiceAccount', spec.serviceAccountName);
+    expect(spec.containers).toHaveLength(1);
+    const c = spec.containers[0];
+    expect(c.image).toMatch(/^redis:7[.-]/);
+    expect(c.command).toEqual(['redis-server']);
+    expect(c.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    // Cache bytes only: no volume, no claim, no RDB snapshots, no AOF.
+    expect(spec.volumes ?? []).toEqual([]);
+    expect(c.volumeMounts ?? []).toEqual([]);
+    const arg = (name: string): string => {
+      const i = c.args.indexOf(`--${name}`);
+      expect(i, `--${name}`).toBeGreaterThanOrEqual(0);
+      return c.args[i + 1];
+    };
+    expect(arg('save')).toBe('');
+    expect(arg('appendonly')).toBe('no');
+    expect(arg('maxmemory-policy')).toMatch(/^allkeys-/);
+    expect(quantity(arg('maxmemory').replace(/mb$/i, 'Mi'))).toBeLessThan(
+      quantity(c.resources.limits.memory),
+    );
+    expect(quantity(c.resources.requests.cpu)).toBeGreaterThan(0);
+    expect(quantity(c.resources.requests.memory)).toBeGreaterThan(0);
+    // Probes on the port redis-server listens on: TCP (nothing to load, an open port answers).
+    const port = c.ports.find((p: Obj) => p.name === c.readinessProbe.tcpSocket.port);
+    expect(String(port.containerPort)).toBe(arg('port'));
+    expect(c.livenessProbe.tcpSocket.port).toBe(port.name);
+    expect(c.livenessProbe.failureThreshold * c.livenessProbe.periodSeconds).toBeGreaterThan(
+      c.readinessProbe.failureThreshold * c.readinessProbe.periodSeconds,
+    );
+    // The Service, and the URL each gateway gets: that Service's name and port.
+    const svc = find(objs, 'Service', 'ks-redis');
+    expect(svc.spec.clusterIP).toBeUndefined(); // one address for every gateway
+    expect(matches(svc.spec.selector, redis.spec.template.metadata.labels)).toBe(true);
+    expect(svc.spec.ports[0].targetPort).toBe(port.name);
+    const gw = podSpec(find(objs, 'Deployment', 'ks-gateway')).containers[0];
+    const env = containerEnv(objs, gw, 'ks-gateway-abc');
+    const raw = env.get('KUBESTORAGE_CACHE_REDIS_URL')!;
+    const url = new URL(raw);
+    expect(url.protocol).toBe('redis:');
+    expect(url.hostname).toBe(svc.metadata.name);
+    expect(Number(url.port)).toBe(svc.spec.ports[0].port);
+    // … which the gateway's config loading takes as cache.redisUrl (env over the file).
+    const file = path.join(tempDir('ks-k8s-config-'), 'kubestorage.json');
+    fs.writeFileSync(file, byPrefix(objs, 'ConfigMap', 'ks-config').data['kubestorage.json']);
+    expect(loadConfig({ file, env: Object.fromEntries(env) }).cache.redisUrl).toBe(raw);
+    expect(loadConfig({ file, env: {} }).cache.redisUrl).toBe('');
+    // Only the gateways may connect (it has no password).
+    const np = find(objs, 'NetworkPolicy', 'ks-redis');
+    expect(matches(np.spec.podSelector.matchLabels, redis.spec.template.metadata.labels)).toBe(
+      true,
+    );
+    expect(np.spec.policyTypes).toEqual(['Ingress']);
+    expect(np.spec.ingress).toHaveLength(1);
+    const admitted = objs
+      .filter((o) => WORKLOADS.has(o.kind))
+      .filter((w) =>
+        np.spec.ingress[0].from.some((f: Obj) =>
+          matches(f.podSelector.matchLabels, w.spec.template.metadata.labels),
+        ),
+      );
+    expect(admitted.map(id)).toEqual(['Deployment/ks-gateway']);
+    expect(np.spec.ingress[0].ports).toEqual([{ protocol: 'TCP', port: port.name }]);
+    // Dev has no Redis, and its gateway no URL.
+    const devGw = podSpec(find(rendered.dev!, 'Deployment', 'ks-gateway')).containers[0];
+    expect(devGw.env.map((e: Obj) => e.name)).not.toContain('KUBESTORAGE_CACHE_REDIS_URL');
   });
 
   it('stores: a scaled-down store is drained before it goes (preStop wait-drained)', async () => {
@@ -720,19 +830,33 @@ describe.skipIf(!HAVE_KUBECTL)('k8s manifests', () => {
     expect(hpa.spec.maxReplicas).toBeGreaterThan(hpa.spec.minReplicas);
   });
 
-  it('components: the ServiceMonitor scrapes the stores, the Ingress reaches the gateways', () => {
-    const sm = find(withComponents, 'ServiceMonitor', 'ks-store');
-    const svc = withComponents.filter(
-      (o) => o.kind === 'Service' && matches(sm.spec.selector.matchLabels, o.metadata.labels),
-    );
-    expect(svc.map(id)).toEqual(['Service/ks-store']);
-    const ep = sm.spec.endpoints[0];
-    expect(svc[0].spec.ports.map((p: Obj) => p.name)).toContain(ep.port);
-    expect(ep.path).toBe('/metrics');
-    expect(ep.authorization).toEqual({
-      type: 'Bearer',
-      credentials: { name: 'ks-metrics', key: 'token' },
-    });
+  it('components: ServiceMonitors scrape stores and gateways, the Ingress reaches the gateways', () => {
+    for (const [name, metrics] of [
+      ['ks-store', '/metrics'],
+      ['ks-gateway', '/_ks/metrics'],
+    ] as const) {
+      const sm = find(withComponents, 'ServiceMonitor', name);
+      const svc = withComponents.filter(
+        (o) => o.kind === 'Service' && matches(sm.spec.selector.matchLabels, o.metadata.labels),
+      );
+      expect(svc.map(id)).toEqual([`Service/${name}`]);
+      expect(sm.spec.endpoints).toHaveLength(1);
+      const ep = sm.spec.endpoints[0];
+      // The port the pods' prometheus.io/port annotation names, by the Service's port name.
+      const port = svc[0].spec.ports.find((p: Obj) => p.name === ep.port);
+      expect(port, name).toBeDefined();
+      const w = withComponents.find(
+        (o) =>
+          WORKLOADS.has(o.kind) && matches(svc[0].spec.selector, o.spec.template.metadata.labels),
+      );
+      expect(String(port.port)).toBe(w.spec.template.metadata.annotations['prometheus.io/port']);
+      expect(ep.path).toBe(metrics);
+      expect(ep.path).toBe(w.spec.template.metadata.annotations['prometheus.io/path']);
+      expect(ep.authorization).toEqual({
+        type: 'Bearer',
+        credentials: { name: 'ks-metrics', key: 'token' },
+      });
+    }
     const ing = find(withComponents, 'Ingress', 'ks-gateway');
     const backend = ing.spec.rules[0].http.paths[0].backend.service;
     const gw = find(withComponents, 'Service', backend.name);

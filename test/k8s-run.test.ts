@@ -9,16 +9,23 @@
 //    Service (a TCP proxy over the ready gateway pods, as kube-proxy);
 //  - each pod killed with SIGKILL and started again with the same volume (PVC) keeps every
 //    object, byte for byte.
+// Prod's Redis pod (the gateways' shared L2 cache, k8s/components/redis) runs its command,
+// redis-server, as Debian's /usr/bin/redis-server with the manifest's args; the gateways
+// reach it through the ks-redis Service name in their KUBESTORAGE_CACHE_REDIS_URL.
+// Without kubectl (kustomize v5) the file is skipped with the reason printed, except in CI
+// (process.env.CI), where that fails.
 // Prod has no Secret in its render: the test creates `ks-secrets` as docs/kubernetes.md
 // tells the operator to. Pods carry their node's zone label (as PodTopologyLabelsAdmission,
 // Kubernetes 1.35+, sets it), so prod's node-zone init container finds it without asking the
 // API server (there is none here).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REDIS_SERVER_BIN } from '../cache/redis-process.ts';
 import { randomBytes, sha256File } from '../conformance/harness.ts';
 import { kustomizeAvailable, LocalCluster, type Pod, render } from './kit/k8s-pods.ts';
 import { run } from './kit/processes.ts';
@@ -28,8 +35,47 @@ import { tempDir } from './kit/temp-dirs.ts';
 const ROOT = path.resolve(import.meta.dirname, '..');
 const KUSTOMIZE = kustomizeAvailable();
 const HAVE_AWS = fs.existsSync(AWS);
-if (!KUSTOMIZE.ok) console.warn(`k8s run: ${KUSTOMIZE.reason}: skipped`);
-else if (!HAVE_AWS) console.warn(`k8s run: ${AWS} missing (apt-get install awscli): skipped`);
+const HAVE_REDIS = fs.existsSync(REDIS_SERVER_BIN);
+const IN_CI = Boolean(process.env.CI);
+if (!KUSTOMIZE.ok) {
+  if (!IN_CI) console.warn(`k8s run: ${KUSTOMIZE.reason}: skipped`);
+} else if (!HAVE_AWS) console.warn(`k8s run: ${AWS} missing (apt-get install awscli): skipped`);
+else if (!HAVE_REDIS)
+  console.warn(
+    `k8s run: prod: ${REDIS_SERVER_BIN} missing (apt-get install redis-server): skipped`,
+  );
+
+describe.runIf(!KUSTOMIZE.ok && IN_CI)('k8s run: CI has kubectl', () => {
+  it('fails the run rather than skip the manifests run', () => {
+    expect.fail(`${KUSTOMIZE.reason}: CI must run the manifests (.ci/run checks for kubectl)`);
+  });
+});
+
+/** `INFO clients` of the Redis at ip:port, over one plain connection: connected_clients. */
+function redisClients(ip: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, ip);
+    let got = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`redis ${ip}:${port}: no answer`));
+    }, 5_000);
+    sock.once('connect', () => sock.write('INFO clients\r\n'));
+    sock.on('data', (b) => {
+      got += b.toString('latin1');
+      const m = /connected_clients:(\d+)/.exec(got);
+      if (m) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
 
 const ZONES = ['zone-a', 'zone-b', 'zone-c'];
 // On a loaded 2-core machine a dozen tsx-started processes take a while.
@@ -46,7 +92,8 @@ function operatorSecret(): Record<string, string> {
 }
 
 for (const overlay of ['dev', 'prod'] as const) {
-  describe.skipIf(!KUSTOMIZE.ok || !HAVE_AWS)(`k8s/overlays/${overlay} runs`, () => {
+  const skip = !KUSTOMIZE.ok || !HAVE_AWS || (overlay === 'prod' && !HAVE_REDIS);
+  describe.skipIf(skip)(`k8s/overlays/${overlay} runs`, () => {
     let cluster: LocalCluster;
     let h: ClientHome;
     let env: NodeJS.ProcessEnv;
@@ -104,11 +151,13 @@ for (const overlay of ['dev', 'prod'] as const) {
 
     it('every pod is ready by its readinessProbe, every workload at its replica count', () => {
       const count = (w: string) => cluster.podsOf(w).length;
+      const counts = ['ks-directory', 'ks-store', 'ks-gateway', 'ks-redis'].map(count);
       if (overlay === 'dev') {
-        expect([count('ks-directory'), count('ks-store'), count('ks-gateway')]).toEqual([1, 1, 1]);
+        expect(counts).toEqual([1, 1, 1, 0]);
       } else {
-        // The gateways: the HPA's minReplicas (the Deployment leaves replicas to it).
-        expect([count('ks-directory'), count('ks-store'), count('ks-gateway')]).toEqual([3, 6, 3]);
+        // The gateways: the HPA's minReplicas (the Deployment leaves replicas to it); one
+        // Redis (components/redis).
+        expect(counts).toEqual([3, 6, 3, 1]);
       }
       expect(cluster.pods.every((p) => p.ready)).toBe(true);
     });
@@ -219,6 +268,45 @@ for (const overlay of ['dev', 'prod'] as const) {
       STEP_MS,
     );
 
+    /**
+     * Prod: every gateway process holds a connection to the Redis pod, made through the
+     * ks-redis Service its KUBESTORAGE_CACHE_REDIS_URL names (DNS, then the Service's proxy).
+     */
+    async function expectGatewaysOnRedis(): Promise<void> {
+      const gateways = cluster.podsOf('ks-gateway');
+      for (const gw of gateways) {
+        const url = new URL(cluster.envOf(gw).get('KUBESTORAGE_CACHE_REDIS_URL')!);
+        expect(url.hostname).toBe('ks-redis');
+        expect(cluster.serviceUrl('ks-redis', Number(url.port))).toMatch(/^http:\/\/[\d.]+:6379$/);
+      }
+      const redis = cluster.podsOf('ks-redis')[0]!;
+      // The gateways' connections plus this one; a gateway reconnects within a second.
+      let clients = 0;
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        clients = await redisClients(redis.ip, 6379);
+        if (clients >= gateways.length + 1) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(clients).toBeGreaterThanOrEqual(gateways.length + 1);
+    }
+
+    const redisTitle =
+      overlay === 'prod'
+        ? 'prod: Redis runs as written, every gateway connected to it through its Service'
+        : 'dev: no Redis, and no gateway points at one';
+    it(redisTitle, async () => {
+      if (overlay === 'dev') {
+        for (const gw of cluster.podsOf('ks-gateway'))
+          expect(cluster.envOf(gw).has('KUBESTORAGE_CACHE_REDIS_URL')).toBe(false);
+        return;
+      }
+      // Redis ran as the manifest says: redis-server, as uid 999 where the runner can.
+      const redis = cluster.podsOf('ks-redis')[0]!;
+      expect(fs.readFileSync(redis.log, 'utf8')).toMatch(/start 1: \["redis-server"/);
+      await expectGatewaysOnRedis();
+    });
+
     /** Every object written is listed and reads back byte-for-byte through the Service. */
     async function expectEveryObject(): Promise<void> {
       expect(objects.size).toBeGreaterThan(0);
@@ -283,6 +371,8 @@ for (const overlay of ['dev', 'prod'] as const) {
         objects.set(`k8s-${overlay}/after.txt`, sha256File(after));
         await expectEveryObject();
         expect(cluster.pods.every((p) => p.starts >= 2)).toBe(true);
+        // The gateways reconnect to the Redis pod, which came back empty.
+        if (overlay === 'prod') await expectGatewaysOnRedis();
       },
       STEP_MS,
     );

@@ -14,7 +14,10 @@
 //    /etc/hosts naming every pod and Service (short and long forms), an /etc/resolv.conf
 //    with the namespace's search path, and its pod name as host name; otherwise the names
 //    are replaced by addresses in the strings (printed);
-//  - readiness is the pod's readinessProbe (httpGet), polled every 500 ms.
+//  - readiness is the pod's readinessProbe (httpGet or tcpSocket), polled every 500 ms;
+//  - a container of another image than kubestorage (the Redis component's redis:7-alpine)
+//    runs its `command` as found on this machine's PATH (Debian's /usr/bin/redis-server):
+//    it must name one, the runner knows only the kubestorage image's entrypoint and ENV.
 // What cannot be as in a container is replaced in the strings handed to the process
 // (command, args, env values, mounted files) and every replacement is recorded:
 // container paths of mounts -> their directories here, and 0.0.0.0 -> the pod's address
@@ -78,6 +81,12 @@ export function expand(s: string, env: Map<string, string>): string {
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
   Object.entries(selector ?? {}).every(([k, v]) => labels?.[k] === v);
+
+/** Whether a container runs the kubestorage image (any registry, any tag). */
+export function isKubestorageImage(image: string | undefined): boolean {
+  const name = (image ?? '').replace(/@.*$/, '').replace(/:[^/:]*$/, '');
+  return name.split('/').at(-1) === 'kubestorage';
+}
 
 /** The image's ENTRYPOINT and final-stage ENV, from the Dockerfile. */
 function imageConfig(): { entrypoint: string[]; cmd: string[]; env: Record<string, string> } {
@@ -570,10 +579,14 @@ export class LocalCluster {
   ): { cmd: string; args: string[]; env: Record<string, string>; argv: string[] } {
     const spec = pod.workload.spec.template.spec;
     const kenv = this.containerEnv(pod, c);
-    const command: string[] = (c.command ?? this.image.entrypoint).map((s: string) =>
+    const ours = isKubestorageImage(c.image);
+    if (!ours && !c.command)
+      throw new Error(`${pod.name} ${c.name}: image ${c.image} without a command`);
+    const image = ours ? this.image : { entrypoint: [], cmd: [], env: {} };
+    const command: string[] = (c.command ?? image.entrypoint).map((s: string) =>
       c.command ? expand(s, kenv) : s,
     );
-    const args: string[] = (c.args ?? (c.command ? [] : this.image.cmd)).map((s: string) =>
+    const args: string[] = (c.args ?? (c.command ? [] : image.cmd)).map((s: string) =>
       expand(s, kenv),
     );
     const argv = [...command, ...args].map((s, i) =>
@@ -582,7 +595,7 @@ export class LocalCluster {
     const dir = path.join(this.opts.root, 'pods', `${pod.name}-${pod.starts}`);
     const env: Record<string, string> = {
       PATH: `${this.binDir}:${path.dirname(process.execPath)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
-      ...this.image.env,
+      ...image.env,
       HOSTNAME: pod.name,
       HOME: dir,
       // Always set by the kubelet; nothing listens there (no API server here).
@@ -713,6 +726,23 @@ export class LocalCluster {
 
   private async probe(pod: Pod): Promise<boolean> {
     const c = pod.workload.spec.template.spec.containers[0];
+    const tcp = c.readinessProbe?.tcpSocket;
+    if (tcp) {
+      // Ready once the port takes a connection (the kubelet's tcpSocket probe).
+      const port = this.containerPort(pod, tcp.port);
+      const ms = (c.readinessProbe.timeoutSeconds ?? 1) * 1000;
+      return new Promise<boolean>((resolve) => {
+        const sock = net.connect(port, pod.ip);
+        const done = (ok: boolean) => {
+          clearTimeout(timer);
+          sock.destroy();
+          resolve(ok);
+        };
+        const timer = setTimeout(() => done(false), ms);
+        sock.once('connect', () => done(true));
+        sock.once('error', () => done(false));
+      });
+    }
     const p = c.readinessProbe?.httpGet;
     if (!p) return true;
     const port = this.containerPort(pod, p.port);
