@@ -2,14 +2,13 @@
 // directory leader's hot table, extra replicas, this period's hottest objects, what each
 // gateway last reported of its cache, and each store's cache (GET /cache). Signed with the
 // cluster secret, like admin raft and admin store.
-import { parseArgs } from 'node:util';
-import { loadConfig } from '../common/config.ts';
-import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
+import { AUTH_HEADER, type InternalAuth } from '../common/internal-auth.ts';
 import type { HotStatus } from '../directory/cluster/hotness.ts';
 import type { ExtraReplicaRecord, HotObjectRecord } from '../directory/model/hot.ts';
 import type { NodeRecord } from '../directory/model/topology.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
 import { StoreClient } from '../store-node/client.ts';
+import { parseAdminCommand } from './common.ts';
 
 const HELP = `usage: kubestorage admin cache status [--directory URL,...] [--json]
 
@@ -37,28 +36,11 @@ export type StoreCacheReply =
   | { id: string; state: string; error: string };
 
 export async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      directory: { type: 'string' },
-      config: { type: 'string' },
-      json: { type: 'boolean' },
-      timeout: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const [verb] = positionals;
-  if (values.help || verb !== 'status') {
-    process.stdout.write(HELP);
-    if (!values.help) process.exitCode = 2;
-    return;
-  }
-  const cfg = loadConfig({ file: values.config });
-  if (!cfg.clusterSecret) throw new Error('set KUBESTORAGE_CLUSTER_SECRET');
-  const auth = new InternalAuth(cfg.clusterSecret);
+  const cmd = parseAdminCommand(argv, HELP, ([verb]) => verb === 'status', 'timeout', 'json');
+  if (!cmd) return;
+  const { flags: values, auth } = cmd;
   const timeoutMs = Number(values.timeout ?? 5000) || 5000;
-  const urls = (values.directory ?? process.env.KS_DIRECTORY_URLS ?? 'http://127.0.0.1:7001')
+  const urls = cmd.directory
     .split(',')
     .map((u) => u.trim())
     .filter(Boolean)

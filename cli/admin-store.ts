@@ -1,11 +1,9 @@
 // kubestorage admin store: the store nodes and volumes the Raft directory knows, draining a
 // node (its volumes copied elsewhere while it still serves, then it is removed) and removing
 // a node for good (its volumes re-replicated at once from the other replicas).
-import { parseArgs } from 'node:util';
-import { loadConfig } from '../common/config.ts';
-import { InternalAuth } from '../common/internal-auth.ts';
 import type { NodeRecord } from '../directory/model/topology.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
+import { parseAdminCommand } from './common.ts';
 
 const HELP = `usage: kubestorage admin store <list|volumes|drain ID|wait-drained [ID]|remove ID> [--directory URL,...]
 
@@ -31,29 +29,17 @@ const HELP = `usage: kubestorage admin store <list|volumes|drain ID|wait-drained
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      directory: { type: 'string' },
-      config: { type: 'string' },
-      wait: { type: 'boolean' },
-      timeout: { type: 'string' },
-      settle: { type: 'string' },
-      'poll-ms': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const [verb, arg] = positionals;
-  if (values.help || !verb) {
-    process.stdout.write(HELP);
-    if (!values.help) process.exitCode = 2;
-    return;
-  }
-  const cfg = loadConfig({ file: values.config });
-  if (!cfg.clusterSecret) throw new Error('set KUBESTORAGE_CLUSTER_SECRET');
-  const urls = values.directory ?? process.env.KS_DIRECTORY_URLS ?? 'http://127.0.0.1:7001';
-  const dir = new MetadataClient(urls, new InternalAuth(cfg.clusterSecret));
+  const cmd = parseAdminCommand(
+    argv,
+    HELP,
+    ([verb]) => Boolean(verb),
+    'timeout settle poll-ms',
+    'wait',
+  );
+  if (!cmd) return;
+  const { flags: values } = cmd;
+  const [verb, arg] = cmd.words;
+  const dir = new MetadataClient(cmd.directory, cmd.auth);
   const seconds = (v: string | undefined, dflt: number, name: string) => {
     const n = v === undefined ? dflt : Number(v);
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number of seconds`);

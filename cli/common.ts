@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Config, loadConfig } from '../common/config.ts';
+import { InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import type { StoreOptions } from '../store-node/store.ts';
 
@@ -21,11 +22,66 @@ export function parseFlags<S extends string, B extends string = never>(
   strings: S,
   booleans?: B,
 ): Flags<S, B> {
+  return flagsAndWords(argv, strings, booleans, false).flags;
+}
+
+function flagsAndWords<S extends string, B extends string>(
+  argv: string[],
+  strings: S,
+  booleans: B | undefined,
+  allowPositionals: boolean,
+): { flags: Flags<S, B>; words: string[] } {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
   for (const s of strings.split(' ')) options[s] = { type: 'string' };
   for (const b of booleans?.split(' ') ?? []) options[b] = { type: 'boolean' };
   if ('help' in options) options.help = { type: 'boolean', short: 'h' };
-  return parseArgs({ args: argv, options }).values as Flags<S, B>;
+  const { values, positionals } = parseArgs({ args: argv, options, allowPositionals });
+  return { flags: values as Flags<S, B>, words: positionals };
+}
+
+/** The directory replicas an admin command asks when --directory is not given. */
+export const DEFAULT_DIRECTORY_URLS = 'http://127.0.0.1:7001';
+
+/**
+ * The start of an admin command signed with the cluster secret (admin store, cache, …):
+ * its flags plus --directory URLS, --config FILE and --help, and its words (the verb and
+ * its arguments). Null once the help is printed — asked for, or `wants(words)` is false
+ * (then with exit code 2); otherwise the flags, the words, the cluster's InternalAuth
+ * (the secret from the config or KUBESTORAGE_CLUSTER_SECRET) and the directory URLs
+ * (--directory, else $KS_DIRECTORY_URLS, else DEFAULT_DIRECTORY_URLS), comma-separated.
+ */
+export function parseAdminCommand<S extends string, B extends string = never>(
+  argv: string[],
+  help: string,
+  wants: (words: string[]) => boolean,
+  strings: S,
+  booleans?: B,
+): {
+  flags: Flags<S, B>;
+  words: string[];
+  auth: InternalAuth;
+  directory: string;
+} | null {
+  const { flags, words } = flagsAndWords(
+    argv,
+    `${strings} directory config`,
+    booleans ? `${booleans} help` : 'help',
+    true,
+  );
+  const f = flags as Flags<S, B> & { directory?: string; config?: string; help?: boolean };
+  if (f.help || !wants(words)) {
+    process.stdout.write(help);
+    if (!f.help) process.exitCode = 2;
+    return null;
+  }
+  const cfg = loadConfig({ file: f.config });
+  if (!cfg.clusterSecret) throw new Error('set KUBESTORAGE_CLUSTER_SECRET');
+  return {
+    flags,
+    words,
+    auth: new InternalAuth(cfg.clusterSecret),
+    directory: f.directory ?? process.env.KS_DIRECTORY_URLS ?? DEFAULT_DIRECTORY_URLS,
+  };
 }
 
 /**

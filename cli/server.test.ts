@@ -1,7 +1,9 @@
 // `kubestorage server --workers 2` as a real process: S3 traffic through the cluster
 // workers, SIGTERM shutdown, then a single-process restart on the same data.
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import {
   CreateBucketCommand,
@@ -11,14 +13,17 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { signRequest } from '../gateway/auth/sign.ts';
 import { filesContaining, openToOthers } from '../test/kit/files-at-rest.ts';
 import { exited, killChildren, startKubestorage } from '../test/kit/processes.ts';
-import { s3Client } from '../test/kit/s3-clients.ts';
+import { adminCall, s3Client } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { parseWorkers } from './server.ts';
 
 afterEach(() => killChildren());
+
+// Random, so that no compression of the files at rest can hide a copy of it in the
+// data-at-rest test (a repetitive secret compresses to something else).
+const ROOT_SECRET = crypto.randomBytes(20).toString('hex');
 
 interface Running {
   child: ChildProcess;
@@ -34,7 +39,7 @@ async function start(data: string, workers: string[]): Promise<Running> {
       ...process.env,
       KUBESTORAGE_LOG_LEVEL: 'info',
       KUBESTORAGE_ROOT_ACCESS_KEY: 'TESTKEY0123456789',
-      KUBESTORAGE_ROOT_SECRET_KEY: 'testsecret0123456789testsecret0123456789',
+      KUBESTORAGE_ROOT_SECRET_KEY: ROOT_SECRET,
     },
   });
   // Three processes load the gateway at once: next to the rest of CI on 2 cores a start
@@ -44,12 +49,33 @@ async function start(data: string, workers: string[]): Promise<Running> {
     child: p.child,
     endpoint: m[1]!,
     accessKey: 'TESTKEY0123456789',
-    secretKey: 'testsecret0123456789testsecret0123456789',
+    secretKey: ROOT_SECRET,
     output: p.output,
   };
 }
 
 const s3 = (r: Running): S3Client => s3Client(r);
+
+const KUBESTORAGE_BIN = path.join(import.meta.dirname, '..', 'bin', 'kubestorage.js');
+
+/** GET /_ks/metrics on a connection of its own. */
+function scrape(endpoint: string, token: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      `${endpoint}/_ks/metrics`,
+      { agent: false, headers: { authorization: `Bearer ${token}` } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+  });
+}
 
 describe('parseWorkers', () => {
   it('defaults to 1, maps 0 and auto to the core count and rejects junk', () => {
@@ -67,6 +93,20 @@ describe('kubestorage server --workers 2', () => {
     const data = tempDir();
     const a = await start(data, ['--workers', '2']);
     expect(a.output().match(/S3 endpoint/g)).toHaveLength(1); // printed once, by the primary
+    // Both workers check the metrics token derived from DIR/secret.key, which
+    // `kubestorage admin metrics-token --data DIR` prints (a fresh connection each: the
+    // cluster spreads them over the workers).
+    const token = execFileSync(
+      process.execPath,
+      [KUBESTORAGE_BIN, 'admin', 'metrics-token', '--data', data],
+      { encoding: 'utf8' },
+    ).trim();
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
+    for (let i = 0; i < 6; i++) {
+      expect(await scrape(a.endpoint, token)).toMatchObject({ status: 200 });
+      expect((await scrape(a.endpoint, token)).body).toContain('# HELP');
+      expect((await scrape(a.endpoint, 'x'.repeat(64))).status).toBe(403);
+    }
     const c1 = s3(a);
     await c1.send(new CreateBucketCommand({ Bucket: 'photos' }));
     const keys = Array.from({ length: 24 }, (_, i) => `img/${String(i).padStart(3, '0')}.jpg`);
@@ -114,24 +154,11 @@ describe('kubestorage server --workers 2', () => {
   }, 180_000);
 });
 
-/** A request to the admin API (as `kubestorage admin` makes it), signed with `r`'s root key. */
+/** A request to the admin API, signed with `r`'s root key: the new key it answers with. */
 async function admin(r: Running, method: string, what: string, query: [string, string][]) {
-  const url = new URL(r.endpoint);
-  const rawPath = `/_ks/admin/${what}`;
-  const { headers } = signRequest({
-    method,
-    rawPath,
-    query,
-    headers: { host: url.host },
-    accessKey: r.accessKey,
-    secretKey: r.secretKey,
-  });
-  const res = await fetch(`${r.endpoint}${rawPath}?${new URLSearchParams(query)}`, {
-    method,
-    headers,
-  });
+  const res = await adminCall(r.endpoint, r, method, what, query);
   expect(res.status).toBe(201);
-  return (await res.json()) as { accessKey: string; secretKey: string };
+  return res.body as unknown as { accessKey: string; secretKey: string };
 }
 
 describe('data at rest', () => {

@@ -114,6 +114,16 @@ function sealing(opts: Options): SecretBox {
   return SecretBox.fromSecret(loadSecretFile(path.join(opts.cfg.server.data, 'secret.key')));
 }
 
+/**
+ * What GET /_ks/metrics checks its bearer token with: the cluster secret with --directory,
+ * else DIR/secret.key (every worker derives the same token; `kubestorage admin
+ * metrics-token --data DIR` prints it).
+ */
+function metricsAuth(opts: Options): InternalAuth {
+  if (opts.directory) return new InternalAuth(opts.cfg.clusterSecret);
+  return new InternalAuth(loadSecretFile(path.join(opts.cfg.server.data, 'secret.key')));
+}
+
 function rootKeys(cfg: Config): { accessKey: string; secretKey: string } {
   return { accessKey: cfg.server.rootAccessKey, secretKey: cfg.server.rootSecretKey };
 }
@@ -150,6 +160,7 @@ async function runSingle(opts: Options): Promise<void> {
     data: { needles: new LocalNeedleStore(store) },
     root: rootKeys(cfg),
     sealing: sealing(opts),
+    metricsAuth: metricsAuth(opts),
   });
   const { host, port } = parseListen(cfg.server.listen);
   const endpoint = await gw.listen(host, port);
@@ -285,6 +296,7 @@ async function runWorker(opts: Options): Promise<void> {
     meta: { directory: process.env[ENV_META]!, auth },
     data: { needles },
     sealing: sealing(opts),
+    metricsAuth: metricsAuth(opts),
   });
   let served = 0;
   gw.server.on('request', () => {

@@ -77,6 +77,13 @@ export interface Config {
     heartbeatTimeoutMs: number;
     /** Bound on one question to a directory replica (scrub repair: who else has a volume). */
     directoryTimeoutMs: number;
+    /** Bound on one write a store forwards to another replica, connect to answer. */
+    replicationTimeoutMs: number;
+    /**
+     * The directory's node list (the stores a store may forward a needle to or sync from)
+     * is trusted this long; an origin missing from it re-reads it sooner.
+     */
+    knownStoresTtlMs: number;
   };
   /** A Raft directory replica (kubestorage directory). */
   directory: {
@@ -112,7 +119,7 @@ export interface Config {
     /** … and reclaimed once they have been orphans this long. */
     orphanGraceMs: number;
   };
-  /** The two-level cache and hot-object replicas (cache/README.md, DESIGN §6). */
+  /** The two-level cache and hot-object replicas (cache/README.md). */
   cache: {
     /** Off: no read counting, no caching, no extra replicas (the bench's "cache off" run). */
     enabled: boolean;
@@ -134,6 +141,11 @@ export interface Config {
     cacheThreshold: number;
     /** Extra replicas of one hot object at most (on stores without its volume). */
     maxExtraReplicas: number;
+    /**
+     * Bound on one call of the directory leader to a store about an extra replica (reading
+     * the needle from a volume replica, writing or dropping a copy).
+     */
+    extraCopyTimeoutMs: number;
     /**
      * How long a gateway may answer a hot object's GET from its own copy of the metadata;
      * a write to a hot object is acknowledged only once every such copy has expired.
@@ -190,6 +202,8 @@ export const DEFAULT_CONFIG: Config = {
     heartbeatMs: 1_000,
     heartbeatTimeoutMs: 2_000,
     directoryTimeoutMs: 5_000,
+    replicationTimeoutMs: 10_000,
+    knownStoresTtlMs: 10_000,
   },
   directory: {
     listen: '127.0.0.1:7001',
@@ -218,6 +232,7 @@ export const DEFAULT_CONFIG: Config = {
     replicateThreshold: 500,
     cacheThreshold: 1_000,
     maxExtraReplicas: 2,
+    extraCopyTimeoutMs: 30_000,
     leaseMs: 1_000,
     reportMs: 500,
     redisUrl: '',

@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 import type { HotSource } from '../cache/hot-view.ts';
 import { type Config, DEFAULT_CONFIG } from '../common/config.ts';
-import type { InternalAuth } from '../common/internal-auth.ts';
+import { InternalAuth } from '../common/internal-auth.ts';
 import * as httpServer from '../common/internal-http.ts';
 import type { Logger } from '../common/log.ts';
 import type { DataPath } from '../data-path/api.ts';
@@ -17,6 +17,7 @@ import { ClusterNeedleStore } from '../data-path/cluster-store.ts';
 import type { ViewDirectory } from '../data-path/cluster-view.ts';
 import { ObjectData } from '../data-path/object-data.ts';
 import { EmbeddedPlacement } from '../data-path/placement.ts';
+import { withDataErrors } from '../data-path/store-errors.ts';
 import { LevelMetadata } from '../directory/engine/meta-level.ts';
 import type { MetadataStore } from '../directory/model/api.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
@@ -137,6 +138,14 @@ export interface GatewaySpec {
    * (tests). With `root` set, secrets stored in clear are sealed at start.
    */
   sealing?: SecretBox;
+  /**
+   * Whose metrics bearer token GET /_ks/metrics takes. Omitted: the cluster's (the cluster
+   * data path's auth, else a configured clusterSecret): the token the stores' /metrics
+   * take; else, for LevelDB in DIR/meta, the secret in DIR/secret.key (the one sealing
+   * uses); else a secret of this process only (nobody can scrape; tests read it from
+   * Gateway.metricsAuth).
+   */
+  metricsAuth?: InternalAuth;
   /** Lets a test interpose on the gateway's metadata calls (not the set-up's). */
   wrapMeta?: (m: MetadataStore) => MetadataStore;
 }
@@ -148,6 +157,8 @@ export interface Gateway {
   /** The cluster's needle store and placement (cluster wiring only). */
   cluster?: ClusterDataPath;
   creds?: RootCreds;
+  /** What GET /_ks/metrics verifies its bearer token with (GatewaySpec.metricsAuth). */
+  metricsAuth: InternalAuth;
   /** The two-level cache's gateway side (cache.enabled), compose/cache.ts. */
   cache?: GatewayCache;
   /** Aborts abandoned multipart uploads (gateway.multipartExpiryMs); started here. */
@@ -169,9 +180,19 @@ function defaultSealing(spec: GatewaySpec): SecretBox {
   return SecretBox.fromSecret(crypto.randomBytes(32).toString('base64url'));
 }
 
+function defaultMetricsAuth(spec: GatewaySpec): InternalAuth {
+  if ('cluster' in spec.data) return spec.data.cluster;
+  if (spec.cfg.clusterSecret) return new InternalAuth(spec.cfg.clusterSecret);
+  if ('level' in spec.meta) {
+    return new InternalAuth(loadSecretFile(path.join(path.dirname(spec.meta.level), 'secret.key')));
+  }
+  return new InternalAuth(crypto.randomBytes(32).toString('base64url'));
+}
+
 export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
   const { cfg, log } = spec;
   const box = spec.sealing ?? defaultSealing(spec);
+  const metricsAuth = spec.metricsAuth ?? defaultMetricsAuth(spec);
   const metadata = await openMetadata(spec.meta);
   const meta = withSealedKeys(metadata.meta, box);
   let cluster: ClusterDataPath | undefined;
@@ -213,7 +234,8 @@ export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
           source,
           exclusive: metadata.meta instanceof LevelMetadata,
           inner: data,
-          needles,
+          // The cache reads needles directly: through the data path's errors too.
+          needles: withDataErrors(needles),
           cluster: cluster?.store,
         });
         data = cache.data;
@@ -230,6 +252,7 @@ export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
       data,
       log,
       metrics: registry && (() => registry.metrics()),
+      metricsAuth,
       config: {
         region: cfg.gateway.region,
         domain: cfg.gateway.domain || undefined,
@@ -257,6 +280,7 @@ export async function assembleGateway(spec: GatewaySpec): Promise<Gateway> {
       cluster,
       cache,
       creds,
+      metricsAuth,
       multipartExpiry,
       async listen(host, port) {
         const addr = await httpServer.listen(server, host, port);

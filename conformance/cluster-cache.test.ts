@@ -18,6 +18,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { startRedisServer } from '../cache/redis-process.ts';
+import { InternalAuth } from '../common/internal-auth.ts';
 import { killPid } from '../test/kit/processes.ts';
 import { startCluster, type TestCluster, until } from './cluster-util.ts';
 
@@ -119,8 +120,15 @@ async function loops(h: History, width: number, ms: number, fn: (i: number) => P
   );
 }
 
-async function gatewayMetric(url: string, name: string, level: string): Promise<number> {
-  const text = await (await fetch(`${url}/_ks/metrics`)).text();
+/** A gateway's counter, scraped with the metrics token of `secret` (the cluster's). */
+async function gatewayMetric(
+  url: string,
+  secret: string,
+  name: string,
+  level: string,
+): Promise<number> {
+  const authorization = `Bearer ${new InternalAuth(secret).metricsToken}`;
+  const text = await (await fetch(`${url}/_ks/metrics`, { headers: { authorization } })).text();
   const m = new RegExp(`^${name}\\{level="${level}"\\} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : 0;
 }
@@ -174,6 +182,7 @@ describe.runIf(RUN)('the two-level cache on a real cluster', () => {
     await heat(keys, 'gateway');
     const hitsBefore = await gatewayMetric(
       c.file.gateways[1]!,
+      c.file.secret,
       'kubestorage_cache_hits_total',
       'gateway-records',
     );
@@ -188,6 +197,7 @@ describe.runIf(RUN)('the two-level cache on a real cluster', () => {
     await Promise.all([writer, readers]);
     const hitsAfter = await gatewayMetric(
       c.file.gateways[1]!,
+      c.file.secret,
       'kubestorage_cache_hits_total',
       'gateway-records',
     );
@@ -214,7 +224,9 @@ describe.runIf(RUN)('the two-level cache on a real cluster', () => {
     await heat(keys, 'gateway', 1);
     const l2 = () =>
       Promise.all(
-        c.file.gateways.map((g) => gatewayMetric(g, 'kubestorage_cache_hits_total', 'redis')),
+        c.file.gateways.map((g) =>
+          gatewayMetric(g, c.file.secret, 'kubestorage_cache_hits_total', 'redis'),
+        ),
       );
     const load = Promise.all([
       loops(h, 2, 9_000, async (i) => {

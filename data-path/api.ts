@@ -1,20 +1,38 @@
 // The gateway's one seam to object bytes: everything under gateway/ types against DataPath,
 // never a concrete class, and both wirings (embedded: one local store; cluster: replicated
-// volumes) provide it (compose/gateway.ts). The next issue plugs the object cache in
+// volumes) provide it (compose/gateway.ts). Its failures are DataErrors. The next issue plugs the object cache in
 // exactly here, as a DataPath wrapping another one.
 import type { ChunkRef } from '../directory/model/api.ts';
 
 /**
- * What the data path refuses on its own account. It knows nothing of S3: the gateway turns
- * these into S3 errors (gateway/app.ts toS3Error), so data-path/ never imports gateway/.
+ * How the data path fails, whichever wiring is behind it: what it refuses on its own
+ * account, and the store nodes' failures (StoreError) mapped at this seam
+ * (store-errors.ts), so the gateway never sees a store's error codes. It knows nothing of
+ * S3: the gateway turns these into S3 errors (gateway/app.ts toS3Error), so data-path/
+ * never imports gateway/.
  */
+export type DataErrorCode =
+  /** The body passed WriteOptions.maxSize. */
+  | 'TooLarge'
+  /** A needle came back short. */
+  | 'ShortRead'
+  /** A store is overloaded or its volume full: worth a retry later. */
+  | 'Busy'
+  /** Store nodes failing under us (a node just died, replicas unreachable). */
+  | 'Unavailable'
+  /** A needle is gone: freed by an overwrite or delete committed since the record was read. */
+  | 'NeedleGone'
+  /** Any other store failure. */
+  | 'StoreFailed';
+
 export class DataError extends Error {
   constructor(
-    /** TooLarge: the body passed WriteOptions.maxSize. ShortRead: a needle came back short. */
-    readonly code: 'TooLarge' | 'ShortRead',
+    readonly code: DataErrorCode,
     message: string,
+    /** The store's error this one stands for. */
+    cause?: unknown,
   ) {
-    super(message);
+    super(message, cause === undefined ? undefined : { cause });
     this.name = 'DataError';
   }
 }

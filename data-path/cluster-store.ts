@@ -16,24 +16,16 @@ import type {
   NeedleStore,
   PutResult,
 } from '../store-node/api.ts';
-import { type PutOptions, StoreClient } from '../store-node/client.ts';
+import { StoreClient } from '../store-node/client.ts';
 import { StoreError } from '../store-node/errors.ts';
 import type { StoreStatus } from '../store-node/store.ts';
 import { ClusterView, type NodeView, type ViewDirectory, type VolumeView } from './cluster-view.ts';
 
 /** The part of StoreClient this file uses (a seam for tests). */
-export interface NodeClient {
-  put(ref: NeedleRef, data: Buffer, contentType?: string, opts?: PutOptions): Promise<PutResult>;
-  get(
-    ref: NeedleRef,
-    range?: { start: number; end: number },
-    opts?: GetOptions,
-  ): Promise<GetResult>;
-  head(ref: NeedleRef): Promise<{ size: number }>;
-  delete(ref: NeedleRef): Promise<void>;
-  createVolume(volumeId: number, opts?: { ifMissing?: boolean }): Promise<void>;
-  close(): Promise<void>;
-}
+export type NodeClient = Pick<
+  StoreClient,
+  'put' | 'get' | 'head' | 'delete' | 'createVolume' | 'close'
+>;
 
 export interface ClusterStoreOptions {
   directory: ViewDirectory;

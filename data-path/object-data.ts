@@ -6,15 +6,17 @@
 // the body's sender is held back by TCP instead of by our memory. With the gateway's cap
 // on concurrent uploads (gateway/limits.ts) that bounds all bodies held at once.
 // Nothing here touches metadata: a failed write frees what it stored, and a crash
-// before the metadata commit leaves orphan needles, never a visible partial object.
+// before the metadata commit leaves orphan needles, never a visible partial object. The
+// stores' errors leave as DataErrors (store-errors.ts), in both wirings.
 
 import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
 import type { ChunkRef } from '../directory/model/api.ts';
-import type { NeedleStore } from '../store-node/api.ts';
+import type { GetResult, NeedleStore } from '../store-node/api.ts';
 import { StoreError } from '../store-node/errors.ts';
 import { DataError, type DataPath, type WriteOptions } from './api.ts';
 import type { Placement } from './placement.ts';
+import { toDataError } from './store-errors.ts';
 
 export class ObjectData implements DataPath {
   constructor(
@@ -66,7 +68,7 @@ export class ObjectData implements DataPath {
       return { chunks, size };
     } catch (e) {
       void this.free(chunks);
-      throw e;
+      throw toDataError(e);
     }
   }
 
@@ -109,11 +111,16 @@ export class ObjectData implements DataPath {
         const to = Math.min(end, cEnd) - base;
         const ref = { volumeId: c.volumeId, needleId: BigInt(c.needleId), cookie: c.cookie };
         const whole = from === 0 && to === c.size - 1;
-        const r = await this.store.get(
-          ref,
-          whole ? undefined : { start: from, end: to },
-          whole ? { expectedSize: c.size } : undefined,
-        );
+        let r: GetResult;
+        try {
+          r = await this.store.get(
+            ref,
+            whole ? undefined : { start: from, end: to },
+            whole ? { expectedSize: c.size } : undefined,
+          );
+        } catch (e) {
+          throw toDataError(e);
+        }
         if (r.data.length !== to - from + 1) {
           throw new DataError(
             'ShortRead',

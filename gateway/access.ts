@@ -3,14 +3,8 @@
 // The bucket record comes from the gateway's one-second cache (lookup-cache.ts), so a
 // write also carries the owner it was allowed against (guard) and the directory refuses
 // it at commit if the bucket has changed hands since.
-import type {
-  BucketGuard,
-  BucketRecord,
-  ObjectRecord,
-  PartRecord,
-  PutCondition,
-  UploadRecord,
-} from '../directory/model/api.ts';
+import type { BucketGuard, BucketRecord } from '../directory/model/api.ts';
+import type { GuardedWrite, GuardedWrites } from '../directory/model/methods.ts';
 import type { HandlerServices, S3Request } from './context.ts';
 import { S3Error } from './error.ts';
 
@@ -30,34 +24,10 @@ type HandlerMetadata = HandlerServices['meta'];
 /**
  * The metadata store a bucket handler gets: its bucket writes cannot be called without the
  * owner the write was allowed against, which the directory checks again at commit (the
- * record checked here may be up to a second old). Forgetting it does not compile.
+ * record checked here may be up to a second old). Forgetting it does not compile. Which
+ * writes, and their signatures, come from directory/model/methods.ts GUARDED_WRITES.
  */
-export interface GuardedMetadata extends HandlerMetadata {
-  putObject(
-    bucket: string,
-    rec: ObjectRecord,
-    cond: PutCondition & Guard,
-  ): Promise<ObjectRecord | null>;
-  deleteObject(bucket: string, key: string, guard: Guard): Promise<ObjectRecord | null>;
-  createUpload(u: UploadRecord, guard: Guard): Promise<void>;
-  putPart(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    part: PartRecord,
-    guard: Guard,
-  ): Promise<PartRecord | null>;
-  completeUpload(
-    bucket: string,
-    key: string,
-    uploadId: string,
-    rec: ObjectRecord,
-    usedParts: number[],
-    guard: Guard,
-  ): Promise<{ previous: ObjectRecord | null; unused: PartRecord[] }>;
-  abortUpload(bucket: string, key: string, uploadId: string, guard: Guard): Promise<PartRecord[]>;
-  deleteBucket(name: string, guard: Guard): Promise<void>;
-}
+export interface GuardedMetadata extends Omit<HandlerMetadata, GuardedWrite>, GuardedWrites {}
 
 /** A request whose bucket exists and which may act on it as its route declared. */
 export interface BucketRequest extends S3Request {

@@ -6,9 +6,9 @@ import crypto from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
+import type { InternalAuth } from '../common/internal-auth.ts';
 import { DataError } from '../data-path/api.ts';
 import { MetadataError } from '../directory/model/api.ts';
-import { StoreError } from '../store-node/errors.ts';
 import { authorizeBucket } from './access.ts';
 import { ADMIN_PREFIX, handleAdmin } from './admin.ts';
 import { chunkedOptionsFor, decodeAwsChunked } from './auth/chunked.ts';
@@ -80,9 +80,9 @@ const CONNECTION_ERRORS = new Set([
   'UND_ERR_CLOSED',
 ]);
 
-/** A store could not be reached or could not reach its replicas. */
+/** Something could not be reached, or the data path's stores could not reach replicas. */
 function unreachable(e: unknown): boolean {
-  if (e instanceof StoreError) return e.code === 'ReplicaWriteFailed';
+  if (e instanceof DataError) return e.code === 'Unavailable';
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === 'string' && CONNECTION_ERRORS.has(code);
 }
@@ -90,17 +90,14 @@ function unreachable(e: unknown): boolean {
 export function toS3Error(e: unknown, services: Services): S3Error {
   if (e instanceof S3Error) return e;
   if (e instanceof DataError) {
-    return e.code === 'TooLarge'
-      ? new S3Error('EntityTooLarge', e.message)
-      : new S3Error('InternalError', e.message);
+    if (e.code === 'TooLarge') return new S3Error('EntityTooLarge', e.message);
+    if (e.code === 'ShortRead') return new S3Error('InternalError', e.message);
+    if (e.code === 'Busy') return new S3Error('SlowDown', 'Please reduce your request rate.');
   }
   if (e instanceof MetadataError) {
     const err = fromMetadataError(e);
     if (err.code === 'InternalError') services.log.error({ err: e }, 'unknown metadata error');
     return err;
-  }
-  if (e instanceof StoreError && (e.code === 'Busy' || e.code === 'VolumeFull')) {
-    return new S3Error('SlowDown', 'Please reduce your request rate.');
   }
   if (unreachable(e)) {
     // Store nodes failing under us (a node just died, replicas unreachable): worth a retry.
@@ -127,8 +124,17 @@ function errorResponse(
   return new Response(body, { status: err.status, headers });
 }
 
+/**
+ * The services plus who may scrape GET /_ks/metrics: the bearer token the stores' /metrics
+ * take (InternalAuth.verifyMetricsBearer, compose/gateway.ts says whose). Without it the
+ * metrics answer 403 to everyone.
+ */
+export interface GatewayServices extends Services {
+  metricsAuth?: Pick<InternalAuth, 'verifyMetricsBearer'>;
+}
+
 /** What a gateway runs on: the lookup cache in front of the metadata store, the upload cap. */
-function gatewayServices(uncached: Services): Services {
+function gatewayServices(uncached: GatewayServices): GatewayServices {
   return {
     ...uncached,
     meta: withLookupCache(uncached.meta),
@@ -136,11 +142,11 @@ function gatewayServices(uncached: Services): Services {
   };
 }
 
-export function createApp(uncached: Services): Hono<{ Bindings: HttpBindings }> {
+export function createApp(uncached: GatewayServices): Hono<{ Bindings: HttpBindings }> {
   return appOver(gatewayServices(uncached));
 }
 
-function appOver(services: Services): Hono<{ Bindings: HttpBindings }> {
+function appOver(services: GatewayServices): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
   const handle = handlerOver(services);
   app.all('*', (c) => handle(c.env.incoming));
@@ -148,7 +154,7 @@ function appOver(services: Services): Hono<{ Bindings: HttpBindings }> {
 }
 
 /** The gateway's whole request pipeline: a node request in, a Response out, never throwing. */
-function handlerOver(services: Services): (incoming: IncomingMessage) => Promise<Response> {
+function handlerOver(services: GatewayServices): (incoming: IncomingMessage) => Promise<Response> {
   return async (incoming) => {
     const requestId = newRequestId();
     const method = incoming.method ?? 'GET';
@@ -156,7 +162,7 @@ function handlerOver(services: Services): (incoming: IncomingMessage) => Promise
     try {
       const t = splitTarget(incoming.url ?? '/', incoming.headers.host, services.config.domain);
       resource = t.key ? `/${t.bucket}/${t.key}` : `/${t.bucket}`;
-      if (isProbe(t, method)) return probeAnswer(services, t.key);
+      if (isProbe(t, method)) return await probeAnswer(services, t.key, incoming);
       if (method === 'OPTIONS') throw corsPreflightError(incoming);
       const pairs = parseQuery(t.rawQuery);
       // Verified already when the request came with Expect: 100-continue (checkHead).
@@ -322,18 +328,26 @@ function bodyDecoder(
 type Target = ReturnType<typeof splitTarget>;
 
 /**
- * Kubernetes' probes and Prometheus' scrape, the gateway's only anonymous routes, under
+ * Kubernetes' probes and Prometheus' scrape, the gateway's routes outside S3 auth, under
  * /_ks/ (no bucket can be named "_ks"): GET /_ks/healthz (liveness: it serves HTTP),
- * GET /_ks/readyz (readiness: the directory answers too), one word each, and
- * GET /_ks/metrics (counters only: the cache levels).
+ * GET /_ks/readyz (readiness: the directory answers too), one word each and anonymous, and
+ * GET /_ks/metrics (counters only: the cache levels) with the metrics bearer token, as a
+ * store's /metrics (403 AccessDenied without it).
  */
 const isProbe = (t: Target, method: string): boolean =>
   t.bucket === '_ks' &&
   (t.key === 'healthz' || t.key === 'readyz' || t.key === 'metrics') &&
   (method === 'GET' || method === 'HEAD');
 
-async function probeAnswer(services: Services, which: string): Promise<Response> {
+async function probeAnswer(
+  services: GatewayServices,
+  which: string,
+  incoming: IncomingMessage,
+): Promise<Response> {
   if (which === 'metrics') {
+    if (!services.metricsAuth?.verifyMetricsBearer(incoming.headers.authorization)) {
+      throw new S3Error('AccessDenied', 'Access Denied');
+    }
     const text = (await services.metrics?.()) ?? '';
     return new Response(text, {
       headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
@@ -499,7 +513,7 @@ async function refuseHead(res: ServerResponse, answer: Response): Promise<void> 
 }
 
 /** An http.Server running the gateway (not yet listening). */
-export function createGatewayServer(uncached: Services): Server {
+export function createGatewayServer(uncached: GatewayServices): Server {
   const services = gatewayServices(uncached);
   const handle = handlerOver(services);
   const limits = serverLimits(services.config);

@@ -27,8 +27,9 @@ async function text(s3: S3Client, key: string): Promise<string | null> {
   }
 }
 
-async function metric(endpoint: string, name: string, level: string): Promise<number> {
-  const body = await (await fetch(`${endpoint}/_ks/metrics`)).text();
+async function metric(srv: TestServer, name: string, level: string): Promise<number> {
+  const headers = { authorization: `Bearer ${srv.metricsToken}` };
+  const body = await (await fetch(`${srv.endpoint}/_ks/metrics`, { headers })).text();
   const m = new RegExp(`^${name}\\{level="${level}"\\} (\\S+)$`, 'm').exec(body);
   return m ? Number(m[1]) : 0;
 }
@@ -51,8 +52,8 @@ describe('the gateway cache through S3', () => {
       'the object at gateway level and served from there',
       async () => {
         for (let i = 0; i < 10; i++) expect(await text(s3, 'hot')).toBe('v1');
-        const bytes = await metric(srv.endpoint, 'kubestorage_cache_hits_total', 'gateway');
-        const recs = await metric(srv.endpoint, 'kubestorage_cache_hits_total', 'gateway-records');
+        const bytes = await metric(srv, 'kubestorage_cache_hits_total', 'gateway');
+        const recs = await metric(srv, 'kubestorage_cache_hits_total', 'gateway-records');
         return bytes > 0 && recs > 0;
       },
       20_000,
@@ -60,7 +61,7 @@ describe('the gateway cache through S3', () => {
     );
     // Store level saw it first (a fill hint), and the gateway took it over with a drop.
     expect(srv.store.cache?.stats.fills).toBeGreaterThan(0);
-    const records = () => metric(srv.endpoint, 'kubestorage_cache_hits_total', 'gateway-records');
+    const records = () => metric(srv, 'kubestorage_cache_hits_total', 'gateway-records');
     const before = await records();
     for (let i = 0; i < 20; i++) expect(await text(s3, 'hot')).toBe('v1');
     // The record came from the gateway's copy for most of these (a copy lives leaseMs).

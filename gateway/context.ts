@@ -1,8 +1,10 @@
 // What every S3 handler receives: the parsed request, who sent it, and the services.
+
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Logger } from '../common/log.ts';
 import type { DataPath } from '../data-path/api.ts';
 import type { MetadataStore } from '../directory/model/api.ts';
+import type { GuardedWrite } from '../directory/model/methods.ts';
 import { S3Error } from './error.ts';
 import type { LimitSettings, UploadLimit } from './limits.ts';
 
@@ -27,16 +29,12 @@ export interface Services {
   metrics?: () => Promise<string>;
 }
 
-/** Writes into a bucket: a handler makes them only through a BucketRequest (access.ts). */
-export type BucketWrite =
-  | 'putObject'
-  | 'putObjectStored'
-  | 'deleteObject'
-  | 'createUpload'
-  | 'putPart'
-  | 'completeUpload'
-  | 'abortUpload'
-  | 'deleteBucket';
+/**
+ * Writes into a bucket: a handler makes them only through a BucketRequest (access.ts).
+ * The guarded ones are declared in directory/model/methods.ts; putObjectStored (the
+ * store-then-commit write the gateway itself wraps) is kept from handlers as well.
+ */
+export type BucketWrite = GuardedWrite | 'putObjectStored';
 
 /**
  * The services as a handler sees them: the metadata store without its bucket writes, which

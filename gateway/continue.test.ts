@@ -4,7 +4,7 @@
 // decide — size, bucket, access. A refusal comes instead of the 100, with the S3 error XML
 // and Connection: close, and no byte of the body is asked for. Raw sockets, so that the
 // 100 (or its absence) is seen as sent. Also the gateway's only anonymous routes, the
-// Kubernetes probes /_ks/healthz and /_ks/readyz.
+// Kubernetes probes /_ks/healthz and /_ks/readyz, and /_ks/metrics behind its token.
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -333,6 +333,19 @@ describe('the anonymous surface', () => {
     // Everything else still needs a signature.
     expect((await fetch(`${srv.endpoint}/`)).status).toBe(403);
     expect((await fetch(`${srv.endpoint}/_ks/admin/users`)).status).toBe(403);
+  });
+
+  it("/_ks/metrics wants the metrics bearer token, as a store's /metrics (issue 12)", async () => {
+    const url = `${srv.endpoint}/_ks/metrics`;
+    for (const authorization of [undefined, 'Bearer wrong', `Bearer ${srv.metricsToken}x`]) {
+      const r = await fetch(url, { headers: authorization ? { authorization } : {} });
+      expect([r.status, await r.text()]).toEqual([403, expect.stringContaining('AccessDenied')]);
+      expect((await fetch(url, { method: 'HEAD' })).status).toBe(403);
+    }
+    const r = await fetch(url, { headers: { authorization: `Bearer ${srv.metricsToken}` } });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(await r.text()).toMatch(/^# (HELP|TYPE) kubestorage_/m);
   });
 
   it('/_ks/readyz is 503 while the directory does not answer; /_ks/healthz stays ok', async () => {

@@ -1,7 +1,8 @@
 // GetObject and HeadObject: conditional requests, single byte ranges, partNumber reads,
 // response-* overrides, and a streamed body read chunk by chunk from the stores.
+
+import { DataError } from '../data-path/api.ts';
 import type { ObjectRecord } from '../directory/model/api.ts';
-import { StoreError } from '../store-node/errors.ts';
 import type { BucketRequest } from './access.ts';
 import { header, type S3Request } from './context.ts';
 import { S3Error } from './error.ts';
@@ -184,7 +185,7 @@ export async function getObject(req: BucketRequest, head: boolean): Promise<Resp
   } catch (e) {
     // An overwrite or delete committed between our metadata read and the data read has
     // freed the needles we were about to read: answer from the record as it is now.
-    if (e instanceof StoreError && e.code === 'NoSuchNeedle') return getOnce(req, head);
+    if (e instanceof DataError && e.code === 'NeedleGone') return getOnce(req, head);
     throw e;
   }
 }

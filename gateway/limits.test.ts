@@ -3,7 +3,6 @@
 // headers, for silence and for a whole request, and aws-chunked bodies streamed through
 // rather than buffered a signed chunk at a time. Raw sockets stand in for stalled clients.
 import net from 'node:net';
-import path from 'node:path';
 import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
@@ -14,13 +13,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../common/config.ts';
-import { createLogger } from '../common/log.ts';
-import { assembleGateway, defaultConfig } from '../compose/gateway.ts';
 import { ObjectData } from '../data-path/object-data.ts';
-import { LocalNeedleStore, type NeedleStore } from '../store-node/api.ts';
-import { Store } from '../store-node/store.ts';
-import { s3Client, s3Error } from '../test/kit/s3-clients.ts';
+import type { NeedleStore } from '../store-node/api.ts';
+import { s3Error } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startTestServerWithClient, type TestServer } from '../test/kit/test-server.ts';
 import { sleep, until } from '../test/kit/until.ts';
 import { encodeAwsChunked } from './auth/chunked.ts';
 import { signRequest } from './auth/sign.ts';
@@ -29,45 +26,18 @@ const ACCESS = 'KSTESTACCESSKEY00001';
 const SECRET = 'test-secret-key-0123456789abcdefghijklmn';
 const CHUNK = 16 * 1024;
 
-interface Srv {
-  port: number;
-  endpoint: string;
-  store: Store;
+interface Srv extends TestServer {
   s3: S3Client;
-  close(): Promise<void>;
 }
 
 /** A gateway (embedded store and LevelDB) with these gateway settings and 16 KiB needles. */
-async function start(gateway: Partial<Config['gateway']>): Promise<Srv> {
-  const dir = tempDir('ks-gwlimits-');
-  const store = await Store.open(path.join(dir, 'store'), {
-    compactCheckMs: 0,
-    scrubIntervalMs: 0,
-    maxSize: 64 * 1024 * 1024,
+const start = (gateway: Partial<Config['gateway']>): Promise<Srv> =>
+  startTestServerWithClient(tempDir('ks-gwlimits-'), {
+    chunkSize: CHUNK,
+    maxVolumeSize: 64 * 1024 * 1024,
+    gateway,
+    embeddedMetadata: true,
   });
-  const cfg = defaultConfig();
-  Object.assign(cfg.gateway, { chunkSize: CHUNK, ...gateway });
-  const gw = await assembleGateway({
-    cfg,
-    log: createLogger('test-gateway', process.env.KUBESTORAGE_LOG_LEVEL ?? 'silent'),
-    meta: { level: path.join(dir, 'meta') },
-    data: { needles: new LocalNeedleStore(store) },
-    root: { accessKey: ACCESS, secretKey: SECRET },
-  });
-  const endpoint = await gw.listen('127.0.0.1', 0);
-  const s3 = s3Client({ endpoint, accessKey: ACCESS, secretKey: SECRET });
-  return {
-    port: Number(new URL(endpoint).port),
-    endpoint,
-    store,
-    s3,
-    async close() {
-      s3.destroy();
-      await gw.close();
-      await store.close();
-    },
-  };
-}
 
 /** The head of a signed request (UNSIGNED-PAYLOAD unless `payloadHash`), ready to write. */
 function head(

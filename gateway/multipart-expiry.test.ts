@@ -5,7 +5,6 @@
 // (with KUBESTORAGE_TEST_DIRECTORY=raft, over a 3-replica Raft directory), and once on a
 // cluster's replicated data path.
 import crypto from 'node:crypto';
-import path from 'node:path';
 import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
@@ -19,13 +18,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../common/log.ts';
 import { assembleGateway, defaultConfig, type Gateway } from '../compose/gateway.ts';
 import type { ChunkRef, MetadataStore, PartRecord } from '../directory/model/api.ts';
-import { LocalNeedleStore } from '../store-node/api.ts';
 import { StoreError } from '../store-node/errors.ts';
-import { Store } from '../store-node/store.ts';
+import type { Store } from '../store-node/store.ts';
 import { startTestCluster, type TestCluster } from '../test/kit/data-cluster.ts';
 import { s3Client, s3Error } from '../test/kit/s3-clients.ts';
 import { payload, tempDir } from '../test/kit/temp-dirs.ts';
-import { startTestDirectory } from '../test/kit/test-directory.ts';
+import { startTestServerWithClient, type TestServer } from '../test/kit/test-server.ts';
 import { sleep, until } from '../test/kit/until.ts';
 import { MultipartExpiry } from './multipart-expiry.ts';
 
@@ -39,55 +37,23 @@ const ROOT = {
 /** What the S3 helpers below need of a gateway. */
 type Client = { gw: Gateway; s3: S3Client };
 
-interface Srv {
-  gw: Gateway;
-  store: Store;
+interface Srv extends TestServer {
   s3: S3Client;
-  close(): Promise<void>;
 }
 
 /** test/kit/test-server.ts with the expiry settings (and its Raft variant). */
-async function startServer(
+const startServer = (
   dir: string,
-  o: {
-    expiryMs: number;
-    sweepMs: number;
-    wrapMeta?: (m: MetadataStore) => MetadataStore;
-  },
-): Promise<Srv> {
-  const raft =
-    process.env.KUBESTORAGE_TEST_DIRECTORY === 'raft'
-      ? await startTestDirectory(path.join(dir, 'directory'), 3)
-      : null;
-  const store = await Store.open(path.join(dir, 'store'), {
-    compactCheckMs: 0,
-    scrubIntervalMs: 0,
-  });
-  const cfg = defaultConfig();
-  cfg.gateway.multipartExpiryMs = o.expiryMs;
-  cfg.gateway.multipartSweepMs = o.sweepMs;
-  const gw = await assembleGateway({
-    cfg,
-    log: log(),
-    meta: raft ? { open: raft.client } : { level: path.join(dir, 'meta') },
-    data: { needles: new LocalNeedleStore(store) },
-    root: ROOT,
-    wrapMeta: o.wrapMeta,
-  });
-  const endpoint = await gw.listen('127.0.0.1', 0);
-  const s3 = s3Client({ endpoint, ...gw.creds! }, { maxAttempts: 1 });
-  return {
-    gw,
-    store,
-    s3,
-    async close() {
-      s3.destroy();
-      await gw.close();
-      await store.close();
-      await raft?.close();
+  o: { expiryMs: number; sweepMs: number; wrapMeta?: (m: MetadataStore) => MetadataStore },
+): Promise<Srv> =>
+  startTestServerWithClient(
+    dir,
+    {
+      gateway: { multipartExpiryMs: o.expiryMs, multipartSweepMs: o.sweepMs },
+      wrapMeta: o.wrapMeta,
     },
-  };
-}
+    { maxAttempts: 1 },
+  );
 
 /** Creates an upload of `key` with `n` parts; its id and the parts' records. */
 async function openUpload(

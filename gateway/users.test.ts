@@ -13,34 +13,11 @@ import { LevelMetadata } from '../directory/engine/meta-level.ts';
 import { LocalNeedleStore } from '../store-node/api.ts';
 import { Store } from '../store-node/store.ts';
 import { filesContaining } from '../test/kit/files-at-rest.ts';
-import { s3Client, s3Error } from '../test/kit/s3-clients.ts';
+import { adminCall, s3Client, s3Error } from '../test/kit/s3-clients.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
 import { startTestServer } from '../test/kit/test-server.ts';
-import { signRequest } from './auth/sign.ts';
 import { loadSecretFile, SecretBox } from './secret-box.ts';
 import { ensureRootCredentials, withSealedKeys } from './users.ts';
-
-async function adminCall(
-  endpoint: string,
-  creds: { accessKey: string; secretKey: string },
-  method: string,
-  what: string,
-  query: [string, string][],
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const url = new URL(endpoint);
-  const rawPath = `/_ks/admin/${what}`;
-  const { headers } = signRequest({
-    method,
-    rawPath,
-    query,
-    headers: { host: url.host },
-    ...creds,
-  });
-  const qs = new URLSearchParams(query).toString();
-  const res = await fetch(`${endpoint}${rawPath}${qs ? `?${qs}` : ''}`, { method, headers });
-  const text = await res.text();
-  return { status: res.status, body: res.ok ? JSON.parse(text) : { error: text } };
-}
 
 async function listBuckets(endpoint: string, accessKey: string, secretKey: string) {
   const c = s3Client({ endpoint, accessKey, secretKey });

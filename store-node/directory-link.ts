@@ -4,6 +4,7 @@
 // tries the directory replicas in turn until one answers.
 import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
+import type { NodeRecord } from '../directory/model/topology.ts';
 import { MetadataClient } from '../directory/wire/client.ts';
 import type { StoreClient } from './client.ts';
 import type { RepairHook } from './store.ts';
@@ -31,6 +32,25 @@ function lazyDirectory(o: Pick<DirectoryLinkOptions, 'directories' | 'auth' | 't
       connections: 2,
       batch: false,
     }));
+}
+
+/**
+ * The directory's record of node `id` (null: it has none), or undefined when no replica
+ * answered within about `timeoutMs` per replica (a store starting must not wait long for
+ * a directory that is down).
+ */
+export async function directoryNodeRecord(
+  o: Pick<DirectoryLinkOptions, 'directories' | 'auth' | 'timeoutMs'>,
+  id: string,
+): Promise<NodeRecord | null | undefined> {
+  const client = lazyDirectory(o)();
+  try {
+    return (await client.listNodes()).find((n) => n.id === id) ?? null;
+  } catch {
+    return undefined;
+  } finally {
+    await client.close().catch(() => {});
+  }
 }
 
 /** Base URLs of the other stores the directory lists as replicas of a volume. */
@@ -80,7 +100,7 @@ export interface KnownStoresOptions {
   auth: InternalAuth;
   /** Bound on one attempt at one directory replica. */
   timeoutMs?: number;
-  /** The node list is trusted this long (default 10 s). */
+  /** The node list is trusted this long (default config store.knownStoresTtlMs). */
   ttlMs?: number;
   /** An origin missing from the list re-reads it, at most this often (default 250 ms). */
   missRereadMs?: number;
@@ -96,7 +116,7 @@ export interface KnownStoresOptions {
  */
 export function directoryKnownStores(o: KnownStoresOptions): (origin: string) => Promise<boolean> {
   const dir = lazyDirectory(o);
-  const ttl = o.ttlMs ?? 10_000;
+  const ttl = o.ttlMs ?? DEFAULT_CONFIG.store.knownStoresTtlMs;
   const reread = o.missRereadMs ?? 250;
   const now = o.now ?? (() => performance.now());
   let known: Set<string> | null = null;

@@ -1,47 +1,44 @@
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
 import { payload } from '../common/payload.ts';
+import { type RawReply, rawRequest } from '../test/kit/raw-http.ts';
 import { tempDir } from '../test/kit/temp-dirs.ts';
+import { startNode, type TestNode } from '../test/kit/test-nodes.ts';
 import { CRC_HEADER, EXTRA_PUT_COVERED } from './api.ts';
-import { StoreClient } from './client.ts';
-import { StoreServer } from './server.ts';
-import { Store } from './store.ts';
+import type { StoreClient } from './client.ts';
+import type { Store } from './store.ts';
 
 const auth = new InternalAuth('test-cluster-secret-0123456789');
 const MAX = 256 * 1024;
 
 let dir: string;
+let node: TestNode;
 let store: Store;
-let server: StoreServer;
 let port: number;
 let client: StoreClient;
 
 async function start(): Promise<void> {
-  store = await Store.open(dir, {
-    compactCheckMs: 0,
-    scrubIntervalMs: 0,
-    cache: {
-      bytes: 1 << 20,
-      maxObjectBytes: 1 << 18,
-      highWatermark: 0.95,
-      lowWatermark: 0.8,
-      periodMs: 0,
+  node = await startNode({
+    dir,
+    store: {
+      cache: {
+        bytes: 1 << 20,
+        maxObjectBytes: 1 << 18,
+        highWatermark: 0.95,
+        lowWatermark: 0.8,
+        periodMs: 0,
+      },
     },
+    server: { auth, maxNeedleSize: MAX },
+    standalone: true,
   });
-  server = new StoreServer({ store, auth, maxNeedleSize: MAX });
-  port = (await server.listen('127.0.0.1', 0)).port;
-  client = new StoreClient(`http://127.0.0.1:${port}`, auth);
+  ({ store, port, client } = node);
 }
 
-async function stop(): Promise<void> {
-  await client.close();
-  await server.close();
-  await store.close();
-}
+const stop = () => node.close();
 
 beforeEach(async () => {
   dir = tempDir();
@@ -52,11 +49,7 @@ beforeEach(async () => {
 
 afterEach(stop);
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
+type Reply = RawReply;
 
 function request(
   method: string,
@@ -74,20 +67,7 @@ function request(
       contentLength: opts.body?.length,
       headers: sign === 'covered' ? EXTRA_PUT_COVERED.map((h) => headers[h]) : [],
     });
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path: p, headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(opts.body);
-  });
+  return rawRequest(port, method, p, headers, opts.body);
 }
 
 const errorOf = (r: Reply) => (JSON.parse(r.body.toString()) as { error: string }).error;
@@ -194,6 +174,44 @@ describe('extra replicas', () => {
     await expect(client.get(ref)).rejects.toMatchObject({ code: 'NeedleCorrupt' });
     expect(await client.putExtra(ref, data)).toEqual({ created: true, size: 3000 });
     expect((await client.get(ref)).data.equals(data)).toBe(true);
+  });
+
+  it('refuses a copy removed by DELETE /extra from a request signed before (a replay)', async () => {
+    // What the /extra PUT route hands over: the time its token was signed (issue 12 item 2).
+    const ref = { volumeId: 1, needleId: 12n, cookie: 12 };
+    const data = payload(12n, 2000);
+    const captured = Date.now() - 2000; // a token signed 2 s ago is still good for minutes
+    expect(await store.extras.put(ref, data, undefined, captured)).toEqual({ created: true });
+    expect((await request('DELETE', '/extra/1/12', { sign: 'plain' })).status).toBe(204);
+    await expect(store.extras.put(ref, data, undefined, captured)).rejects.toMatchObject({
+      code: 'NeedleExists',
+    });
+    expect(extraFiles()).toEqual([]);
+    await expect(client.get(ref)).rejects.toMatchObject({ code: 'NoSuchVolume' });
+    // Placed again by a request signed after the removal (the object got hot again).
+    const later = Date.now() + 1000;
+    expect(await store.extras.put(ref, data, undefined, later)).toEqual({ created: true });
+  });
+
+  it('refuses a captured PUT /extra replayed over HTTP after DELETE /extra', async () => {
+    const data = payload(13n, 1500);
+    const p = '/extra/1/13?cookie=13';
+    const headers: Record<string, string> = { [CRC_HEADER]: String(crc32c(data)) };
+    // A token signed 2 s ago, as an eavesdropper would hold it: still inside its lifetime.
+    headers[AUTH_HEADER] = auth.sign('PUT', p, Date.now() - 2000, {
+      contentLength: data.length,
+      headers: EXTRA_PUT_COVERED.map((h) => headers[h]),
+    });
+    expect((await rawRequest(port, 'PUT', p, headers, data)).status).toBe(201);
+    expect((await request('DELETE', '/extra/1/13', { sign: 'plain' })).status).toBe(204);
+    const replay = await rawRequest(port, 'PUT', p, headers, data);
+    expect(replay.status).toBe(409);
+    expect(extraFiles()).toEqual([]);
+    // A fresh request places it again (the object got hot again).
+    expect(
+      (await request('PUT', p, { body: data, headers: { [CRC_HEADER]: headers[CRC_HEADER]! } }))
+        .status,
+    ).toBe(201);
   });
 
   it('refuses a body that does not match its CRC, a missing CRC, and unsigned requests', async () => {

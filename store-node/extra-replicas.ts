@@ -69,6 +69,19 @@ function decodeFile(buf: Buffer): { meta: ExtraNeedle; data: Buffer } | null {
   }
 }
 
+/** An internal token is good for 300 s either side of its time: twice that, for skew. */
+export const REMOVED_MEMORY_MS = 2 * 300_000;
+
+/** Records `key` at `now` in `m` (kept in time order), forgetting entries past `ms` or the cap. */
+function remember(m: Map<string, number>, key: string, now: number, ms: number): void {
+  m.delete(key); // re-inserted at the end: the map stays in time order
+  m.set(key, now);
+  for (const [k, at] of m) {
+    if (m.size <= DELETED_MEMORY_MAX && now - at <= ms) break;
+    m.delete(k);
+  }
+}
+
 export class ExtraReplicas {
   private readonly index = new Map<string, ExtraNeedle>();
   /** One change at a time per needle: a PUT racing a DELETE must not resurrect the copy. */
@@ -79,6 +92,12 @@ export class ExtraReplicas {
    * must not bring its copy back, as a volume refuses a deleted id (Volume.noteDeleted).
    */
   private readonly deleted = new Map<string, number>();
+  /**
+   * Copies removed here lately (DELETE /extra), and when: a captured extra PUT replayed
+   * while its token is still good (±300 s) must not bring a removed copy back. Kept for
+   * twice the token's lifetime, at most DELETED_MEMORY_MAX.
+   */
+  private readonly removed = new Map<string, number>();
 
   private constructor(readonly dir: string) {}
 
@@ -163,24 +182,41 @@ export class ExtraReplicas {
 
   /** Remembers a needle as deleted (a tombstone reached this node) for DELETED_MEMORY_MS. */
   noteDeleted(vid: number, nid: bigint, now = Date.now()): void {
-    const m = this.deleted;
-    const key = keyOf(vid, nid);
-    m.delete(key); // re-inserted at the end: the map stays in deletion order
-    m.set(key, now);
-    for (const [k, at] of m) {
-      if (m.size <= DELETED_MEMORY_MAX && now - at <= DELETED_MEMORY_MS) break;
-      m.delete(k);
-    }
+    remember(this.deleted, keyOf(vid, nid), now, DELETED_MEMORY_MS);
   }
 
-  /** Stores a copy durably; `created` false when these very bytes were already here. */
-  put(ref: NeedleRef, data: Buffer, contentType?: string): Promise<{ created: boolean }> {
+  /**
+   * Stores a copy durably; `created` false when these very bytes were already here.
+   * `signedAt`: when the request's token was signed (ms; tokens count whole seconds). A
+   * copy removed here lately (DELETE /extra) comes back only by a request signed in a
+   * later second than the removal: an earlier one is a captured request replayed.
+   */
+  put(
+    ref: NeedleRef,
+    data: Buffer,
+    contentType?: string,
+    signedAt?: number,
+  ): Promise<{ created: boolean }> {
     return this.serially(keyOf(ref.volumeId, ref.needleId), async () => {
-      const at = this.deleted.get(keyOf(ref.volumeId, ref.needleId));
-      if (at !== undefined && Date.now() - at <= DELETED_MEMORY_MS) {
+      const key = keyOf(ref.volumeId, ref.needleId);
+      const now = Date.now();
+      const at = this.deleted.get(key);
+      if (at !== undefined && now - at <= DELETED_MEMORY_MS) {
         throw new StoreError(
           'NeedleExists',
           `needle ${ref.volumeId}/${ref.needleId} was deleted; needle ids are not reused`,
+        );
+      }
+      const removedAt = this.removed.get(key);
+      if (
+        removedAt !== undefined &&
+        now - removedAt <= REMOVED_MEMORY_MS &&
+        signedAt !== undefined &&
+        Math.floor(signedAt / 1000) < Math.floor(removedAt / 1000)
+      ) {
+        throw new StoreError(
+          'NeedleExists',
+          `extra copy of ${ref.volumeId}/${ref.needleId} was removed after this request was signed`,
         );
       }
       const crc = crc32c(data);
@@ -236,6 +272,7 @@ export class ExtraReplicas {
       await fs.rm(this.filePath(vid, nid), { force: true });
       await fsx.fsyncDir(this.dir);
       this.index.delete(keyOf(vid, nid));
+      remember(this.removed, keyOf(vid, nid), Date.now(), REMOVED_MEMORY_MS);
       return true;
     });
   }

@@ -2,6 +2,7 @@
 // apart so that the copies' module need not know the Store it lives in.
 import type http from 'node:http';
 import { crc32c } from '@node-rs/crc32';
+import { AUTH_HEADER } from '../common/internal-auth.ts';
 import { readBody, sendJson } from '../common/internal-http.ts';
 import { StoreError } from './errors.ts';
 import { EXTRA_RE, extraListing } from './extra-replicas.ts';
@@ -63,7 +64,9 @@ export async function extraRoute(
     throw new StoreError('BadChecksum', `body CRC32C ${crc} does not match ${sent}`);
   }
   const ct = req.headers['content-type'];
-  const r = await ctx.store.putExtra({ volumeId: vid, needleId: nid, cookie }, body, ct);
+  // The token was checked already: its time tells a replay from a request after a removal.
+  const signedAt = Number(String(req.headers[AUTH_HEADER]).split('.')[0]) * 1000;
+  const r = await ctx.store.putExtra({ volumeId: vid, needleId: nid, cookie }, body, ct, signedAt);
   ctx.onBytesIn(body.length);
   sendJson(res, r.created ? 201 : 200, { created: r.created, size: body.length });
   return 'extra-put';

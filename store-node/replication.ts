@@ -8,6 +8,7 @@
 // the body), so a captured token cannot make a store call, with a token of its own,
 // anything but a store of the cluster.
 
+import { DEFAULT_CONFIG, MAX_REPLICAS } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
 import type { Logger } from '../common/log.ts';
 import type { NeedleRef } from './api.ts';
@@ -15,8 +16,6 @@ import { StoreClient } from './client.ts';
 import { StoreError } from './errors.ts';
 
 export { QUORUM_HEADER, REPLICAS_HEADER } from './api.ts';
-
-const MAX_REPLICAS = 16;
 
 /** Parses `x-ks-replicas` into distinct base URLs (origins). */
 export function parseReplicas(header: string | string[] | undefined): string[] {
@@ -36,6 +35,7 @@ export function parseReplicas(header: string | string[] | undefined): string[] {
       throw new StoreError('InvalidArgument', `replica URL ${s} is not http(s)`);
     out.add(u.origin);
   }
+  // The other copies of a volume: at most MAX_REPLICAS - 1, one more while a volume moves.
   if (out.size > MAX_REPLICAS) throw new StoreError('InvalidArgument', 'too many replicas');
   return [...out];
 }
@@ -59,7 +59,7 @@ export interface ReplicaFailure {
 
 export interface ReplicatorOptions {
   auth: InternalAuth;
-  /** Bound on one forwarded write, connect to answer (default 10 s). */
+  /** Bound on one forwarded write, connect to answer (default config store.replicationTimeoutMs). */
   timeoutMs?: number;
   logger?: Logger;
 }
@@ -69,7 +69,7 @@ export class Replicator {
   readonly timeoutMs: number;
 
   constructor(private readonly opts: ReplicatorOptions) {
-    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_CONFIG.store.replicationTimeoutMs;
   }
 
   /** A keep-alive client per peer store, kept for the life of the server. */

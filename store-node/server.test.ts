@@ -5,39 +5,33 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_HEADER, InternalAuth } from '../common/internal-auth.ts';
 import { textPayload } from '../common/payload.ts';
-import { tempDir } from '../test/kit/temp-dirs.ts';
-import { crcTwin } from '../test/kit/test-nodes.ts';
+import { type RawReply, rawRequest } from '../test/kit/raw-http.ts';
+import { crcTwin, startNode, type TestNode } from '../test/kit/test-nodes.ts';
 import { CRC_HEADER, NEEDLE_PUT_COVERED } from './api.ts';
 import { StoreClient } from './client.ts';
 import { StoreServer } from './server.ts';
-import { Store } from './store.ts';
+import type { Store } from './store.ts';
 
 const auth = new InternalAuth('test-cluster-secret-0123456789');
 const MAX = 64 * 1024;
 
+let node: TestNode;
 let store: Store;
-let server: StoreServer;
 let port: number;
 let client: StoreClient;
 
 beforeEach(async () => {
-  store = await Store.open(tempDir(), { compactCheckMs: 0, scrubIntervalMs: 0 });
-  await store.createVolume(1);
-  server = new StoreServer({ store, auth, maxNeedleSize: MAX });
-  port = (await server.listen('127.0.0.1', 0)).port;
-  client = new StoreClient(`http://127.0.0.1:${port}`, auth);
+  node = await startNode({
+    volumes: [1],
+    server: { auth, maxNeedleSize: MAX },
+    standalone: true,
+  });
+  ({ store, port, client } = node);
 });
 
-afterEach(async () => {
-  await server.close();
-  await store.close();
-});
+afterEach(() => node.close());
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
+type Reply = RawReply;
 
 /**
  * One request on its own connection. A needle PUT gets the CRC32C of its body unless
@@ -66,20 +60,7 @@ function request(
             contentLength: opts.body?.length,
             headers: needlePut ? NEEDLE_PUT_COVERED.map((h) => headers[h]) : [],
           });
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path, headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(opts.body);
-  });
+  return rawRequest(port, method, path, headers, opts.body);
 }
 
 /** A needle PUT token over a length and the CRC header (no content type or replicas). */
@@ -354,29 +335,14 @@ describe('store server', () => {
 
   it('rejects an oversize chunked body and a truncated body without storing anything', async () => {
     const before = snapshot();
-    const chunked = await new Promise<Reply>((resolve, reject) => {
-      const path = '/volumes/1/needles/11?cookie=1';
-      const req = http.request(
-        {
-          host: '127.0.0.1',
-          port,
-          method: 'PUT',
-          path,
-          headers: { [AUTH_HEADER]: signPut(path, undefined, '1'), [CRC_HEADER]: '1' },
-          agent: false,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () =>
-            resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
-          );
-        },
-      );
-      req.on('error', reject);
-      for (let i = 0; i < 20; i++) req.write(Buffer.alloc(8192, 1));
-      req.end();
-    });
+    const chunkedPath = '/volumes/1/needles/11?cookie=1';
+    const chunked = await rawRequest(
+      port,
+      'PUT',
+      chunkedPath,
+      { [AUTH_HEADER]: signPut(chunkedPath, undefined, '1'), [CRC_HEADER]: '1' },
+      Array.from({ length: 20 }, () => Buffer.alloc(8192, 1)),
+    );
     expect([chunked.status, errorOf(chunked)]).toEqual([413, 'EntityTooLarge']);
 
     // Content-Length promises 5000 bytes, 1000 arrive, then the client goes away.

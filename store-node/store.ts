@@ -251,8 +251,13 @@ export class Store {
   }
 
   /** Stores an extra copy of a needle (placed here by the directory for a hot object). */
-  putExtra(ref: NeedleRef, data: Buffer, contentType?: string): Promise<{ created: boolean }> {
-    return this.extras.put(ref, data, contentType);
+  putExtra(
+    ref: NeedleRef,
+    data: Buffer,
+    contentType?: string,
+    signedAt?: number,
+  ): Promise<{ created: boolean }> {
+    return this.extras.put(ref, data, contentType, signedAt);
   }
 
   /** Removes an extra copy and any cached copy of it; false when there was none. */

@@ -2,8 +2,8 @@
 //  - every `path/to/file.ts` `name` pair in docs/walkthrough.md names a file that exists and
 //    declares that function, class, const, interface or type (`Class.method`: a member of
 //    that class), reported by walk and step;
-//  - every relative file path cited in README.md and docs/*.md (links and code spans)
-//    exists.
+//  - every relative file path cited in README.md, docs/*.md and the component notes
+//    (cache/README.md, store-node/FORMAT.md, k8s/README.md; links and code spans) exists.
 import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
@@ -11,6 +11,8 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const WALKTHROUGH = 'docs/walkthrough.md';
+/** The notes kept beside their component's code, checked like docs/. */
+const COMPONENT_DOCS = ['cache/README.md', 'store-node/FORMAT.md', 'k8s/README.md'];
 
 interface Pair {
   file: string;
@@ -166,7 +168,8 @@ interface Cited {
 
 /**
  * Relative repository paths cited in a markdown file: link targets (relative to the file),
- * and path-like tokens in code spans (relative to the repository root). In a table row
+ * and path-like tokens in code spans (relative to the repository root, or for a component
+ * note to its folder too). In a table row
  * whose first cell names folders (`gateway/`), a file name may also be relative to them.
  */
 function citedPaths(text: string, docPath: string): Cited[] {
@@ -195,6 +198,8 @@ function citedPaths(text: string, docPath: string): Cited[] {
           const candidates = [
             own,
             ...bases.filter((b) => b !== t).map((b) => path.posix.join(b, t)),
+            // A component's note may cite its own folder's files from there (k8s/README.md).
+            ...(COMPONENT_DOCS.includes(docPath) ? [path.posix.join(docDir, t)] : []),
           ];
           out.push({ cited: t, candidates, line: i + 1 });
         }
@@ -208,7 +213,7 @@ function docFiles(): string[] {
     .readdirSync(path.join(ROOT, 'docs'))
     .filter((f) => f.endsWith('.md'))
     .map((f) => `docs/${f}`);
-  return ['README.md', ...docs.sort()];
+  return ['README.md', ...docs.sort(), ...COMPONENT_DOCS];
 }
 
 describe('docs/walkthrough.md', () => {

@@ -195,7 +195,7 @@ export interface LevelCounters {
   errors: string[];
 }
 
-/** Reads every gateway's /_ks/metrics and every store's /cache (signed). */
+/** Reads every gateway's /_ks/metrics (metrics token) and every store's /cache (signed). */
 export async function readLevelCounters(c: ClusterFile): Promise<LevelCounters> {
   const out: LevelCounters = {
     gatewayHits: 0,
@@ -211,7 +211,10 @@ export async function readLevelCounters(c: ClusterFile): Promise<LevelCounters> 
   await Promise.all([
     ...c.gateways.map(async (g) => {
       try {
-        const r = await fetch(`${g}/_ks/metrics`, { signal: AbortSignal.timeout(5_000) });
+        const r = await fetch(`${g}/_ks/metrics`, {
+          headers: { authorization: `Bearer ${auth.metricsToken}` },
+          signal: AbortSignal.timeout(5_000),
+        });
         const text = await r.text();
         if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
         const m = parsePrometheus(text);

@@ -8,6 +8,7 @@
 // table does not list — a job cut short by a leader change, a store dropped from the table
 // while offline — are found by a sweep of the stores' own lists and removed.
 
+import { DEFAULT_CONFIG } from '../../common/config.ts';
 import type { InternalAuth } from '../../common/internal-auth.ts';
 import type { Logger } from '../../common/log.ts';
 import type { NeedleRef } from '../../store-node/api.ts';
@@ -378,7 +379,7 @@ export function storeExtraOps(o: {
   const client = (url: string) => {
     let c = clients.get(url);
     if (!c) {
-      c = new StoreClient(url, o.auth, o.timeoutMs ?? 30_000, 4);
+      c = new StoreClient(url, o.auth, o.timeoutMs ?? DEFAULT_CONFIG.cache.extraCopyTimeoutMs, 4);
       clients.set(url, c);
     }
     return c;

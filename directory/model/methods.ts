@@ -3,7 +3,7 @@
 // network client, the wire server's dispatch, the client's retry rules, the replicated
 // commands and the Raft replica's forwarding are all derived from this table, so a new
 // method needs an entry here and its implementations, nothing else.
-import type { MetadataStore } from './api.ts';
+import type { BucketGuard, MetadataStore } from './api.ts';
 import type { ClusterDirectory } from './topology.ts';
 
 /** Everything served as POST /meta/<method>. */
@@ -89,6 +89,36 @@ export const READ_METHODS: readonly ReadMethod[] = methodsOf('read');
 export const READ_ONLY_METHODS: ReadonlySet<string> = new Set<string>(
   methodsOf('read', 'replica-read'),
 );
+
+/**
+ * The bucket writes whose last argument carries the owner the write was allowed against
+ * (BucketGuard, or a PutCondition that includes it), which the directory checks again at
+ * commit. A gateway handler can call them only with it (gateway/access.ts GuardedMetadata,
+ * derived from this list): a new guarded write is declared in api.ts and named here.
+ */
+export const GUARDED_WRITES = [
+  'putObject',
+  'deleteObject',
+  'createUpload',
+  'putPart',
+  'completeUpload',
+  'abortUpload',
+  'deleteBucket',
+] as const satisfies readonly WriteMethod[];
+
+export type GuardedWrite = (typeof GUARDED_WRITES)[number];
+
+/** `F` with its last argument required and carrying the owner (BucketGuard's bucketOwner). */
+type WithGuard<F> = F extends (...args: infer A) => infer R
+  ? Required<A> extends [...infer Head, infer Last]
+    ? Last extends BucketGuard
+      ? (...args: [...Head, Last & Required<BucketGuard>]) => R
+      : never
+    : never
+  : never;
+
+/** The guarded writes as a handler must call them: the guard given, its owner set. */
+export type GuardedWrites = { [M in GuardedWrite]: WithGuard<MetadataStore[M]> };
 
 /** One mutation as data: the method's name and exactly its arguments. */
 export type Command = {

@@ -1,10 +1,12 @@
 // S3 clients pointed at a server under test: the SDK client (path style, us-east-1), its
-// error in a comparable form, a file-level server+client fixture, and the configuration
-// of the real command-line clients (aws-cli, s3cmd, rclone) in a private scratch dir.
+// error in a comparable form, a file-level server+client fixture, a signed admin API call,
+// and the configuration of the real command-line clients (aws-cli, s3cmd, rclone) in a
+// private scratch dir.
 import fs from 'node:fs';
 import path from 'node:path';
 import { S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll } from 'vitest';
+import { signRequest } from '../../gateway/auth/sign.ts';
 import { type RunResult, run } from './processes.ts';
 
 export interface S3Endpoint {
@@ -40,6 +42,33 @@ export async function s3Error(
     throw e;
   }
   throw new Error('expected an S3 error');
+}
+
+/**
+ * A request to a gateway's admin API (as `kubestorage admin` makes it), SigV4-signed with
+ * `creds`: the status, and the JSON body (a failure's text as `{ error }`).
+ */
+export async function adminCall(
+  endpoint: string,
+  creds: { accessKey: string; secretKey: string },
+  method: string,
+  what: string,
+  query: [string, string][],
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const url = new URL(endpoint);
+  const rawPath = `/_ks/admin/${what}`;
+  const { headers } = signRequest({
+    method,
+    rawPath,
+    query,
+    headers: { host: url.host },
+    accessKey: creds.accessKey,
+    secretKey: creds.secretKey,
+  });
+  const qs = new URLSearchParams(query).toString();
+  const res = await fetch(`${endpoint}${rawPath}${qs ? `?${qs}` : ''}`, { method, headers });
+  const text = await res.text();
+  return { status: res.status, body: res.ok ? JSON.parse(text) : { error: text } };
 }
 
 /**

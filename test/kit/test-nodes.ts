@@ -7,7 +7,7 @@ import { AUTH_HEADER, DIGEST_HEADER, InternalAuth, sha256Hex } from '../../commo
 import { StoreClient } from '../../store-node/client.ts';
 import { NEEDLE_HEADER_SIZE } from '../../store-node/needle.ts';
 import { StoreServer, type StoreServerOptions } from '../../store-node/server.ts';
-import { Store } from '../../store-node/store.ts';
+import { Store, type StoreOptions } from '../../store-node/store.ts';
 import type { Cleanups } from './fixture.ts';
 import { tempDir } from './temp-dirs.ts';
 
@@ -26,33 +26,46 @@ export interface TestNode {
   store: Store;
   server: StoreServer;
   url: string;
+  port: number;
   client: StoreClient;
   close(): Promise<void>;
 }
 
+/**
+ * A store node on a free loopback port, with a client for it: in a new temp dir (or `dir`,
+ * to reopen one), no background compaction or scrub, the given volumes created.
+ * `standalone`: it knows no other store (forwards to nobody, syncs from nobody).
+ */
 export async function startNode(
-  opts: { volumes?: number[]; server?: Partial<StoreServerOptions> } = {},
+  opts: {
+    volumes?: number[];
+    server?: Partial<StoreServerOptions>;
+    store?: Partial<StoreOptions>;
+    dir?: string;
+    standalone?: boolean;
+  } = {},
 ): Promise<TestNode> {
-  const dir = tempDir();
-  const store = await Store.open(dir, { compactCheckMs: 0, scrubIntervalMs: 0 });
+  const dir = opts.dir ?? tempDir();
+  const store = await Store.open(dir, { compactCheckMs: 0, scrubIntervalMs: 0, ...opts.store });
   for (const v of opts.volumes ?? []) await store.createVolume(v);
   const server = new StoreServer({
     store,
     auth,
     maxNeedleSize: 1024 * 1024,
-    knownStore: knownTestStore,
+    knownStore: opts.standalone ? undefined : knownTestStore,
     ...opts.server,
   });
   const { port } = await server.listen('127.0.0.1', 0);
   const url = `http://127.0.0.1:${port}`;
-  knownOrigins.add(url);
-  const client = new StoreClient(url, auth);
+  if (!opts.standalone) knownOrigins.add(url);
+  const client = new StoreClient(url, opts.server?.auth ?? auth);
   let closed = false;
   return {
     dir,
     store,
     server,
     url,
+    port,
     client,
     async close() {
       if (closed) return;
