@@ -7,6 +7,7 @@ const HELP = `usage: kubestorage admin <user|key> <command> [args] [--endpoint U
        kubestorage admin raft <status|add|remove|transfer> ...   (admin raft --help)
        kubestorage admin store <list|volumes|remove ID|drain ID|wait-drained> ...  (admin store --help)
        kubestorage admin cache status [--json] ...   hot objects, extra replicas, cache counters
+       kubestorage admin metrics-token [--data DIR]  the bearer token of /metrics and /_ks/metrics
 
   user add NAME          create a user with a first access key (prints the secret once)
   user list              users and their access keys
@@ -30,6 +31,8 @@ export async function main(argv: string[]): Promise<void> {
     await cache.main(argv.slice(1));
     return;
   }
+  if (argv[0] === 'directory') return (await import('./admin-directory.ts')).main(argv.slice(1));
+  if (argv[0] === 'metrics-token') return (await import('./admin-metrics.ts')).main(argv.slice(1));
   if (argv[0] === 'raft') {
     const raft = await import('./admin-raft.ts');
     await raft.main(argv.slice(1));

@@ -1,8 +1,13 @@
 // kubestorage directory: one replica of the Raft metadata directory.
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { createLogger, type Logger } from '../common/log.ts';
+import { restoreBackup } from '../directory/engine/sm-snapshot.ts';
 import { startKubeIntegration } from '../directory/kube/start.ts';
+import { RaftStorage } from '../directory/raft/storage.ts';
 import { DirectoryServer } from '../directory/replica/raft-server.ts';
 import { intFlag, onShutdown, parseCommand, parseFlags, parseListen } from './common.ts';
 
@@ -38,6 +43,11 @@ const HELP = `usage: kubestorage directory (--id ID | --id-from-hostname) --list
   --rereplicate-after-ms N
                        an offline store's volumes are re-replicated after this long
                        (default 30000; a store removed for good: at once)
+  --restore FILE       seed a NEW group from a backup (kubestorage admin directory backup):
+                       only with a single bootstrap peer (this replica) and an empty data
+                       directory; the state is imported before the replica starts, and
+                       replicas that join later receive it as a Raft snapshot. Started
+                       again on the same data directory, the flag is ignored
   --config FILE        JSON config file (see README); env KUBESTORAGE_* overrides it
 
 A bootstrap peer that lost its data directory must not bootstrap again under its old id:
@@ -332,13 +342,64 @@ async function askToAdd(
 
 const STRING_FLAGS =
   'id peers peers-dns replicas advertise listen data ' +
-  'tick-ms snapshot-every snapshot-bytes keep-bytes offline-after-ms rereplicate-after-ms';
+  'tick-ms snapshot-every snapshot-bytes keep-bytes offline-after-ms rereplicate-after-ms restore';
 const BOOLEAN_FLAGS = 'join join-auto id-from-hostname';
 
 /** The topology a command line gives, on a host of this name (for checks of manifests). */
 export function topologyOf(argv: string[], hostname: () => string = () => hostnameId()): Topology {
   const flags = parseFlags(joinAutoArgs(argv), `${STRING_FLAGS} config`, `${BOOLEAN_FLAGS} help`);
   return resolveTopology(flags, hostname);
+}
+
+/**
+ * --restore: seeds the data directory of a new one-replica group with a backup. The backup
+ * goes into the state machine (sm/, without the old group's Raft peers), and the Raft log
+ * is started right after the backup's applied index with this replica as the only voter:
+ * the state is then the group's starting snapshot, sent whole to replicas that join.
+ * Null (nothing done) when the data directory already has a Raft log — a restart of the
+ * restored replica; refused when it is not a fresh single-replica bootstrap.
+ */
+export async function restoreDirectory(o: {
+  dataDir: string;
+  file: string;
+  topology: Pick<Topology, 'id' | 'join' | 'bootstrap'>;
+}): Promise<number | null> {
+  const t = o.topology;
+  if (t.join || t.bootstrap.size !== 1 || !t.bootstrap.has(t.id)) {
+    throw new Error(
+      '--restore starts a new group of one replica: --peers (or --peers-dns with --replicas 1) ' +
+        'naming only this replica, no --join; add the others afterwards (they join it)',
+    );
+  }
+  const raftDir = path.join(o.dataDir, 'raft');
+  const smDir = path.join(o.dataDir, 'sm');
+  const exists = (p: string) =>
+    fs.stat(p).then(
+      () => true,
+      () => false,
+    );
+  if (await exists(raftDir)) return null;
+  if (await exists(smDir)) {
+    throw new Error(
+      `--restore: ${o.dataDir} has a state machine but no Raft log (a restore cut short?): ` +
+        'remove the data directory and restore again',
+    );
+  }
+  await fs.mkdir(o.dataDir, { recursive: true });
+  // The state machine first: a crash before the log exists leaves sm/ alone, which the next
+  // start refuses (above) rather than bootstrapping an empty log under it.
+  const applied = await restoreBackup(smDir, createReadStream(o.file));
+  const storage = await RaftStorage.open(raftDir);
+  try {
+    await storage.resetToSnapshot({
+      index: applied,
+      term: 0,
+      conf: { voters: [t.id], learners: [] },
+    });
+  } finally {
+    await storage.close();
+  }
+  return applied;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -368,6 +429,14 @@ export async function main(argv: string[]): Promise<void> {
     throw new Error('the replicas need one shared secret: set KUBESTORAGE_CLUSTER_SECRET');
   }
   const auth = new InternalAuth(cfg.clusterSecret);
+  if (values.restore !== undefined) {
+    const r = await restoreDirectory({ dataDir: data, file: values.restore, topology: t });
+    if (r === null) {
+      log.warn({ data }, '--restore ignored: the data directory has a Raft log already');
+    } else {
+      log.info({ from: values.restore, appliedIndex: r }, 'directory state restored from backup');
+    }
+  }
   const { dir, addr } = await DirectoryServer.start({
     id: t.id,
     dataDir: data,

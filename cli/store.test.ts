@@ -1,6 +1,8 @@
 // The `kubestorage store` command as a real process: start, serve, stop on SIGTERM,
 // restart on the same data.
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InternalAuth } from '../common/internal-auth.ts';
 import { StoreClient } from '../store-node/client.ts';
@@ -59,7 +61,8 @@ describe('kubestorage store', () => {
     });
     const dirUrl = dir.url;
     try {
-      const a = await start(tempDir(), [
+      const data = tempDir();
+      const a = await start(data, [
         ...['--directory', dirUrl, '--id', 'store-7', '--zone', 'rack-2'],
         ...['--advertise', 'http://store-7.example:9000', '--heartbeat-ms', '100'],
         ...['--capacity', '10GiB'],
@@ -78,6 +81,8 @@ describe('kubestorage store', () => {
         used: 64,
         volumes: [{ id: 5, size: 64, needles: 0, readOnly: false }],
         load: 0,
+        // The data directory's incarnation, written at its first start.
+        incarnation: fs.readFileSync(path.join(data, 'incarnation'), 'utf8').trim(),
       });
       a.child.kill('SIGTERM');
       expect(await exited(a.child)).toBe(0);

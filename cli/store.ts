@@ -1,14 +1,23 @@
 // kubestorage store: one store node serving its volumes over the internal HTTP API.
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseSize } from '../common/config.ts';
 import { InternalAuth } from '../common/internal-auth.ts';
-import { createLogger } from '../common/log.ts';
+import { createLogger, type Logger } from '../common/log.ts';
+import type { NodeRecord } from '../directory/model/topology.ts';
 import {
   directoryKnownStores,
+  directoryNodeRecord,
   directoryReplicaUrls,
   replicaRepair,
 } from '../store-node/directory-link.ts';
-import { collectHeartbeat, HeartbeatSender } from '../store-node/heartbeat.ts';
+import { EXTRA_DIR } from '../store-node/extra-replicas.ts';
+import {
+  collectHeartbeat,
+  HeartbeatSender,
+  INCARNATION_FILE,
+  storeIncarnation,
+} from '../store-node/heartbeat.ts';
 import { needleCacheOptions } from '../store-node/needle-cache.ts';
 import { StoreServer } from '../store-node/server.ts';
 import { Store } from '../store-node/store.ts';
@@ -44,7 +53,48 @@ forwards needles to the stores the directory lists; without it, it forwards to n
 
 The cluster secret comes from KUBESTORAGE_CLUSTER_SECRET or the config file; without
 one, a secret is generated in DIR/cluster.secret.
+
+DIR/${INCARNATION_FILE} identifies the data directory (written at its first start). A store
+the directory removed for good stays removed while it runs; started again (with --id or
+--advertise) on the data directory it was removed with, it moves its volumes aside into
+DIR/retired-<old incarnation>/, takes a new incarnation and is re-admitted as an empty
+store (a StatefulSet scaled down and up again, its PVC retained). A new data directory
+under a removed id is re-admitted the same way.
 `;
+
+/**
+ * At start, before the volumes are opened: when the directory has node `id` removed with
+ * this data directory's incarnation, the directory is retired — its volume files (and
+ * extra copies) moved into DIR/retired-<incarnation>/, where nothing reads them, kept for
+ * an operator to delete — and a new incarnation is written. The directory then re-admits
+ * the store as a new, empty one. Returns the incarnation to use. `record` undefined (no
+ * directory answered) changes nothing.
+ */
+export function retireIfRemoved(
+  dir: string,
+  incarnation: string,
+  record: NodeRecord | null | undefined,
+  log: Logger,
+): string {
+  if (record?.state !== 'removed' || record.incarnation !== incarnation) {
+    return incarnation;
+  }
+  const aside = path.join(dir, `retired-${incarnation}`);
+  fs.mkdirSync(aside, { recursive: true });
+  const moved: string[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    if (!/^\d+\.(dat|idx|cpd|cpx|sealed)$/.test(name) && name !== EXTRA_DIR) continue;
+    fs.renameSync(path.join(dir, name), path.join(aside, name));
+    moved.push(name);
+  }
+  const next = storeIncarnation(dir, true);
+  log.warn(
+    { id: record.id, was: incarnation, incarnation: next, movedTo: aside, files: moved.length },
+    'this data directory belongs to a store the directory removed for good: volumes moved ' +
+      'aside, starting as a new empty store under the same id',
+  );
+  return next;
+}
 
 /**
  * The store's zone: the first line of `zoneFile` when it names one, else `zone`, else ''.
@@ -94,6 +144,17 @@ export async function main(argv: string[]): Promise<void> {
   const log = createLogger('store', cfg.logLevel);
   const { host, port } = parseListen(sc.listen);
   const auth = new InternalAuth(clusterSecret(cfg.clusterSecret, sc.data, log));
+  let incarnation = storeIncarnation(sc.data);
+  // The id is known before listening when given (a StatefulSet pod's --id), or derived
+  // from --advertise: only then can a removed data directory be recognised before opening.
+  const earlyId = values.id ?? (values.advertise ? new URL(values.advertise).host : undefined);
+  if (directories.length > 0 && earlyId !== undefined) {
+    const record = await directoryNodeRecord(
+      { directories, auth, timeoutMs: sc.directoryTimeoutMs },
+      earlyId,
+    );
+    incarnation = retireIfRemoved(sc.data, incarnation, record, log);
+  }
   const t0 = performance.now();
   // The store-level cache of hot needles (cache/README.md); none when cache.enabled is off.
   const store = await Store.open(sc.data, {
@@ -116,13 +177,19 @@ export async function main(argv: string[]): Promise<void> {
   // store without a directory forwards to nobody.
   const knownStore =
     directories.length > 0
-      ? directoryKnownStores({ directories, auth, timeoutMs: sc.directoryTimeoutMs })
+      ? directoryKnownStores({
+          directories,
+          auth,
+          timeoutMs: sc.directoryTimeoutMs,
+          ttlMs: sc.knownStoresTtlMs,
+        })
       : undefined;
   let heartbeat: HeartbeatSender | null = null;
   const server = new StoreServer({
     store,
     auth,
     maxNeedleSize: sc.maxNeedleSize,
+    replicationTimeoutMs: sc.replicationTimeoutMs,
     logger: log,
     knownStore,
     // Ready once a heartbeat got through: the directory knows where this store is.
@@ -136,7 +203,7 @@ export async function main(argv: string[]): Promise<void> {
     if (!values.advertise && /^http:\/\/(0\.0\.0\.0|\[::\])/.test(listenUrl))
       log.warn({ advertise }, 'listening on a wildcard address: set --advertise');
     const id = values.id ?? new URL(advertise).host;
-    const self = { id, url: advertise, zone, capacity };
+    const self = { id, url: advertise, zone, capacity, incarnation };
     const replicaUrls = directoryReplicaUrls({
       directories,
       auth,
@@ -154,7 +221,7 @@ export async function main(argv: string[]): Promise<void> {
       logger: log,
     });
     heartbeat.start();
-    log.info({ id, advertise, zone: self.zone, directories }, 'joined cluster');
+    log.info({ id, advertise, zone: self.zone, incarnation, directories }, 'joined cluster');
   }
   onShutdown(log, async () => {
     await heartbeat?.stop();

@@ -92,8 +92,9 @@ export async function sealStoredKeys(
   if (sealed > 0) {
     log?.info({ keys: sealed }, 'access-key secrets found in clear: stored again, sealed');
     // LevelDB keeps a replaced value in its files until compaction: drop them now where the
-    // store can (embedded LevelMetadata). A Raft directory's logs keep the old entries until
-    // they are compacted away after snapshotEvery entries (README, Security).
+    // store can (embedded LevelMetadata). Each replica of a Raft directory does it on its
+    // own once it has applied a replacement: its log compacted past the entries, then the
+    // log's files and the state machine's (raft/host.ts purge).
     const compact = (meta as { compactAccessKeys?: () => Promise<void> }).compactAccessKeys;
     if (typeof compact === 'function') await compact.call(meta);
   }

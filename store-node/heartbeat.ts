@@ -3,7 +3,15 @@
 // short timeout; a directory that is slow or down must cost the store nothing, so a beat
 // to a directory whose previous beat is still in flight is skipped, never queued. Each beat
 // is one signed POST on the metadata client's code path (directory/wire/post.ts).
+//
+// Each beat carries the data directory's incarnation: a random id written into the
+// directory at its first start (INCARNATION_FILE, next to the volumes). A store removed for
+// good stays removed while it heartbeats with the incarnation it was removed with; a new
+// data directory under the same id (a StatefulSet scaled down, then up) is re-admitted.
 
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { Pool } from 'undici';
 import { DEFAULT_CONFIG } from '../common/config.ts';
 import type { InternalAuth } from '../common/internal-auth.ts';
@@ -123,10 +131,56 @@ export class HeartbeatSender {
   }
 }
 
+/** The data directory's incarnation id, in this file of the store's data directory. */
+export const INCARNATION_FILE = 'incarnation';
+
+const INCARNATION_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A new incarnation id: 128 random bits, hex. */
+export function newIncarnation(): string {
+  return crypto.randomBytes(16).toString('hex');
+}
+
+/**
+ * The incarnation of data directory `dir`: read from its INCARNATION_FILE, or (first start)
+ * made, written and synced there before it is used. `replace` writes a new one even when
+ * there is one (the directory has been retired: see cli/store.ts).
+ */
+export function storeIncarnation(dir: string, replace = false): string {
+  const file = path.join(dir, INCARNATION_FILE);
+  if (!replace) {
+    try {
+      const text = fs.readFileSync(file, 'utf8').trim();
+      if (INCARNATION_RE.test(text)) return text;
+      throw new Error(`${file}: not an incarnation id; remove the file to get a new one`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  const inc = newIncarnation();
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o644);
+  try {
+    fs.writeSync(fd, `${inc}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const d = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(d);
+  } finally {
+    fs.closeSync(d);
+  }
+  return inc;
+}
+
 /** What this store reports; capacity defaults to what its volumes use plus the disk's free. */
 export async function collectHeartbeat(
   store: Store,
-  self: { id: string; url: string; zone: string; capacity?: number },
+  self: { id: string; url: string; zone: string; capacity?: number; incarnation?: string },
   load: () => number,
 ): Promise<Heartbeat> {
   const st = await store.status();
@@ -144,5 +198,6 @@ export async function collectHeartbeat(
       readOnly: v.readOnly,
     })),
     load: load(),
+    ...(self.incarnation !== undefined ? { incarnation: self.incarnation } : {}),
   };
 }

@@ -17,7 +17,12 @@
 //     replica count on other nodes — copied from a healthy replica, or from the draining
 //     store itself when it holds the only copy — and is recorded without it; once no volume
 //     lists it, it is marked removed.
-//  5. Every `sweepIntervalMs`, orphan needles (no record points at them) are reclaimed
+//  5. A store whose heartbeats carry another incarnation (data directory) than its record is
+//     re-registered with it: a removed store's name coming back on a new disk (a StatefulSet
+//     scaled down, then up) is re-admitted as offline, and a store online on a disk that is
+//     not the one it had is taken offline — either way step 2 reconciles it before it is
+//     online (topology-commands.ts registerNode). The same incarnation never undoes a removal.
+//  6. Every `sweepIntervalMs`, orphan needles (no record points at them) are reclaimed
 //     after a grace period (orphan-sweep.ts).
 //
 // Every step is idempotent and re-derived from the records each round, so a leader change
@@ -33,6 +38,8 @@ import type { NodeRecord, NodeState, VolumeRecord } from '../model/topology.ts';
 import { type RaftMetadata, volumeCounts } from '../replica/raft-metadata.ts';
 import type { Liveness } from './liveness.ts';
 import { type NeedleLister, OrphanSweeper } from './orphan-sweep.ts';
+
+const INCARNATION_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 export interface ClusterManagerOptions {
   meta: RaftMetadata;
@@ -61,6 +68,7 @@ export class ClusterManager {
     reconciled: 0,
     rehomed: 0,
     drained: 0,
+    readmitted: 0,
     errors: 0,
     orphansRemoved: 0,
   };
@@ -99,7 +107,8 @@ export class ClusterManager {
     this.running = true;
     try {
       if (this.leaderSince === 0) this.leaderSince = Date.now();
-      const nodes = await this.o.meta.listNodes();
+      let nodes = await this.o.meta.listNodes();
+      if (await this.trackIncarnations(nodes)) nodes = await this.o.meta.listNodes();
       await this.markOffline(nodes);
       const volumes = await this.o.meta.listVolumes();
       const byId = new Map((await this.o.meta.listNodes()).map((n) => [n.id, n]));
@@ -141,6 +150,46 @@ export class ClusterManager {
       if (e instanceof MetadataError && e.code === 'PreconditionFailed') return false;
       throw e;
     }
+  }
+
+  /**
+   * Records the incarnation each live store heartbeats with where it differs from its
+   * record (registerNode decides what a new one means: re-admission of a removed id, or
+   * reconciliation of a disk that changed). True when a record changed.
+   */
+  private async trackIncarnations(nodes: NodeRecord[]): Promise<boolean> {
+    let changed = false;
+    for (const n of nodes) {
+      const h = this.o.liveness.get(n.id)?.h;
+      const inc = h?.incarnation;
+      if (!h || typeof inc !== 'string' || !INCARNATION_RE.test(inc)) continue;
+      if (inc === n.incarnation || !this.alive(n)) continue;
+      const now = Date.now();
+      await this.o.meta.registerNode({
+        id: n.id,
+        url: h.url,
+        zone: h.zone,
+        capacity: h.capacity,
+        state: n.state,
+        registeredAt: now,
+        stateSince: now,
+        incarnation: inc,
+      });
+      changed = true;
+      if (n.state === 'removed') {
+        this.stats.readmitted++;
+        this.o.logger.warn(
+          { node: n.id, incarnation: inc, removedIncarnation: n.incarnation ?? null },
+          'removed store back on a new data directory: re-admitted (reconciled, then online)',
+        );
+      } else if (n.incarnation !== undefined && n.state === 'online') {
+        this.o.logger.warn(
+          { node: n.id, incarnation: inc, was: n.incarnation },
+          'store back on another data directory: offline until reconciled',
+        );
+      }
+    }
+    return changed;
   }
 
   private async markOffline(nodes: NodeRecord[]): Promise<void> {

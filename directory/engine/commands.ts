@@ -443,6 +443,9 @@ async function replaceKeySecret(
   const cur = parse<AccessKeyRecord>(await tx.get(ak));
   if (!cur || cur.secretKey !== expected) return false;
   tx.put(ak, JSON.stringify({ ...cur, secretKey }));
+  // The old value stays in the files (and a Raft replica's log) until compacted: recorded
+  // with the state, so every replica applying this, or installing a snapshot of it, does.
+  tx.put(K.NS.keyPurge, String(Number((await tx.get(K.NS.keyPurge)) ?? '0') + 1));
   return true;
 }
 

@@ -20,6 +20,8 @@
 //   "xrep/" <volumeId, 10 digits> "/" <needleId, 20 digits> → ExtraReplicaRecord
 //   00 "raft-applied"                                → last Raft log index applied, decimal
 //   00 "raft-peers"                                  → Raft replica id → URL pairs (JSON)
+//   00 "purge-keys"                                  → clear secrets replaced, not yet
+//                                                      compacted out of this copy's files
 //
 // Bucket names cannot contain 00 (checked), and an object key is the last component, so raw
 // bytes keep their order there. Where a free-form string is followed by another component it
@@ -48,6 +50,13 @@ export const NS = {
   raftApplied: '\x00raft-applied',
   /** Replica id → base URL of the Raft group, replicated with the state (JSON). */
   raftPeers: '\x00raft-peers',
+  /**
+   * Set (a count, decimal) by replaceKeySecret: a secret stored in clear was replaced, and
+   * its old value may still be in this copy's files (and, on a Raft replica, in its log)
+   * until they are compacted; whoever compacts them deletes it (meta-level.ts
+   * compactAccessKeys). Sorts after raftApplied.
+   */
+  keyPurge: '\x00purge-keys',
 } as const;
 
 /** Terminates an escaped component. */

@@ -149,10 +149,25 @@ export class LevelMetadata implements MetadataStore {
   /**
    * Rewrites the table files holding access-key records, so that values they replaced are
    * gone from disk, not only shadowed: after secrets stored in clear were sealed
-   * (gateway/users.ts sealStoredKeys), a copy of the files no longer holds them.
+   * (gateway/users.ts sealStoredKeys), a copy of the files no longer holds them. Then
+   * clears the purge mark replaceKeySecret set, if it is still `mark` (by default, as read
+   * before compacting): a replacement made meanwhile leaves its mark for the next time.
    */
-  async compactAccessKeys(): Promise<void> {
+  async compactAccessKeys(mark?: string): Promise<void> {
+    const seen = mark ?? (await this.keyPurgeMark());
     await this.db.compactRange(K.NS.accessKey, `${K.NS.accessKey}\uffff`);
+    if (seen === undefined) return;
+    await this.writer.submit([K.NS.keyPurge], async (tx) => {
+      if ((await tx.get(K.NS.keyPurge)) === seen) tx.del(K.NS.keyPurge);
+    });
+  }
+
+  /**
+   * Set (and bumped) by every replaceKeySecret that replaced a secret, until
+   * compactAccessKeys has purged the old values from this copy's files; undefined: none.
+   */
+  keyPurgeMark(): Promise<string | undefined> {
+    return this.db.get(K.NS.keyPurge);
   }
 
   /** The replica URLs last recorded by applyReplicated. */

@@ -15,12 +15,21 @@
 // and whatever is written meanwhile. A second iterator (or a get) would see a different
 // moment. Because the applied-index key sorts first, the snapshot also says, consistently
 // with its contents, which Raft log index it stands at.
+//
+// The same stream is the directory's backup file (`kubestorage admin directory backup`,
+// served by the leader's GET /cluster/backup); restoreBackup seeds a new replica's state
+// machine from one, without the old group's Raft bookkeeping.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import { ClassicLevel } from 'classic-level';
 import * as K from './keys.ts';
 import type { LevelMetadata } from './meta-level.ts';
+
+// Node 20's zlib.crc32 answers 0 for an empty Buffer without a backing store (what
+// classic-level returns for an empty value, e.g. every key-index entry), instead of the
+// CRC it was given: snapshots of any state with an access key failed their checksum.
+const crc32 = (b: Buffer, crc: number): number => (b.length === 0 ? crc : zlibCrc32(b, crc));
 
 export const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 
@@ -139,7 +148,11 @@ class ChunkWriter {
  * whole stream has checked out and been synced, so `dir` never holds a partial state, not
  * even after a crash.
  */
-export async function importSnapshot(dir: string, chunks: AsyncIterable<Buffer>): Promise<void> {
+export async function importSnapshot(
+  dir: string,
+  chunks: AsyncIterable<Buffer>,
+  opts: { skip?: (key: Buffer) => boolean } = {},
+): Promise<void> {
   if ((await fs.readdir(dir).catch(() => [])).length > 0) {
     throw new Error(`snapshot import: ${dir} is not empty`);
   }
@@ -154,7 +167,18 @@ export async function importSnapshot(dir: string, chunks: AsyncIterable<Buffer>)
   });
   try {
     await db.open();
-    await readInto(db, chunks);
+    let ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
+    await readStream(chunks, async (key, value, last) => {
+      if (key && value && !opts.skip?.(key)) ops.push({ type: 'put', key, value });
+      if (last) {
+        // One synced write at the end makes every earlier (unsynced) batch durable with it.
+        await db.batch(ops, { sync: true });
+        ops = [];
+      } else if (ops.length >= IMPORT_BATCH_KEYS) {
+        await db.batch(ops);
+        ops = [];
+      }
+    });
     await db.close();
     await fs.rename(tmp, dir);
     const parent = await fs.open(path.dirname(path.resolve(dir)), 'r');
@@ -170,12 +194,16 @@ export async function importSnapshot(dir: string, chunks: AsyncIterable<Buffer>)
   }
 }
 
-async function readInto(
-  db: ClassicLevel<Buffer, Buffer>,
+/**
+ * Parses a snapshot stream, checking it whole (order, count, checksum, nothing after the
+ * trailer): `frame(key, value, false)` for every frame in order, then `frame(null, null,
+ * true)` once the trailer has checked out. Returns the number of frames.
+ */
+async function readStream(
   chunks: AsyncIterable<Buffer>,
-): Promise<void> {
+  frame: (key: Buffer | null, value: Buffer | null, last: boolean) => Promise<void>,
+): Promise<bigint> {
   const q = new ByteQueue();
-  let ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
   let count = 0n;
   let prev: Buffer | undefined;
   // What the parser waits for next: the header, a frame head, a frame body, the trailer.
@@ -221,11 +249,7 @@ async function readInto(
         const key = b.subarray(0, keyLen);
         if (prev && Buffer.compare(prev, key) >= 0) throw new Error('corrupt snapshot: key order');
         prev = key;
-        if (ops.length >= IMPORT_BATCH_KEYS) {
-          await db.batch(ops);
-          ops = [];
-        }
-        ops.push({ type: 'put', key, value: b.subarray(keyLen) });
+        await frame(key, b.subarray(keyLen), false);
         count++;
         want = 'head';
         return true;
@@ -250,8 +274,52 @@ async function readInto(
     while (q.length > 0 && (await step()));
   }
   if (want !== 'done') throw new Error('truncated snapshot stream');
-  // One synced write at the end makes every earlier (unsynced) batch durable with it.
-  await db.batch(ops, { sync: true });
+  await frame(null, null, true);
+  return count;
+}
+
+/**
+ * Checks a whole snapshot stream (a backup file) without storing it: its record count and
+ * the Raft log index it stands at. Rejects what importSnapshot would reject.
+ */
+export async function checkSnapshot(
+  chunks: AsyncIterable<Buffer>,
+): Promise<{ frames: number; appliedIndex: number }> {
+  let applied = 0;
+  const frames = await readStream(chunks, async (key, value) => {
+    if (key?.equals(APPLIED_KEY)) applied = Number((value as Buffer).toString('latin1'));
+  });
+  return { frames: Number(frames), appliedIndex: applied };
+}
+
+/** The old group's Raft bookkeeping: not part of a restored state. */
+const RAFT_PREFIX = Buffer.from('\x00raft-', 'latin1');
+
+/**
+ * Seeds the state machine of a brand-new replica from a backup: the stream imported into
+ * `dir` (see importSnapshot) without the old group's Raft keys except the applied index,
+ * which the caller makes the new Raft log's starting point (so replicas that join later
+ * get the state as a snapshot). Returns that index.
+ */
+export async function restoreBackup(dir: string, chunks: AsyncIterable<Buffer>): Promise<number> {
+  let applied = 0;
+  await importSnapshot(dir, chunks, {
+    skip: (key) => {
+      if (key.equals(APPLIED_KEY)) return false;
+      return key.subarray(0, RAFT_PREFIX.length).equals(RAFT_PREFIX);
+    },
+  });
+  const db = new ClassicLevel<Buffer, Buffer>(dir, {
+    keyEncoding: 'buffer',
+    valueEncoding: 'buffer',
+  });
+  try {
+    const v = await db.get(APPLIED_KEY);
+    applied = v === undefined ? 0 : Number(v.toString('latin1'));
+  } finally {
+    await db.close();
+  }
+  return applied;
 }
 
 /** Buffered stream bytes; take() returns exactly n bytes once they are all there. */

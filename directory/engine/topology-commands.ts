@@ -51,6 +51,53 @@ function checkId(id: unknown): string {
   return id;
 }
 
+function checkIncarnation(inc: unknown): string | undefined {
+  if (inc === undefined || inc === null) return undefined;
+  if (typeof inc !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(inc)) {
+    throw new Error(`incarnation must be 1-64 of [A-Za-z0-9._-], got ${JSON.stringify(inc)}`);
+  }
+  return inc;
+}
+
+/**
+ * The record registerNode leaves: a new node as given (online unless it says otherwise); a
+ * known one with its address, zone and capacity updated and its state kept, but:
+ *  - removed, and `inc` differs from the incarnation recorded (or none was): a new data
+ *    directory under the removed id (a StatefulSet scaled down, then up again). Re-admitted
+ *    as offline, so the cluster manager reconciles it like any store coming back before it
+ *    is online: no volume lists it after its drain, and whatever volumes its disk still has
+ *    are trusted as replicas of nothing.
+ *  - removed, same incarnation (or none given: a store too old to send one): stays removed,
+ *    and keeps the incarnation it was removed with (an operator's remove is not undone by
+ *    the old process heartbeating on).
+ *  - online, and `inc` differs from a recorded one: the disk under this id is not the one
+ *    the directory placed volumes on (a lost PVC, a wiped data directory). Marked offline,
+ *    so each volume that lists it is synced back from a healthy replica before it serves.
+ *  - otherwise a given incarnation is recorded.
+ */
+function registered(cur: NodeRecord | null, n: NodeRecord, inc: string | undefined): NodeRecord {
+  if (!cur) {
+    const rec: NodeRecord = { ...n, state: NODE_STATES.includes(n.state) ? n.state : 'online' };
+    if (inc === undefined) delete rec.incarnation;
+    return rec;
+  }
+  const rec: NodeRecord = { ...cur, url: n.url, zone: n.zone, capacity: n.capacity };
+  if (inc === undefined || inc === cur.incarnation) return rec;
+  if (cur.state === 'removed') {
+    return {
+      ...rec,
+      incarnation: inc,
+      state: 'offline',
+      registeredAt: n.registeredAt,
+      stateSince: n.stateSince,
+    };
+  }
+  if (cur.state === 'online' && cur.incarnation !== undefined) {
+    return { ...rec, incarnation: inc, state: 'offline', stateSince: n.stateSince };
+  }
+  return { ...rec, incarnation: inc };
+}
+
 function checkVolumeId(id: unknown): number {
   if (!Number.isInteger(id) || (id as number) < 1 || (id as number) > 0xffff_ffff) {
     throw new Error(`volume id out of range: ${String(id)}`);
@@ -72,11 +119,9 @@ export async function applyTopology(tx: Tx, c: TopologyCommand): Promise<unknown
     case 'registerNode': {
       const n = c.args[0];
       const k = K.nodeKey(checkId(n.id));
+      const inc = checkIncarnation(n.incarnation);
       const cur = parseNode(await tx.get(k));
-      const rec: NodeRecord = cur
-        ? { ...cur, url: n.url, zone: n.zone, capacity: n.capacity }
-        : { ...n, state: NODE_STATES.includes(n.state) ? n.state : 'online' };
-      tx.put(k, JSON.stringify(rec));
+      tx.put(k, JSON.stringify(registered(cur, n, inc)));
       return;
     }
     case 'setNodeState': {
@@ -88,7 +133,8 @@ export async function applyTopology(tx: Tx, c: TopologyCommand): Promise<unknown
       if (from != null && cur.state !== from) {
         throw precondition(`node ${id} is ${cur.state}, not ${from}`);
       }
-      // A removed id never comes back: its volumes were re-homed on that understanding.
+      // A removed id never comes back through a state change: its volumes were re-homed
+      // on that understanding. Only a new incarnation re-admits it (registerNode).
       if (cur.state === 'removed' && state !== 'removed') {
         throw precondition(`node ${id} was removed for good`);
       }

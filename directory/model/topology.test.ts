@@ -57,6 +57,35 @@ describe('topology records', () => {
     expect((await m.listNodes()).find((n) => n.id === 's8')?.state).toBe('offline');
   });
 
+  it('incarnations: a removed id is re-admitted (offline) only by a new one', async () => {
+    const get = async (id: string) => (await m.listNodes()).find((n) => n.id === id);
+    await m.registerNode({ ...node('s7', 'a'), incarnation: 'inc-a' });
+    expect((await get('s7'))?.incarnation).toBe('inc-a');
+    await m.setNodeState('s7', 'removed', 30);
+    // The old process heartbeating on (same incarnation, or none sent): still removed.
+    await m.registerNode({ ...node('s7', 'a'), incarnation: 'inc-a', stateSince: 31 });
+    await m.registerNode({ ...node('s7', 'b'), stateSince: 32 });
+    expect(await get('s7')).toMatchObject({ state: 'removed', incarnation: 'inc-a', zone: 'b' });
+    // A new data directory under the name: back as offline (reconciled before online).
+    await m.registerNode({ ...node('s7', 'a'), incarnation: 'inc-b', stateSince: 33 });
+    expect(await get('s7')).toMatchObject({
+      state: 'offline',
+      incarnation: 'inc-b',
+      stateSince: 33,
+    });
+    await m.setNodeState('s7', 'online', 34, 'offline');
+    // An online node whose disk changed under it is taken offline for reconciliation.
+    await m.registerNode({ ...node('s7', 'a'), incarnation: 'inc-c', stateSince: 35 });
+    expect(await get('s7')).toMatchObject({ state: 'offline', incarnation: 'inc-c' });
+    // The first incarnation seen for a node only gets recorded.
+    await m.registerNode(node('s6', 'a'));
+    await m.registerNode({ ...node('s6', 'a'), incarnation: 'first', stateSince: 40 });
+    expect(await get('s6')).toMatchObject({ state: 'online', incarnation: 'first' });
+    await expect(m.registerNode({ ...node('s6', 'a'), incarnation: 'bad id!' })).rejects.toThrow(
+      /incarnation/,
+    );
+  });
+
   it('volumes: create once, compare-and-set updates, distinct replicas', async () => {
     const v = {
       id: 7,

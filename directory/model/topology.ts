@@ -9,7 +9,12 @@ import type { ExtraReplicaRecord, HotObjectRecord, HotSnapshot, ReadReport } fro
  * online: placement and writes; offline: silent (reads go around it, reconciled on its
  * return); draining: leaving — up and read from, but no new volumes or writes, and the
  * leader copies each of its volumes elsewhere (from it or another replica), then drops it
- * from the volume and, once no volume lists it, marks it removed; removed: gone for good.
+ * from the volume and, once no volume lists it, marks it removed; removed: gone for good —
+ * for that data directory. A store's data directory has an incarnation id (written once, at
+ * its first start); a heartbeat under a removed id from another incarnation is a new store
+ * reusing the name (a StatefulSet scaled down and up again) and is re-admitted as offline,
+ * so it goes through the returning-store reconciliation before it is online (see
+ * engine/topology-commands.ts registerNode).
  */
 export type NodeState = 'online' | 'offline' | 'draining' | 'removed';
 
@@ -25,6 +30,11 @@ export interface NodeRecord {
   registeredAt: number;
   /** When state last changed (ms since the epoch, from the proposer's clock). */
   stateSince: number;
+  /**
+   * The incarnation of the store's data directory last seen under this id (absent: none
+   * seen yet, or a store too old to send one). Kept as it was when the node was removed.
+   */
+  incarnation?: string;
 }
 
 export type VolumeState = 'writable' | 'readonly';
@@ -52,6 +62,11 @@ export interface Heartbeat {
   volumes: Array<{ id: number; size: number; needles: number; readOnly: boolean }>;
   /** Requests in flight or a recent rate: lower is preferred for reads. */
   load: number;
+  /**
+   * The data directory's incarnation id (random, written once at its first start); absent
+   * from stores that predate it, which count as the incarnation the directory knows.
+   */
+  incarnation?: string;
 }
 
 /** A node's liveness as one directory replica sees it (in memory, not replicated). */
@@ -65,12 +80,17 @@ export interface NodeLiveness {
 
 /** Topology calls, served by every directory replica next to the MetadataStore ones. */
 export interface TopologyStore {
-  /** Adds or updates a node (url, zone, capacity); a returning node keeps its state. */
+  /**
+   * Adds or updates a node (url, zone, capacity, incarnation); a returning node keeps its
+   * state — except that a new incarnation (recorded one differs) of a removed node is
+   * re-admitted as offline, and of an online node is marked offline (a new, empty disk
+   * under the old name: reconciled before it is online again).
+   */
   registerNode(n: NodeRecord): Promise<void>;
   /**
    * With `from`, a compare-and-set: PreconditionFailed unless the node is in that state
    * (a sweep that read "online" must not overwrite an operator's "removed" landing first).
-   * `removed` is final either way.
+   * `removed` is final either way (only registerNode with a new incarnation re-admits).
    */
   setNodeState(id: string, state: NodeState, since: number, from?: NodeState): Promise<void>;
   listNodes(): Promise<NodeRecord[]>;

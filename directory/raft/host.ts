@@ -16,7 +16,12 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type ConfChange, Raft, type RaftStatus } from './core.ts';
-import { ApplyMarks } from './host-compaction.ts';
+import {
+  ApplyMarks,
+  type PurgingMachine,
+  purgeableLog,
+  purgingMachine,
+} from './host-compaction.ts';
 import { type Clock, type HostTransport, type LogStorage, realClock } from './host-io.ts';
 import {
   DroppedProposalError,
@@ -42,6 +47,9 @@ export {
   UnknownOutcomeError,
 } from './host-options.ts';
 
+/** A purge that failed (a disk error) is tried again after this long. */
+const PURGE_RETRY_MS = 10_000;
+
 export class RaftHost<C, O, SM extends StateMachine<C, O> = StateMachine<C, O>, S = unknown> {
   private core!: Raft;
   private meta!: SM;
@@ -51,6 +59,8 @@ export class RaftHost<C, O, SM extends StateMachine<C, O> = StateMachine<C, O>, 
   private appliedConf: ConfState = { voters: [], learners: [] };
   private readonly marks = new ApplyMarks();
   private compacting = false;
+  /** clock.now() before which a purge that failed is not tried again. */
+  private purgeRetryAt = 0;
   private readonly peers: Map<NodeId, string>;
   private inbox: Message[] = [];
   private ticks = 0;
@@ -524,6 +534,19 @@ export class RaftHost<C, O, SM extends StateMachine<C, O> = StateMachine<C, O>, 
 
   private maybeCompact(): void {
     if (this.compacting) return;
+    const purging = purgingMachine(this.meta);
+    if (purging?.purgeWanted() && this.clock.now() >= this.purgeRetryAt) {
+      this.compacting = true;
+      this.purge(purging)
+        .catch((e) => {
+          this.purgeRetryAt = this.clock.now() + PURGE_RETRY_MS;
+          this.o.logger.warn({ err: e }, 'purge of replaced values failed: will try again');
+        })
+        .finally(() => {
+          this.compacting = false;
+        });
+      return;
+    }
     const s = this.core.status();
     const plan = this.marks.plan(this.applied, s.snapshotIndex, this.o);
     if (!plan) return;
@@ -543,6 +566,41 @@ export class RaftHost<C, O, SM extends StateMachine<C, O> = StateMachine<C, O>, 
       .finally(() => {
         this.compacting = false;
       });
+  }
+
+  /**
+   * The state machine applied commands whose replaced values must not stay on disk (see
+   * PurgingMachine): the log is compacted through everything applied (the entries that
+   * carried them), its files are purged of the deleted entries, then the state machine's.
+   * Every replica does this on its own, on applying such a command or opening a state
+   * (installed from a snapshot, or after a restart) that still asks for it.
+   */
+  private async purge(sm: PurgingMachine): Promise<void> {
+    const mark = await sm.beginPurge();
+    if (mark === null) return;
+    // In the loop: every apply that the mark may stem from has moved `applied` by then.
+    const through = await this.inLoop(() => this.applied);
+    await this.meta.sync();
+    await this.inLoop(() => {
+      const s = this.core.status();
+      if (through <= s.snapshotIndex) return;
+      const term = this.core.termAt(through);
+      const conf = this.core.confAt(through);
+      if (term === undefined || conf === undefined) return;
+      const { dropped, gen } = this.marks.through(through);
+      this.finishCompaction({ index: through, term, conf }, dropped, gen);
+    });
+    await purgeableLog(this.storage)?.purge();
+    await sm.endPurge(mark);
+    this.o.logger.info({ through }, 'log and state compacted: replaced values purged from disk');
+  }
+
+  /** Runs `fn` in the loop, between two iterations; resolves with its result. */
+  private inLoop<T>(fn: () => T): Promise<T> {
+    let out: T;
+    return this.act(() => {
+      out = fn();
+    }).then(() => out);
   }
 
   private finishCompaction(meta: SnapshotMeta, dropped: number, gen: number): void {
@@ -592,6 +650,11 @@ export class RaftHost<C, O, SM extends StateMachine<C, O> = StateMachine<C, O>, 
     // swap (machines.open finishes it after a crash at any step).
     await this.machines.prepare(staged.copy);
     await this.storage.resetToSnapshot(meta);
+    // The log it replaced is deleted, but still in the files: it may hold values the
+    // leader's state machine has purged since (secrets once stored in clear).
+    purgeableLog(this.storage)
+      ?.purge()
+      .catch((e) => this.o.logger.warn({ err: e }, 'log purge after a snapshot failed'));
     this.meta = await this.machines.swapIn(this.meta);
     this.applied = meta.index;
     this.appliedConf = meta.conf;

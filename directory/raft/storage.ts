@@ -41,6 +41,7 @@ export class RaftStorage implements LogStorage {
   // Writes run one at a time: each batch is computed from lastIndex as left by the
   // previous one, and a failed write must not leave the cache ahead of the disk.
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly purging = new Set<Promise<void>>();
 
   private constructor(private readonly db: DB) {}
 
@@ -172,6 +173,21 @@ export class RaftStorage implements LogStorage {
     this.last = meta.index;
   }
 
+  /**
+   * Drops deleted entries from the files too: LevelDB keeps a deleted value (in its write-
+   * ahead log and table files) until a compaction reaches it, and entries may hold what
+   * must not stay on disk (secrets stored in clear, before they were sealed). Starts after
+   * the writes queued before it (a compact() or resetToSnapshot()), without holding up
+   * later ones: flushing the memtable and rewriting the old log's files takes a while.
+   */
+  purge(): Promise<void> {
+    const run = this.tail.then(() => this.db.compactRange(entryKey(0), ENTRY_END));
+    this.purging.add(run);
+    const done = () => void this.purging.delete(run);
+    run.then(done, done);
+    return run;
+  }
+
   /** Index of the last entry (or of the snapshot when the log after it is empty). */
   lastIndex(): number {
     return this.last;
@@ -184,6 +200,7 @@ export class RaftStorage implements LogStorage {
 
   async close(): Promise<void> {
     await this.tail.catch(() => {});
+    await Promise.allSettled([...this.purging]);
     await this.db.close();
   }
 

@@ -12,12 +12,25 @@ import { LevelMetadata } from '../engine/meta-level.ts';
 import { exportSnapshot, importSnapshot } from '../engine/sm-snapshot.ts';
 import type { Outcome } from '../engine/writer.ts';
 import type { RaftHost } from '../raft/host.ts';
+import type { PurgingMachine } from '../raft/host-compaction.ts';
 import type { StateMachine, StateMachineStore } from '../raft/state-machine.ts';
 import type { NodeId } from '../raft/types.ts';
 import { decodeJson, encodeJson } from '../wire/server.ts';
 
-export class LevelStateMachine implements StateMachine<Command, Outcome> {
+export class LevelStateMachine implements StateMachine<Command, Outcome>, PurgingMachine {
+  /** A replaceKeySecret applied (or found marked at open) and not yet purged from disk. */
+  private purge = false;
+  /** Bumped by every apply that may have marked a purge: a check that raced one is void. */
+  private applies = 0;
+
   constructor(readonly db: LevelMetadata) {}
+
+  /** The copy in `db`, asking for a purge if its files may still hold replaced secrets. */
+  static async open(db: LevelMetadata): Promise<LevelStateMachine> {
+    const sm = new LevelStateMachine(db);
+    sm.purge = (await db.keyPurgeMark()) !== undefined;
+    return sm;
+  }
 
   appliedIndex(): Promise<number> {
     return this.db.appliedIndex();
@@ -27,8 +40,34 @@ export class LevelStateMachine implements StateMachine<Command, Outcome> {
     return this.db.raftPeers();
   }
 
-  apply(cmds: Command[], index: number, peers: Array<[NodeId, string]>): Promise<Outcome[]> {
-    return this.db.applyReplicated(cmds, index, peers);
+  async apply(cmds: Command[], index: number, peers: Array<[NodeId, string]>): Promise<Outcome[]> {
+    const out = await this.db.applyReplicated(cmds, index, peers);
+    // A secret stored in clear was (maybe) replaced: its old value is in this replica's
+    // state-machine files and in the log, on every replica, until they are compacted. Each
+    // replica asks its own host for that on applying it (issue 12 item 3).
+    if (cmds.some((c) => c.op === 'replaceKeySecret')) {
+      this.applies++;
+      this.purge = true;
+    }
+    return out;
+  }
+
+  // ---- PurgingMachine (raft/host-compaction.ts): the host compacts its log, then us.
+
+  purgeWanted(): boolean {
+    return this.purge;
+  }
+
+  async beginPurge(): Promise<string | null> {
+    const seen = this.applies;
+    const mark = await this.db.keyPurgeMark();
+    if (mark === undefined && seen === this.applies) this.purge = false;
+    return mark ?? null;
+  }
+
+  async endPurge(mark: string): Promise<void> {
+    await this.db.compactAccessKeys(mark);
+    await this.beginPurge();
   }
 
   sync(): Promise<void> {
@@ -61,7 +100,7 @@ export function levelMachines(
 ): StateMachineStore<Command, Outcome, LevelStateMachine, string> {
   const smDir = (suffix = '') => path.join(dataDir, `sm${suffix}`);
   const rm = (dir: string) => fs.rm(dir, { recursive: true, force: true });
-  const openCurrent = async () => new LevelStateMachine(await LevelMetadata.open(smDir()));
+  const openCurrent = async () => LevelStateMachine.open(await LevelMetadata.open(smDir()));
 
   /** A crash between "log reset to the snapshot" and "state machine swapped" is finished here. */
   async function recoverSwap(snapIndex: number): Promise<void> {

@@ -136,10 +136,10 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
   const signed = (url: string, path: string) =>
     fetch(`${url}${path}`, { headers: { [AUTH_HEADER]: d.auth.sign('GET', path) } });
 
-  it('keeps topology behind the cluster secret: /status and /cluster/liveness need a token', async () => {
-    await until('a leader', () => d.leader());
+  it("keeps topology behind the cluster secret: /status, /cluster/liveness, /cluster/cache and /meta's x-ks-leader need a token", async () => {
+    const leader = await until('a leader', () => d.leader());
     const secretBits = [...d.ids, ...d.urls.map((u) => u.replace('http://', '')), 'leader'];
-    for (const path of ['/status', '/cluster/liveness']) {
+    for (const path of ['/status', '/cluster/liveness', '/cluster/cache']) {
       const tries: Record<string, string>[] = [
         {},
         { [AUTH_HEADER]: 'garbage' },
@@ -160,6 +160,37 @@ describe('raft directory (3 replicas, loopback HTTP)', () => {
     const lv = await signed(d.urls[0]!, '/cluster/liveness');
     expect(lv.status).toBe(200);
     expect(Array.isArray(await lv.json())).toBe(true);
+    // x-ks-leader on /meta answers names the leader: only for a request with a valid token
+    // (an unsigned POST to a follower used to get 403 with the leader's URL).
+    const leaderIdx = d.replicas.indexOf(leader);
+    const follower = d.urls.find((_, i) => i !== leaderIdx)!;
+    const path = '/meta/getBucket';
+    const body = JSON.stringify(['nope']);
+    const other = new InternalAuth('another-secret-0123456789');
+    const metaTries: Record<string, string>[] = [
+      {},
+      { [AUTH_HEADER]: 'garbage' },
+      // Signed for another path, or from another secret.
+      d.auth.signBody('POST', '/meta/getObject', body),
+      other.signBody('POST', path, body),
+    ];
+    for (const headers of metaTries) {
+      const r = await fetch(`${follower}${path}`, { method: 'POST', headers, body });
+      const text = await r.text();
+      expect(r.status, JSON.stringify(headers)).toBe(403);
+      expect(r.headers.get('x-ks-leader')).toBeNull();
+      const all = [...r.headers].map(([k, v]) => `${k}: ${v}`).join('\n') + text;
+      for (const bit of secretBits) expect(all).not.toContain(bit);
+    }
+    // With the secret, the follower names the leader.
+    const ok = await fetch(`${follower}${path}`, {
+      method: 'POST',
+      headers: d.auth.signBody('POST', path, body),
+      body,
+    });
+    expect(ok.status).toBe(200);
+    await ok.text();
+    expect(ok.headers.get('x-ks-leader')).toBe(d.urls[leaderIdx]);
   });
 
   it('answers the probes /healthz and /readyz anonymously with one word', async () => {

@@ -30,6 +30,7 @@ import { type ExtraReplicaOps, storeExtraOps } from '../cluster/hot-extras.ts';
 import { type HotMeta, Hotness } from '../cluster/hotness.ts';
 import { Liveness } from '../cluster/liveness.ts';
 import type { LevelMetadata } from '../engine/meta-level.ts';
+import { exportSnapshot } from '../engine/sm-snapshot.ts';
 import { MetadataError } from '../model/api.ts';
 import type { Heartbeat } from '../model/topology.ts';
 import { RaftHost, type RaftHostOptions } from '../raft/host.ts';
@@ -50,6 +51,8 @@ export interface DirectoryServerOptions extends RaftHostOptions {
 
 // Admin calls and heartbeats (a store with thousands of volumes sends a few hundred KiB).
 const MAX_ADMIN_BODY = 4 * 1024 * 1024;
+/** The leader's state-machine backup (`kubestorage admin directory backup`). */
+export const BACKUP_PATH = '/cluster/backup';
 /** /readyz: how far behind the commit index it knows a replica may apply and be ready. */
 const READY_MAX_LAG = 1000;
 
@@ -153,6 +156,10 @@ export class DirectoryServer {
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     if (url.startsWith('/meta/')) {
+      // The leader's URL is topology: only a request whose head carries a valid token learns
+      // it (issue 12). Others get the 403 here, before any body is read; the handler checks
+      // the token again with the body's digest.
+      authorizeHead(req, this.auth);
       const forwarded = req.headers[FORWARDED_HEADER];
       const lead = forwarded ? null : this.host.leaderId;
       const leaderUrl = lead === null ? undefined : this.host.peerUrl(lead);
@@ -209,7 +216,59 @@ export class DirectoryServer {
       await this.admin(url.slice('/raft/admin/'.length), text, res);
       return;
     }
+    if (req.method === 'GET' && url === BACKUP_PATH) {
+      await this.backup(req, res);
+      return;
+    }
     throw new InternalError(404, 'NotFound', `no route for ${req.method} ${url}`);
+  }
+
+  /**
+   * GET /cluster/backup (authenticated, leader only: 409 NotLeader with its URL elsewhere):
+   * the state machine as a snapshot stream (engine/sm-snapshot.ts), as of a read barrier —
+   * every write acknowledged before the request is in it. `x-ks-applied-index` says which
+   * Raft index it stands at. A failure mid-stream cuts the response short, which the
+   * stream's trailer makes an error for the reader.
+   */
+  private async backup(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    authorizeHead(req, this.auth);
+    if (!this.host.isLeader) {
+      const leaderId = this.host.leaderId;
+      throw new InternalError(409, 'NotLeader', 'backups are taken on the leader', {
+        leaderId,
+        leaderUrl: leaderId ? (this.host.peerUrl(leaderId) ?? null) : null,
+      });
+    }
+    await this.host.readBarrier();
+    const snap = exportSnapshot(this.host.stateMachine.db);
+    try {
+      const applied = await snap.appliedIndex();
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'cache-control': 'no-store',
+        'x-ks-applied-index': String(applied),
+      });
+      for await (const chunk of snap.chunks()) {
+        if (res.destroyed) break;
+        if (!res.write(chunk)) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.on('drain', done);
+            res.on('close', done);
+          });
+        }
+      }
+      res.end();
+    } catch (e) {
+      if (!res.headersSent) throw e;
+      res.destroy(e as Error);
+    } finally {
+      await snap.close();
+    }
   }
 
   /**
